@@ -1,0 +1,181 @@
+"""Assignment definitions: a declarative TOML file per assignment, loaded into frozen dataclasses.
+
+A variant of an assignment (another activation, summed instead of averaged loss, other
+points or tolerances) is a change of this file and of its master notebook, never of code.
+See ``assignments/mlp/assignment.toml`` for the documented format.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from grader.sandbox.limits import Limits
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEFINITION = "assignment.toml"
+ACTIVATIONS = ("relu", "sigmoid", "tanh")
+REDUCTIONS = ("mean", "sum")
+
+
+class AssignmentError(ValueError):
+    """An assignment cannot be found or its definition is invalid."""
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Elementwise closeness: |found - expected| <= atol + rtol * |expected|."""
+
+    rtol: float
+    atol: float
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One student function: its points and which checks grade it (with optional weights)."""
+
+    name: str
+    kind: str
+    points: float
+    weights: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Everything the grader needs to know about one assignment."""
+
+    name: str
+    version: str
+    title: str
+    directory: Path
+    master: Path
+    template: str
+    activation: str
+    reduction: str
+    reg: float
+    tolerances: dict[str, Tolerance]
+    visible_seed: int
+    visible_cases: int
+    hidden_cases: int
+    hidden_share: float
+    limits: Limits
+    problems: tuple[Problem, ...]
+    examples: Path | None
+
+    @property
+    def max_score(self) -> float:
+        """Total points."""
+        return sum(p.points for p in self.problems)
+
+    def tolerance(self, dtype: Any) -> Tolerance:
+        """The tolerance for results of a given dtype (float32 or float64)."""
+        key = "float32" if str(dtype) == "float32" else "float64"
+        return self.tolerances[key]
+
+    def problem(self, name: str) -> Problem:
+        """The problem grading the student function `name`."""
+        for p in self.problems:
+            if p.name == name:
+                return p
+        raise KeyError(f"assignment {self.name} has no problem {name!r}; it has {[p.name for p in self.problems]}")
+
+
+def assignment_roots() -> list[Path]:
+    """Folders holding bundled assignments: the source tree's, or the installed wheel's copy."""
+    here = Path(__file__).resolve().parent
+    return [p for p in (here.parent / "assignments", here / "_bundled" / "assignments") if p.is_dir()]
+
+
+def available() -> list[str]:
+    """Names of the bundled assignments."""
+    return sorted({d.name for root in assignment_roots() for d in root.iterdir() if (d / DEFINITION).is_file()})
+
+
+def find(name_or_path: str | Path) -> Path:
+    """The definition file for a bundled assignment name, a folder, or a TOML path."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    if (path / DEFINITION).is_file():
+        return path / DEFINITION
+    for root in assignment_roots():
+        candidate = root / str(name_or_path) / DEFINITION
+        if candidate.is_file():
+            return candidate
+    raise AssignmentError(
+        f"unknown assignment {str(name_or_path)!r}: expected one of {available()} or a folder containing {DEFINITION}"
+    )
+
+
+def _require(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if key not in table:
+        raise AssignmentError(f"{where}: missing required key {key!r}")
+    value = table[key]
+    if not isinstance(value, kind):
+        raise AssignmentError(f"{where}: {key!r} must be {kind}, got {value!r}")
+    return value
+
+
+def load(name_or_path: str | Path) -> Assignment:
+    """Load and validate an assignment definition."""
+    path = find(name_or_path)
+    where = str(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise AssignmentError(f"{where}: not valid TOML: {exc}") from None
+    directory = path.parent
+    ref = data.get("reference", {})
+    activation = ref.get("activation", "relu")
+    reduction = ref.get("reduction", "mean")
+    if activation not in ACTIVATIONS or reduction not in REDUCTIONS:
+        raise AssignmentError(f"{where}: [reference] activation must be in {ACTIVATIONS}, reduction in {REDUCTIONS}")
+    tolerances = {}
+    for dtype in ("float64", "float32"):
+        table = data.get("tolerances", {}).get(dtype)
+        if not isinstance(table, dict):
+            raise AssignmentError(f"{where}: missing [tolerances.{dtype}] with rtol and atol")
+        tolerances[dtype] = Tolerance(float(_require(table, "rtol", (int, float), where)),
+                                      float(_require(table, "atol", (int, float), where)))
+    cases = data.get("cases", {})
+    try:
+        limits = Limits().override(**data.get("limits", {}))
+    except (ValueError, TypeError) as exc:
+        raise AssignmentError(f"{where}: [limits]: {exc}") from None
+    problems = []
+    for name, table in _require(data, "problems", dict, where).items():
+        if not isinstance(table, dict):
+            raise AssignmentError(f"{where}: [problems.{name}] must be a table")
+        weights = table.get("checks", {})
+        problems.append(Problem(name, str(table.get("kind", name)), float(_require(table, "points", (int, float), where)),
+                                {str(k): float(v) for k, v in weights.items()}))
+    master = directory / str(data.get("master", "solution.ipynb"))
+    examples = directory / "examples"
+    assignment = Assignment(
+        name=str(_require(data, "name", str, where)),
+        version=str(_require(data, "version", str, where)),
+        title=str(data.get("title", data["name"])),
+        directory=directory,
+        master=master,
+        template=str(data.get("template", f"{data['name']}.ipynb")),
+        activation=activation,
+        reduction=reduction,
+        reg=float(ref.get("reg", 0.0)),
+        tolerances=tolerances,
+        visible_seed=int(cases.get("visible_seed", 0)),
+        visible_cases=int(cases.get("visible", 2)),
+        hidden_cases=int(cases.get("hidden", 4)),
+        hidden_share=float(cases.get("hidden_share", 0.5)),
+        limits=limits,
+        problems=tuple(problems),
+        examples=examples if examples.is_dir() else None,
+    )
+    if not 0.0 <= assignment.hidden_share <= 1.0:
+        raise AssignmentError(f"{where}: [cases] hidden_share must lie in [0, 1]")
+    return assignment

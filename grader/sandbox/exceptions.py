@@ -1,0 +1,108 @@
+"""Every way a sandboxed notebook or call can fail, as types that carry what caused them.
+
+Messages are written for the student who will read them in a report: what happened,
+where, and what to do. ``describe`` renders any of them in one line.
+"""
+
+from __future__ import annotations
+
+MEMORY_HINT = "the worker hit the memory limit of {limit}; look for huge arrays or loops that keep allocating"
+
+
+class SandboxError(Exception):
+    """Base class: something went wrong running student code (never a grader bug)."""
+
+
+class CellTimeout(SandboxError):
+    """A notebook cell ran longer than the per-cell limit and was stopped."""
+
+    def __init__(self, index: int, timeout: float, source: str) -> None:
+        preview = source.strip().splitlines()[0][:80] if source.strip() else ""
+        super().__init__(
+            f"cell {index} did not finish within {timeout:g} s and was stopped (it starts with: {preview!r}); "
+            "look for an infinite loop or a very long computation at the top level of that cell"
+        )
+        self.index = index
+        self.timeout = timeout
+
+
+class CallTimeout(SandboxError):
+    """A call of a student function ran longer than the per-call limit and was stopped."""
+
+    def __init__(self, function: str, timeout: float, skipped: bool = False) -> None:
+        if skipped:
+            text = f"{function}() was not called again: it already timed out on earlier inputs"
+        else:
+            text = f"{function}() did not return within {timeout:g} s and was stopped; look for an infinite loop"
+        super().__init__(text)
+        self.function = function
+        self.timeout = timeout
+
+
+class WorkerDied(SandboxError):
+    """The worker process ended during a cell or a call (os._exit, a crash, a kill)."""
+
+    def __init__(self, during: str, exitcode: int | None, signal: int | None, stderr: str = "", hint: str = "") -> None:
+        if signal is not None:
+            how = f"was killed by signal {signal}"
+        else:
+            how = f"exited with code {exitcode}"
+        text = f"the notebook's process {how} during {during}"
+        if hint:
+            text += f" ({hint})"
+        super().__init__(text)
+        self.during = during
+        self.exitcode = exitcode
+        self.signal = signal
+        self.stderr = stderr
+
+
+class MemoryLimit(SandboxError):
+    """Student code ran out of the memory it is allowed."""
+
+    def __init__(self, during: str, limit_bytes: int) -> None:
+        super().__init__(f"{during}: " + MEMORY_HINT.format(limit=f"{limit_bytes / 2**30:g} GiB"))
+        self.during = during
+
+
+class StudentError(SandboxError):
+    """A student function raised an exception; carries its name, message and traceback."""
+
+    def __init__(self, function: str, ename: str, evalue: str, traceback: list[str]) -> None:
+        super().__init__(f"{function}() raised {ename}: {evalue}" if evalue else f"{function}() raised {ename}")
+        self.function = function
+        self.ename = ename
+        self.evalue = evalue
+        self.traceback = traceback
+
+
+class NotImplementedByStudent(StudentError):
+    """The function still raises NotImplementedError (the template stub)."""
+
+
+class MissingFunction(SandboxError):
+    """The notebook does not define the function the grader wants to call."""
+
+    def __init__(self, function: str, defined_as: str | None = None) -> None:
+        if defined_as:
+            text = f"{function} is defined, but as a {defined_as}, not a function"
+        else:
+            text = (
+                f"the notebook does not define {function}(); keep the function name and signature from "
+                "the template, and check that its cell runs without errors"
+            )
+        super().__init__(text)
+        self.function = function
+
+
+class Refused(SandboxError):
+    """A value may not cross between the notebook and the grader (wrong type)."""
+
+
+class ChannelBroken(SandboxError):
+    """The worker sent something that is not a valid answer (garbage on the channel)."""
+
+
+def describe(error: BaseException) -> str:
+    """One line for a report."""
+    return str(error) or type(error).__name__

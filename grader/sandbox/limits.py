@@ -1,0 +1,50 @@
+"""Resource limits for student code, with the defaults an assignment or a CLI run may override."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one submission may use; enforced from outside the student's code.
+
+    Timeouts are wall-clock seconds measured by the grader; memory, file size and process
+    count are kernel limits on the worker. ``max_processes = 1`` means the worker alone:
+    forks and subprocesses are refused.
+    """
+
+    cell_timeout: float = 30.0
+    call_timeout: float = 10.0
+    notebook_timeout: float = 300.0
+    memory_mb: int = 2048
+    output_kb: int = 1024
+    max_processes: int = 1
+    max_file_mb: int = 64
+    max_restarts: int = 5
+    timeouts_per_function: int = 2
+    max_callbacks: int = 200_000
+
+    def override(self, **changes: Any) -> Limits:
+        """A copy with the given fields replaced; None values are ignored, unknown names rejected."""
+        known = {f.name for f in fields(self)}
+        unknown = set(changes) - known
+        if unknown:
+            raise ValueError(f"unknown limits {sorted(unknown)}; known: {sorted(known)}")
+        return replace(self, **{k: type(getattr(self, k))(v) for k, v in changes.items() if v is not None})
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict for reports."""
+        return asdict(self)
+
+    def worker_rlimits(self) -> dict[str, int]:
+        """Kernel limits for the worker process (see confine.ResourceLimits)."""
+        budget = self.notebook_timeout + 20 * self.call_timeout
+        return {
+            "memory_bytes": self.memory_mb * 1024**2,
+            "cpu_seconds": int(budget * 2),
+            "file_bytes": self.max_file_mb * 1024**2,
+            "open_files": 256,
+            "processes": self.max_processes if self.max_processes > 1 else 0,
+        }

@@ -1,0 +1,326 @@
+"""Pickle-free frames between the grader and a sandbox worker: a small JSON header plus .npy payloads.
+
+This module is loaded on both sides of the channel, so it imports only the standard
+library and NumPy. Everything read here is untrusted on the grader's side: sizes are
+checked before allocation, arrays are read with ``allow_pickle=False`` and only plain
+numeric dtypes are accepted.
+
+Frame layout (all integers little-endian)::
+
+    b"JGF1" | u32 header length | u32 payload count | u64 length of each payload
+    | header (UTF-8 JSON object) | payloads (.npy files, back to back)
+
+Values are encoded as a tree in the header; arrays and NumPy scalars become payloads::
+
+    {"t": "none"} {"t": "bool", "v": true} {"t": "int", "v": 3} {"t": "float", "v": 1.5 | "nan" | "inf" | "-inf"}
+    {"t": "array", "i": 0}   {"t": "scalar", "i": 1}   (index into the payloads)
+    {"t": "list", "v": [...]} {"t": "tuple", "v": [...]} {"t": "dict", "v": [["key", value], ...]}
+    {"t": "fn", "id": 2}      a grader function passed into a student function (grader -> worker only)
+    {"t": "refused", "type": "numpy.matrix", "why": "..."}   a value that may not cross (worker -> grader)
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import re
+import select
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+MAGIC = b"JGF1"
+_PREFIX = struct.Struct("<4sII")
+_LENGTH = struct.Struct("<Q")
+
+ALLOWED_KINDS = "biuf"  # bool, signed and unsigned integers, floats: numbers only
+MAX_DEPTH = 16
+MAX_NODES = 10_000
+
+
+@dataclass(frozen=True)
+class FrameLimits:
+    """Caps on what one frame may declare before anything is allocated for it."""
+
+    max_header: int = 8 * 1024 * 1024
+    max_payloads: int = 4096
+    max_total: int = 256 * 1024 * 1024
+
+
+class ProtocolError(Exception):
+    """The other side sent something that is not a valid frame or value."""
+
+
+class ChannelClosed(ProtocolError):
+    """The other side closed the channel (for a worker: it died or exited)."""
+
+
+class ChannelTimeout(Exception):
+    """No complete frame arrived before the deadline."""
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Stand-in for a value the worker would not send (wrong type); says what it was and why."""
+
+    type: str
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.type} ({self.why})"
+
+
+@dataclass(frozen=True)
+class FunctionRef:
+    """Stand-in for a grader-side function passed to a student function, by id."""
+
+    id: int
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def _type_name(value: object) -> str:
+    cls = type(value)
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def refusal(value: object) -> dict[str, Any] | None:
+    """Why `value` may not cross the channel as a leaf, or None when it may."""
+    if isinstance(value, np.ndarray):
+        if type(value) is not np.ndarray:
+            return {
+                "t": "refused",
+                "type": _type_name(value),
+                "why": "an ndarray subclass; return a plain numpy.ndarray (np.asarray(x))",
+            }
+        if value.dtype.kind not in ALLOWED_KINDS or value.dtype.fields is not None or value.dtype.subdtype is not None:
+            return {
+                "t": "refused",
+                "type": f"numpy.ndarray of dtype {value.dtype}",
+                "why": "only arrays of numbers (bool, int, float) may be returned",
+            }
+        return None
+    if isinstance(value, np.generic) and value.dtype.kind not in ALLOWED_KINDS:
+        return {"t": "refused", "type": _type_name(value), "why": "not a number"}
+    return None
+
+
+def encode(
+    value: object, functions: Callable[[object], int | None] | None = None, strict: bool = False
+) -> tuple[dict[str, Any], list[bytes]]:
+    """Encode a value tree as (header tree, payloads); anything not allowed becomes a 'refused' node.
+
+    `functions` maps a callable to its function id (grader side only); any other
+    callable is refused like every other non-numeric object. With strict=True a refusal
+    raises TypeError instead (the grader never means to send such a value).
+    """
+    payloads: list[bytes] = []
+    nodes = 0
+
+    def walk(v: object, depth: int) -> dict[str, Any]:
+        nonlocal nodes
+        nodes += 1
+        if nodes > MAX_NODES or depth > MAX_DEPTH:
+            return {"t": "refused", "type": _type_name(v), "why": "nested too deeply or too many elements"}
+        if v is None:
+            return {"t": "none"}
+        if type(v) is bool:
+            return {"t": "bool", "v": v}
+        if type(v) is int:
+            return {"t": "int", "v": v}
+        if type(v) is float:
+            return {"t": "float", "v": v if math.isfinite(v) else repr(v)}
+        refused = refusal(v)
+        if refused is not None:
+            return refused
+        if isinstance(v, np.ndarray):
+            payloads.append(_npy_bytes(v))
+            return {"t": "array", "i": len(payloads) - 1}
+        if isinstance(v, np.generic):
+            payloads.append(_npy_bytes(np.asarray(v)))
+            return {"t": "scalar", "i": len(payloads) - 1}
+        if type(v) in (list, tuple):
+            return {"t": type(v).__name__, "v": [walk(item, depth + 1) for item in v]}  # type: ignore[attr-defined]
+        if type(v) is dict:
+            if not all(type(k) is str for k in v):  # type: ignore[union-attr]
+                return {"t": "refused", "type": "dict", "why": "dictionary keys must be strings"}
+            return {"t": "dict", "v": [[k, walk(item, depth + 1)] for k, item in v.items()]}  # type: ignore[union-attr]
+        if functions is not None and callable(v):
+            fid = functions(v)
+            if fid is not None:
+                return {"t": "fn", "id": fid}
+        return {"t": "refused", "type": _type_name(v), "why": "only numbers, arrays, and lists, tuples and dicts of them"}
+
+    tree = walk(value, 0)
+    if strict and '"refused"' in json.dumps(tree):
+        raise TypeError(f"value may not cross the channel: {tree}")
+    return tree, payloads
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+# The header NumPy writes for a plain numeric array (version 1.0), parsed without ast.literal_eval.
+_NPY_HEADER = re.compile(
+    rb"\A\x93NUMPY\x01\x00..\{'descr': '([<>|=]?[biuf]\d{1,2})', 'fortran_order': (True|False), "
+    rb"'shape': \(((?:\d+, ?)*\d*)\), \} *\n",
+    re.DOTALL,
+)
+
+
+def _npy_header(data: bytes) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """(shape, fortran order, dtype, offset of the data) of a .npy file, fast path first."""
+    match = _NPY_HEADER.match(data)
+    if match is not None:
+        shape = tuple(int(d) for d in match.group(3).split(b",") if d.strip())
+        return shape, match.group(2) == b"True", np.dtype(match.group(1).decode()), match.end()
+    buf = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(buf)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(buf)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(buf)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+    except (ValueError, SyntaxError, struct.error) as exc:
+        raise ProtocolError(f"malformed .npy payload: {exc}") from None
+    return shape, fortran, dtype, buf.tell()
+
+
+def read_npy(data: bytes) -> np.ndarray:
+    """An array from .npy bytes: no pickles, numbers only, the declared size must match the bytes."""
+    shape, fortran, dtype, offset = _npy_header(data)
+    if dtype.kind not in ALLOWED_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+        raise ProtocolError(f"arrays of dtype {dtype} may not cross the channel")
+    count = math.prod(shape)
+    body = data[offset:]
+    if len(body) != count * dtype.itemsize:
+        raise ProtocolError(f".npy payload declares {count} x {dtype} but carries {len(body)} bytes")
+    array = np.frombuffer(body, dtype=dtype, count=count).copy()
+    order = "F" if fortran else "C"
+    return array.reshape(shape, order=order)
+
+
+def decode(
+    tree: Any,
+    payloads: list[bytes],
+    make_function: Callable[[int], object] | None = None,
+) -> Any:
+    """Rebuild a value tree; 'refused' nodes become Refused, 'fn' nodes go through make_function."""
+    nodes = 0
+
+    def walk(node: Any, depth: int) -> Any:
+        nonlocal nodes
+        nodes += 1
+        if nodes > MAX_NODES or depth > MAX_DEPTH or not isinstance(node, dict):
+            raise ProtocolError("malformed value tree")
+        kind = node.get("t")
+        if kind == "none":
+            return None
+        if kind == "bool" and type(node.get("v")) is bool:
+            return node["v"]
+        if kind == "int" and type(node.get("v")) is int:
+            return node["v"]
+        if kind == "float":
+            v = node.get("v")
+            if type(v) in (int, float):
+                return float(v)
+            if v in ("nan", "inf", "-inf"):
+                return float(v)
+        if kind in ("array", "scalar"):
+            index = node.get("i")
+            if type(index) is not int or not 0 <= index < len(payloads):
+                raise ProtocolError("value refers to a missing payload")
+            array = read_npy(payloads[index])
+            return array if kind == "array" else array.reshape(())[()]
+        if kind in ("list", "tuple") and isinstance(node.get("v"), list):
+            items = [walk(item, depth + 1) for item in node["v"]]
+            return items if kind == "list" else tuple(items)
+        if kind == "dict" and isinstance(node.get("v"), list):
+            out = {}
+            for pair in node["v"]:
+                if not (isinstance(pair, list) and len(pair) == 2 and type(pair[0]) is str):
+                    raise ProtocolError("malformed dict entry")
+                out[pair[0]] = walk(pair[1], depth + 1)
+            return out
+        if kind == "refused":
+            return Refused(str(node.get("type", "?"))[:200], str(node.get("why", ""))[:500])
+        if kind == "fn" and make_function is not None and type(node.get("id")) is int:
+            return make_function(node["id"])
+        raise ProtocolError(f"unknown value node {str(kind)[:40]!r}")
+
+    return walk(tree, 0)
+
+
+# --------------------------------------------------------------------------- frames on file descriptors
+
+
+def write_frame(fd: int, header: dict[str, Any], payloads: list[bytes] = ()) -> None:  # type: ignore[assignment]
+    """Write one frame to a file descriptor (blocking until all of it is written)."""
+    head = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
+    parts = [_PREFIX.pack(MAGIC, len(head), len(payloads))]
+    parts += [_LENGTH.pack(len(p)) for p in payloads]
+    parts.append(head)
+    parts += payloads
+    data = memoryview(b"".join(parts))
+    while data:
+        written = os.write(fd, data)
+        data = data[written:]
+
+
+class FrameReader:
+    """Reads frames from a file descriptor, with an optional deadline and size caps."""
+
+    def __init__(self, fd: int, limits: FrameLimits = FrameLimits()) -> None:
+        self.fd = fd
+        self.limits = limits
+
+    def _read_exactly(self, size: int, deadline: float | None) -> bytes:
+        chunks: list[bytes] = []
+        remaining = size
+        while remaining:
+            if deadline is not None:
+                timeout = deadline - time.monotonic()
+                if timeout <= 0 or not select.select([self.fd], [], [], timeout)[0]:
+                    raise ChannelTimeout()
+            chunk = os.read(self.fd, min(remaining, 1 << 20))
+            if not chunk:
+                raise ChannelClosed("channel closed")
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        return b"".join(chunks)
+
+    def read(self, deadline: float | None = None) -> tuple[dict[str, Any], list[bytes]]:
+        """The next frame as (header, payloads); ChannelTimeout after `deadline` (time.monotonic())."""
+        magic, head_len, count = _PREFIX.unpack(self._read_exactly(_PREFIX.size, deadline))
+        if magic != MAGIC:
+            raise ProtocolError("bad frame magic: the channel carried something that is not a frame")
+        if head_len > self.limits.max_header or count > self.limits.max_payloads:
+            raise ProtocolError(f"frame too large: header {head_len} bytes, {count} payloads")
+        lengths = [_LENGTH.unpack(self._read_exactly(_LENGTH.size, deadline))[0] for _ in range(count)]
+        if sum(lengths) > self.limits.max_total:
+            raise ProtocolError(
+                f"frame too large: {sum(lengths) / 2**20:.1f} MiB of arrays (limit {self.limits.max_total / 2**20:.0f} MiB)"
+            )
+        try:
+            header = json.loads(self._read_exactly(head_len, deadline))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ProtocolError(f"frame header is not JSON: {exc}") from None
+        if not isinstance(header, dict):
+            raise ProtocolError("frame header is not a JSON object")
+        return header, [self._read_exactly(n, deadline) for n in lengths]

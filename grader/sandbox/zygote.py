@@ -1,0 +1,289 @@
+"""Start and talk to the zygote: one long-lived process (inside bubblewrap when available) that
+has NumPy and IPython loaded and forks a fresh, confined worker per submission in milliseconds.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from grader.assignment import assignment_roots
+from grader.sandbox.limits import Limits
+
+_HERE = Path(__file__).resolve().parent
+_RUNTIME_FILES = ("worker.py", "protocol.py", "confine.py")
+BLOCKED_IMPORTS = ("grader", "reference", "jitgrade")
+# What a worker may read besides the interpreter's own directories.
+SYSTEM_READ_ONLY = (
+    "/usr", "/lib", "/lib32", "/lib64", "/bin", "/opt",
+    "/etc/ld.so.cache", "/etc/localtime", "/etc/fonts", "/etc/matplotlibrc",
+    "/dev/null", "/dev/zero", "/dev/urandom", "/dev/random",
+    "/proc/cpuinfo", "/proc/meminfo", "/sys/devices/system/cpu",
+)
+WORKER_ENV = {
+    "PATH": "/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    "LC_ALL": "C.UTF-8",
+    "MPLBACKEND": "Agg",
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "PYTHONHASHSEED": "0",
+    "PYTHONDONTWRITEBYTECODE": "1",
+}
+READY_TIMEOUT = 60.0
+
+
+class ZygoteError(RuntimeError):
+    """The zygote could not be started or stopped answering."""
+
+
+def grader_private_paths() -> list[str]:
+    """Directories a worker must never read: the grader's and reference's sources and data."""
+    paths = [str(_HERE.parent)]
+    spec = importlib.util.find_spec("reference")  # located, not imported (importing compiles nothing, but costs)
+    if spec is not None and spec.origin is not None:
+        paths.append(str(Path(spec.origin).resolve().parent))
+    paths += [str(p.resolve()) for p in assignment_roots()]
+    return paths
+
+
+def _is_within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def readable_paths(roots: Iterable[str], hidden: Iterable[str]) -> list[str]:
+    """Allow-list for Landlock: every root, except that roots containing a hidden path are
+    replaced by their children (recursively), so the hidden paths themselves stay out."""
+    hidden = [os.path.realpath(h) for h in hidden]
+    out: list[str] = []
+
+    def visit(path: str) -> None:
+        if any(_is_within(path, h) for h in hidden):
+            return
+        if any(_is_within(h, path) for h in hidden):
+            try:
+                children = sorted(os.listdir(path))
+            except OSError:
+                return
+            for child in children:
+                visit(os.path.join(path, child))
+            return
+        out.append(path)
+
+    for root in dict.fromkeys(os.path.realpath(r) for r in roots if r and os.path.exists(r)):
+        visit(root)
+    return out
+
+
+def _interpreter_paths() -> list[str]:
+    paths = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix]
+    paths += [p for p in sys.path if p and os.path.exists(p)]
+    return paths
+
+
+@functools.lru_cache(maxsize=1)
+def bwrap_usable() -> bool:
+    """Whether bubblewrap exists and can create its namespaces here (cached per process)."""
+    exe = shutil.which("bwrap")
+    if exe is None:
+        return False
+    try:
+        probe = subprocess.run(
+            [exe, *_bwrap_base_args(), "--", "/bin/true"], capture_output=True, timeout=20
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return probe.returncode == 0
+
+
+def _bwrap_base_args() -> list[str]:
+    args = ["--unshare-all", "--die-with-parent", "--new-session", "--ro-bind", "/", "/",
+            "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    if os.geteuid() == 0:  # without this the sandbox would keep root's capabilities
+        args += ["--uid", "65534", "--gid", "65534"]
+    return args
+
+
+@dataclass
+class WorkerHandle:
+    """A forked worker: its pid (in the zygote's namespace) and our ends of its pipes."""
+
+    pid: int
+    request_fd: int
+    response_fd: int
+
+    def close(self) -> None:
+        for fd in (self.request_fd, self.response_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class Zygote:
+    """The fork server. Start once per grading process; spawn a worker per submission."""
+
+    def __init__(self, isolation: str = "auto", hidden_paths: Iterable[str] = ()) -> None:
+        if isolation not in ("auto", "bwrap", "process"):
+            raise ValueError(f"isolation must be auto, bwrap or process, got {isolation!r}")
+        self.requested = isolation
+        self.hidden = grader_private_paths() + [os.path.realpath(p) for p in hidden_paths]
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.control: socket.socket | None = None
+        self.runtime: str | None = None
+        self.uses_bwrap = False
+
+    @property
+    def isolation(self) -> str:
+        """'bwrap' when the zygote runs inside bubblewrap, else 'process'."""
+        return "bwrap" if self.uses_bwrap else "process"
+
+    def _config(self) -> dict[str, Any]:
+        sys_path = [p for p in sys.path if p and os.path.isdir(p) and not any(_is_within(p, h) or _is_within(h, p) for h in self.hidden)]
+        return {
+            "env": WORKER_ENV,
+            "sys_path": sys_path,
+            "read_only": readable_paths([*_interpreter_paths(), *SYSTEM_READ_ONLY], self.hidden),
+            "blocked_imports": list(BLOCKED_IMPORTS),
+            "tmp_root": "/tmp",
+        }
+
+    def start(self) -> None:
+        """Launch the zygote and wait until it has NumPy and IPython loaded."""
+        if self.proc is not None:
+            return
+        self.runtime = tempfile.mkdtemp(prefix="jitgrade-runtime-")
+        os.chmod(self.runtime, 0o755)
+        for name in _RUNTIME_FILES:
+            shutil.copyfile(_HERE / name, os.path.join(self.runtime, name))
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        config = json.dumps(self._config())
+        command = [sys.executable, "-I", "-X", "frozen_modules=on", os.path.join(self.runtime, "worker.py"),
+                   str(theirs.fileno()), config]
+        self.uses_bwrap = self.requested == "bwrap" or (self.requested == "auto" and bwrap_usable())
+        if self.uses_bwrap:
+            if shutil.which("bwrap") is None:
+                raise ZygoteError("isolation 'bwrap' was requested but bwrap is not installed (Debian: bubblewrap)")
+            hide: list[str] = []
+            for path in self.hidden:
+                if os.path.isdir(path):
+                    hide += ["--tmpfs", path]
+            command = ["bwrap", *_bwrap_base_args(), *hide, "--ro-bind", self.runtime, self.runtime,
+                       "--chdir", "/tmp", "--", *command]
+        env = {**WORKER_ENV, "HOME": "/tmp", "IPYTHONDIR": "/tmp/.ipython"}
+        with open(os.path.join(self.runtime, "zygote.log"), "wb") as log:
+            self.proc = subprocess.Popen(
+                command, pass_fds=(theirs.fileno(),), env=env, cwd="/tmp",
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            )
+        theirs.close()
+        self.control = ours
+        try:
+            ready = self._receive(READY_TIMEOUT)
+        except ZygoteError as exc:
+            detail = self._stderr_tail()
+            self.close()
+            raise ZygoteError(f"the sandbox zygote did not start: {exc}. {detail}") from None
+        if not ready.get("ready"):
+            self.close()
+            raise ZygoteError(f"unexpected first message from the zygote: {ready}")
+
+    def _stderr_tail(self) -> str:
+        if self.runtime is None:
+            return ""
+        try:
+            return Path(self.runtime, "zygote.log").read_bytes()[-2000:].decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def _receive(self, timeout: float) -> dict[str, Any]:
+        assert self.control is not None
+        self.control.settimeout(timeout)
+        try:
+            data = self.control.recv(65536)
+        except TimeoutError:
+            raise ZygoteError(f"no answer within {timeout:g} s") from None
+        except OSError as exc:
+            raise ZygoteError(str(exc)) from None
+        if not data:
+            raise ZygoteError("the zygote exited")
+        return json.loads(data)
+
+    def spawn(self, limits: Limits) -> WorkerHandle:
+        """Fork a fresh confined worker; returns its pid and our ends of its pipes."""
+        if self.proc is None or self.proc.poll() is not None:
+            self.close()
+            self.start()
+        assert self.control is not None
+        req_r, req_w = os.pipe()
+        resp_r, resp_w = os.pipe()
+        request = {
+            "op": "spawn",
+            "rlimits": limits.worker_rlimits(),
+            "output_limit": limits.output_kb * 1024,
+            "no_subprocesses": limits.max_processes <= 1,
+        }
+        try:
+            socket.send_fds(self.control, [json.dumps(request).encode()], [req_r, resp_w])
+            reply = self._receive(READY_TIMEOUT)
+        except (OSError, ZygoteError):
+            for fd in (req_r, req_w, resp_r, resp_w):
+                os.close(fd)
+            self.close()
+            raise ZygoteError("the sandbox zygote stopped answering") from None
+        finally:
+            if self.control is not None:
+                os.close(req_r)
+                os.close(resp_w)
+        return WorkerHandle(int(reply["pid"]), req_w, resp_r)
+
+    def finish(self, worker: WorkerHandle) -> dict[str, Any]:
+        """Kill and reap a worker; returns its exit code or signal and the tail of its stderr."""
+        worker.close()
+        if self.control is None or self.proc is None or self.proc.poll() is not None:
+            return {"exitcode": None, "signal": None, "stderr": "", "zygote_lost": True}
+        try:
+            self.control.send(json.dumps({"op": "finish", "pid": worker.pid}).encode())
+            return self._receive(30.0)
+        except (OSError, ZygoteError):
+            self.close()
+            return {"exitcode": None, "signal": None, "stderr": "", "zygote_lost": True}
+
+    def close(self) -> None:
+        """Stop the zygote (and with it, under bwrap, every process it started)."""
+        if self.control is not None:
+            try:
+                self.control.send(b'{"op": "exit"}')
+            except OSError:
+                pass
+            self.control.close()
+            self.control = None
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+        if self.runtime is not None:
+            shutil.rmtree(self.runtime, ignore_errors=True)
+            self.runtime = None
+
+    def __enter__(self) -> Zygote:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
