@@ -15,8 +15,8 @@ from hypothesis.extra import numpy as hnp
 
 import reference as R
 
-EPS64 = np.finfo(np.float64).eps  # 2.2e-16
-EPS32 = np.finfo(np.float32).eps  # 1.2e-7
+EPS64 = float(np.finfo(np.float64).eps)  # 2.2e-16
+EPS32 = float(np.finfo(np.float32).eps)  # 1.2e-7
 H = 1e-5
 
 PROPERTY = settings(max_examples=50, deadline=None)  # deadline=None: the first example may compile

@@ -14,8 +14,8 @@ from hypothesis.extra import numpy as hnp
 
 import reference as R
 
-EPS64 = np.finfo(np.float64).eps
-EPS32 = np.finfo(np.float32).eps
+EPS64 = float(np.finfo(np.float64).eps)
+EPS32 = float(np.finfo(np.float32).eps)
 H = 1e-5
 
 
