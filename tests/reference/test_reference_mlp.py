@@ -50,8 +50,10 @@ HAND_PARAMS = {
     "W2": np.array([[1.0, -1.0], [2.0, 3.0]]),
     "b2": np.array([0.0, 1.0]),
 }
-Q = 1.0 / (1.0 + math.e**3)  # 0.04742587317756678
-HAND_LOSS = math.log(1.0 + math.e**-3)  # 0.04858735157374206
+# 40-digit decimal arithmetic: q = 0.047425873177566780878..., log(1 + e^-3) = 0.048587351573742058758...
+# (log1p: log(1.0 + e**-3) would lose ~1e-15 to the rounding of 1 + e^-3).
+Q = 1.0 / (1.0 + math.e**3)
+HAND_LOSS = math.log1p(math.exp(-3.0))
 HAND_ATOL = 16 * EPS64  # see test_hand_worked_two_layer_relu_net_loss_and_gradients
 HAND_GRADS = {
     "W1": np.array([[-2 * Q, 0.0], [-4 * Q, 0.0]]),
