@@ -2,7 +2,8 @@
 
 Conventions every benchmark follows:
 - report medians (robust to the odd slow sample), never means; keep every sample in the JSON;
-- measure the baseline in the same run, on the same machine, right next to the candidate;
+- measure the baseline in the same run, on the same machine, right next to the candidate
+  (time_interleaved alternates their samples, so load from elsewhere hits both alike);
 - a ratio is baseline / candidate ("speedup"), so > 1 means the candidate is faster;
 - each row may carry a target, rendered as PASS or MISS; rows without one are informational.
 
@@ -10,8 +11,8 @@ Typical use::
 
     args = parse_args("bench_example", __doc__)
     report = Report("bench_example", quick=args.quick)
-    fast = time_callable(lambda: candidate(x), repeat=7)
-    slow = time_callable(lambda: baseline(x), repeat=7)
+    fast, slow = time_interleaved([lambda: candidate(x), lambda: baseline(x)], repeat=7)
+    start = time_command([sys.executable, "-c", "import mypackage"], runs=5)  # whole-process wall time
     report.add("example", "candidate(x) vs baseline(x)", fast, baseline=slow, baseline_label="baseline",
                target=Target.min_speedup(5.0))
     report.print_table()
@@ -98,6 +99,36 @@ def time_callable(
         if gc_was_enabled:
             gc.enable()
     return Timing(samples, number)
+
+
+def time_interleaved(
+    fns: Sequence[Callable[[], object]],
+    *,
+    repeat: int = 7,
+    warmup: int = 1,
+    min_sample_time: float = 0.05,
+) -> list[Timing]:
+    """Time several callables (typically candidate and baseline) with their samples interleaved
+    (a, b, a, b, ...), so a burst of load from elsewhere on the machine hits both alike."""
+    numbers = []
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+        numbers.append(_autorange(fn, min_sample_time))
+    samples: list[list[float]] = [[] for _ in fns]
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(repeat):
+            for fn, number, out in zip(fns, numbers, samples, strict=True):
+                start = time.perf_counter()
+                for _ in range(number):
+                    fn()
+                out.append((time.perf_counter() - start) / number)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return [Timing(out, number) for out, number in zip(samples, numbers, strict=True)]
 
 
 EnvFactory = Callable[[int], Mapping[str, str]]
@@ -270,7 +301,7 @@ def format_seconds(seconds: float) -> str:
 
 def format_ratio(ratio: float) -> str:
     """Speedup as text that reads right either way: '12.3x faster' or '1.1x slower'."""
-    return f"{ratio:.3g}x faster" if ratio >= 1.0 else f"{1.0 / ratio:.3g}x slower"
+    return f"{ratio:.2f}x faster" if ratio >= 1.0 else f"{1.0 / ratio:.2f}x slower"
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

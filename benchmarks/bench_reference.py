@@ -43,7 +43,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import REPO_ROOT, Report, Target, parse_args, time_callable, time_command  # noqa: E402
+from _common import REPO_ROOT, Report, Target, parse_args, time_callable, time_command, time_interleaved  # noqa: E402
 
 import reference as R  # noqa: E402
 
@@ -139,9 +139,10 @@ def bench_forward_backward(report, row_id, n, d, hidden, c, target, quick):
     assert abs(loss - np_loss) <= 1e-9 * max(1.0, abs(loss))
     repeat = 5 if quick else 15
     budget = 0.01 if quick else 0.05
-    candidate = time_callable(lambda: R.loss_and_grads(X, y, params, spec), repeat=repeat, min_sample_time=budget)
-    baseline = time_callable(lambda: numpy_two_layer_loss_and_grads(X, y, plain, reg=1e-3), repeat=repeat,
-                             min_sample_time=budget)
+    candidate, baseline = time_interleaved(
+        [lambda: R.loss_and_grads(X, y, params, spec), lambda: numpy_two_layer_loss_and_grads(X, y, plain, reg=1e-3)],
+        repeat=repeat, min_sample_time=budget,
+    )
     report.add(row_id, f"fwd+bwd N={n} D={d} H={hidden} C={c}", candidate, baseline=baseline,
                baseline_label="NumPy fwd+bwd", target=target)
 

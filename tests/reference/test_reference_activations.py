@@ -121,6 +121,18 @@ def test_softmax_of_tied_logits_at_1e4_is_one_half_to_a_few_eps():
     np.testing.assert_allclose(R.log_softmax(x)[:, :2], -math.log(2.0), rtol=4 * EPS64, atol=0)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="reference.softmax and log_softmax allocate their output with np.empty_like(x), so integer logits give "
+    "an integer result truncated toward zero: softmax(np.array([1, 2, 3])) = [0, 0, 0] and log_softmax = "
+    "[-2, -1, 0], silently (NumPy and SciPy promote integers to float64)",
+)
+def test_softmax_of_integer_logits_is_computed_in_float64():
+    expected = R.softmax(np.array([1.0, 2.0, 3.0]))
+    np.testing.assert_allclose(R.softmax(np.array([1, 2, 3])), expected, rtol=8 * EPS64)
+    np.testing.assert_allclose(R.log_softmax(np.array([1, 2, 3])), np.log(expected), rtol=8 * EPS64)
+
+
 # ----------------------------------------------------------------------------- sigmoid, tanh, relu
 
 

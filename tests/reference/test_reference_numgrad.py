@@ -4,6 +4,9 @@ finite-difference gradient of the MLP loss, against analytic gradients and each 
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import numpy_mlp
@@ -288,6 +291,42 @@ def test_mlp_numerical_gradient_at_indices_is_the_full_gradient_at_those_indices
     for flat_index, value in zip(indices, at, strict=True):
         name, index = spec.locate(int(flat_index))
         assert full[name][index] == value
+
+
+OUT_OF_RANGE_CHILD = textwrap.dedent(
+    """
+    import numpy as np
+    import reference as R
+
+    spec = R.MLPSpec((4, 5, 3), "tanh", reg=0.5)
+    params = R.init_params(spec, 0, bias_scale=0.3)
+    X, y = np.random.default_rng(0).standard_normal((6, 4)), np.arange(6) % 3
+    accepted = []
+    for index in (-1, spec.size, 10**6):
+        print("trying", index, flush=True)
+        try:
+            value = R.mlp_numerical_gradient(X, y, params, spec, indices=np.array([index]))
+        except (IndexError, ValueError):
+            continue
+        accepted.append((index, float(value[0])))
+    print("accepted", accepted)
+    raise SystemExit(1 if accepted else 0)
+    """
+)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="reference.mlp_numerical_gradient does not check `indices` (and the kernels run without bounds "
+    "checks): index -1 silently returns 0.2524 for a coordinate whose derivative is 0.0506 (it is decoded as "
+    "bias b1[-1] plus the L2 term of theta[-1]), index == spec.size returns 0.0 after writing past the end of a "
+    "length-C buffer, and index 10**6 reads and writes far out of bounds (it returned 0.0 in one run and "
+    "killed the interpreter with SIGSEGV in another); an IndexError would be expected, as MLPSpec.locate raises",
+)
+def test_mlp_numerical_gradient_rejects_out_of_range_indices_without_crashing():
+    # In a child process: out-of-bounds memory access can crash the interpreter today.
+    proc = subprocess.run([sys.executable, "-c", OUT_OF_RANGE_CHILD], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"exit code {proc.returncode}\n{proc.stdout}{proc.stderr[-2000:]}"
 
 
 def test_mlp_numerical_gradient_of_float32_parameters_is_computed_in_float64():
