@@ -1,0 +1,187 @@
+"""The check registry: small named checks per problem kind, each failing with a message that says
+what to fix (scikit-learn's estimator_checks is the model), and the context they run in.
+
+A check is a plain function of a :class:`CheckContext` registered with :func:`check`. It
+returns normally to pass (optionally with a note), or raises :class:`CheckFailed`. Which
+checks grade a problem, with what weights, is decided in one place (:func:`plan`) from the
+assignment's data, never by ``if`` chains inside the checks.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from grader.assignment import Assignment, Problem, Tolerance
+
+
+class Session(Protocol):
+    """What checks need from a sandbox: call a student function, seed its random state."""
+
+    def call(self, function: str, *args: Any, echo_args: bool = False,
+             functions: Any = (), **kwargs: Any) -> Any: ...
+
+    def seed(self, value: int) -> None: ...
+
+
+class CheckFailed(Exception):
+    """A check's verdict against the submission: message for the student, diagnosis, details."""
+
+    def __init__(self, message: str, diagnosis: str | None = None, details: dict[str, Any] | None = None,
+                 status: str = "failed", credit: float = 0.0) -> None:
+        super().__init__(message)
+        self.message = message
+        self.diagnosis = diagnosis
+        self.details = details or {}
+        self.status = status  # "failed" (wrong result) or "error" (the code did not run)
+        self.credit = credit  # fraction of the check's points still earned
+
+
+@dataclass(frozen=True)
+class Passed:
+    """A check's optional note on success (e.g. credit carried forward from a wrong forward pass)."""
+
+    message: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    credit: float = 1.0
+
+
+@dataclass(frozen=True)
+class Check:
+    """A registered check: which problem kind it grades, its default weight, and the function."""
+
+    kind: str
+    name: str
+    title: str
+    weight: float
+    randomized: bool
+    func: Callable[[CheckContext], Passed | None]
+
+
+REGISTRY: dict[str, list[Check]] = {}
+
+
+def check(kind: str, name: str, title: str, weight: float = 1.0, randomized: bool = False) -> Callable[
+    [Callable[[CheckContext], Passed | None]], Callable[[CheckContext], Passed | None]
+]:
+    """Register a check for problems of `kind`. Randomized checks run on visible and on hidden cases."""
+
+    def register(func: Callable[[CheckContext], Passed | None]) -> Callable[[CheckContext], Passed | None]:
+        checks = REGISTRY.setdefault(kind, [])
+        if any(c.name == name for c in checks):
+            raise ValueError(f"check {kind}.{name} registered twice")
+        checks.append(Check(kind, name, title, weight, randomized, func))
+        return func
+
+    return register
+
+
+@dataclass(frozen=True)
+class PlannedCheck:
+    """One entry of a submission's grade: a check on a problem, visible or hidden, with its points."""
+
+    check: Check
+    problem: Problem
+    hidden: bool
+    points: float
+
+    @property
+    def id(self) -> str:
+        """Stable identifier, e.g. 'softmax.values_2d' or 'softmax.values_2d[hidden]'."""
+        return f"{self.problem.name}.{self.check.name}" + ("[hidden]" if self.hidden else "")
+
+    @property
+    def title(self) -> str:
+        """Human title of the entry."""
+        return f"{self.problem.name}: {self.check.title}" + (" (hidden cases)" if self.hidden else "")
+
+
+def plan(assignment: Assignment, include_hidden: bool = True) -> list[PlannedCheck]:
+    """The checks grading each problem, with points split by weight (and visible/hidden share)."""
+    planned: list[PlannedCheck] = []
+    for problem in assignment.problems:
+        checks = REGISTRY.get(problem.kind)
+        if not checks:
+            raise ValueError(f"no checks are registered for problem kind {problem.kind!r} (problem {problem.name})")
+        unknown = set(problem.weights) - {c.name for c in checks}
+        if unknown:
+            raise ValueError(f"problem {problem.name}: unknown checks {sorted(unknown)} in its weights; "
+                             f"known: {[c.name for c in checks]}")
+        weighted = [(c, problem.weights.get(c.name, c.weight)) for c in checks]
+        weighted = [(c, w) for c, w in weighted if w > 0]
+        total = sum(w for _, w in weighted)
+        for c, w in weighted:
+            points = problem.points * w / total
+            if c.randomized and assignment.hidden_cases > 0 and assignment.hidden_share > 0:
+                visible = points * (1.0 - assignment.hidden_share)
+                if visible > 0:
+                    planned.append(PlannedCheck(c, problem, False, visible))
+                if include_hidden:
+                    planned.append(PlannedCheck(c, problem, True, points - visible))
+            else:
+                planned.append(PlannedCheck(c, problem, False, points))
+    return planned
+
+
+def derive_seed(*parts: object) -> int:
+    """A 32-bit seed derived deterministically from the parts (stable across runs and platforms)."""
+    return zlib.crc32(repr(parts).encode()) & 0x7FFFFFFF
+
+
+@dataclass
+class CheckContext:
+    """What a running check sees: the submission, the assignment, its seed and a call memo."""
+
+    session: Session
+    assignment: Assignment
+    problem: Problem
+    seed: int
+    hidden: bool
+    memo: dict[Any, Any]
+
+    @property
+    def function(self) -> str:
+        """The student function being graded."""
+        return self.problem.name
+
+    def case_seeds(self, count: int | None = None) -> Iterator[int]:
+        """Seeds of this check's random cases (visible or hidden count from the assignment)."""
+        n = count if count is not None else (self.assignment.hidden_cases if self.hidden else self.assignment.visible_cases)
+        for i in range(n):
+            yield derive_seed(self.seed, self.problem.name, i)
+
+    def rng(self, *salt: object) -> np.random.Generator:
+        """A generator for one case, seeded from this context and the salt."""
+        return np.random.default_rng(derive_seed(self.seed, self.problem.name, *salt))
+
+    def tolerance(self, dtype: Any = np.float64) -> Tolerance:
+        """The assignment's tolerance for results of this dtype."""
+        return self.assignment.tolerance(np.dtype(dtype))
+
+    def call(self, *args: Any, function: str | None = None, echo_args: bool = False,
+             functions: Any = (), **kwargs: Any) -> Any:
+        """Call the student function; sandbox failures become CheckFailed with a clear message."""
+        from grader.checks.values import call_failure
+
+        name = function or self.function
+        try:
+            return self.session.call(name, *args, echo_args=echo_args, functions=functions, **kwargs)
+        except Exception as exc:  # every sandbox error becomes this check's verdict
+            raise call_failure(name, exc) from None
+
+    def memo_call(self, key: Any, *args: Any, **kwargs: Any) -> Any:
+        """Like call, but each distinct key is called once per problem (checks share the result)."""
+        full = (self.problem.name, self.hidden, key)
+        if full not in self.memo:
+            try:
+                self.memo[full] = self.call(*args, **kwargs)
+            except CheckFailed as failure:
+                self.memo[full] = failure
+        result = self.memo[full]
+        if isinstance(result, CheckFailed):
+            raise result
+        return result

@@ -1,0 +1,173 @@
+"""Name the most likely cause of a wrong result by reproducing it with known mistakes.
+
+The reference's bug variants (``reference.bugs``) compute what a buggy implementation would
+return; a diagnosis is the first variant (or pair of variants) that reproduces the
+student's value within tolerance, with a message that says what to change.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Mapping
+
+import numpy as np
+
+from grader.assignment import Tolerance
+from grader.checks.values import is_close
+from reference import bugs
+
+_BACKPROP = {
+    "relu": "du = dh * (u > 0)",
+    "sigmoid": "du = dh * h * (1 - h)",
+    "tanh": "du = dh * (1 - h**2)",
+}
+
+MESSAGES: dict[str, str] = {
+    "softmax_wrong_axis": "softmax is normalized over the wrong axis: normalize each row (axis=-1, keepdims=True), "
+                          "not each column",
+    "softmax_no_max_shift": "exp overflows for large logits: subtract the row maximum before exponentiating "
+                            "(softmax(x) = softmax(x - max(x)))",
+    "sigmoid_applied_twice": "sigmoid_grad applies the sigmoid again: its argument is already s = sigmoid(x), "
+                             "so return s * (1 - s)",
+    "tanh_derivative": "this is the derivative of tanh, 1 - s**2; the sigmoid's is s * (1 - s)",
+    "missing_1_over_n": "missing 1/N: the loss averages over the batch, so dL/dz = (softmax(z) - onehot(y)) / N",
+    "extra_1_over_n": "extra 1/N: the loss is summed over the batch, so dL/dz = softmax(z) - onehot(y), "
+                      "not divided by N",
+    "loss_summed": "the loss is summed over the batch instead of averaged: divide the sum by N",
+    "loss_averaged": "the loss is averaged over the batch instead of summed: do not divide by N",
+    "dz_sign_flipped": "the sign of dz is flipped: dL/dz = softmax(z) - onehot(y)",
+    "onehot_not_subtracted": "the one-hot labels are not subtracted: dL/dz = softmax(z) - onehot(y)",
+    "reg_missing_from_loss": "the L2 penalty 0.5 * reg * (sum(W1**2) + sum(W2**2)) is missing from the loss",
+    "reg_without_half": "the L2 penalty lacks its factor 0.5: it is 0.5 * reg * (sum(W1**2) + sum(W2**2))",
+    "reg_on_biases": "the biases are regularized: the L2 penalty applies to W1 and W2 only",
+    "reg_missing": "the regularization gradient reg * W is missing from dW1 and dW2",
+    "reg_factor_2": "the regularization gradient is 2 * reg * W; for the penalty 0.5 * reg * sum(W**2) it is reg * W",
+    "bias_mean": "the bias gradient averages over the batch; sum it instead (any 1/N is already in dz)",
+    "mask_missing": "the activation's derivative is missing in backprop: {backprop}",
+    "mask_from_upstream": "the ReLU mask is taken from the upstream gradient (dh > 0); it must come from the "
+                          "forward pass: du = dh * (u > 0)",
+    "w2_grad_from_preactivation": "dW2 uses the pre-activation u instead of the hidden activation h: dW2 = h.T @ dz",
+    "activation_grad_of_preactivation": "the activation's derivative is evaluated on the pre-activation u; written "
+                                        "in the output h it is {backprop}",
+    "b1_missing": "the hidden layer does not add the bias b1: u = X @ W1 + b1",
+    "b2_missing": "the output layer does not add the bias b2: z = h @ W2 + b2",
+    "activation_missing": "the hidden layer has no activation: h = act(X @ W1 + b1)",
+    "returns_probabilities": "mlp_forward returns probabilities (softmax applied); it must return the raw scores z",
+    "transposed": "the gradient is transposed: it must have the shape of its parameter ({shape}); "
+                  "for z = h @ W, dW = h.T @ dz",
+    "bias_not_summed": "the bias gradient is not summed over the batch: db = dz.sum(axis=0)",
+    "bias_wrong_axis": "the bias gradient is summed over the wrong axis: sum over the batch, axis=0",
+}
+
+
+def message(name: str, activation: str = "relu", shape: tuple[int, ...] = ()) -> str:
+    """The student-facing explanation of one named mistake (or '; '-joined pair)."""
+    parts = name.split("+")
+    return "; and ".join(MESSAGES[p].format(backprop=_BACKPROP[activation], shape=shape) for p in parts)
+
+
+def first_match(
+    found: np.ndarray,
+    candidates: Iterable[tuple[str, Callable[[], np.ndarray]]],
+    expected: np.ndarray,
+    tol: Tolerance,
+) -> str | None:
+    """Name of the first candidate that reproduces `found` while differing from `expected`."""
+    for name, compute in candidates:
+        try:
+            variant = np.asarray(compute(), dtype=np.float64)
+        except (ValueError, FloatingPointError, IndexError):
+            continue
+        if variant.shape != found.shape or not np.isfinite(variant).all():
+            continue
+        if variant.shape == expected.shape and is_close(variant, expected, tol):
+            continue  # this mistake does not change this quantity: it cannot explain the difference
+        if is_close(found, variant, tol):
+            return name
+    return None
+
+
+def bug_sets(names: Iterable[str], pairs: bool = True) -> list[tuple[str, ...]]:
+    """Single mistakes, then compatible pairs (one of each mutually exclusive group at most)."""
+    names = list(names)
+    exclusive = [{"missing_1_over_n", "extra_1_over_n"}, {"reg_missing", "reg_factor_2"},
+                 {"mask_missing", "mask_from_upstream", "activation_grad_of_preactivation"},
+                 {"loss_summed", "loss_averaged"}, {"reg_missing_from_loss", "reg_without_half"},
+                 {"dz_sign_flipped", "onehot_not_subtracted"}]
+    singles = [(n,) for n in names]
+    if not pairs:
+        return singles
+    combos = [
+        (a, b) for a, b in itertools.combinations(names, 2) if not any(a in g and b in g for g in exclusive)
+    ]
+    return singles + combos
+
+
+def diagnose_gradient(
+    found: np.ndarray,
+    name: str,
+    expected: np.ndarray,
+    case_args: tuple[object, ...],
+    activation: str,
+    reduction: str,
+    tol: Tolerance,
+) -> str | None:
+    """The most likely mistake behind a wrong gradient `name` (W1, b1, W2 or b2) of the two-layer net."""
+    x, y, params, reg = case_args
+    assert isinstance(params, Mapping)
+    n = np.shape(x)[0]
+    if name.startswith("W") and found.shape == expected.shape[::-1] and found.shape != expected.shape:
+        return message("transposed", shape=expected.shape)
+    if name.startswith("b") and found.shape == (n, expected.shape[0]):
+        return message("bias_not_summed")
+    if name.startswith("b") and found.shape == (n,) and n != expected.shape[0]:
+        return message("bias_wrong_axis")
+    if name.startswith("W") and found.shape == expected.shape and expected.shape[0] == expected.shape[1]:
+        if is_close(found, expected.T, tol):
+            return message("transposed", shape=expected.shape)
+
+    def variant(combo: tuple[str, ...]) -> Callable[[], np.ndarray]:
+        return lambda: bugs.two_layer_loss_and_grads(x, y, params, activation, reduction, float(reg), combo)[1][name]
+
+    names = [b for b in bugs.GRADIENT_BUGS if _applies(b, activation, reduction)]
+    found_name = first_match(found, ((("+".join(c)), variant(c)) for c in bug_sets(names)), expected, tol)
+    return message(found_name, activation) if found_name else None
+
+
+def diagnose_loss(found: float, expected: float, case_args: tuple[object, ...], activation: str,
+                  reduction: str, tol: Tolerance) -> str | None:
+    """The most likely mistake behind a wrong loss value of the two-layer net."""
+    x, y, params, reg = case_args
+    assert isinstance(params, Mapping)
+
+    def variant(combo: tuple[str, ...]) -> Callable[[], np.ndarray]:
+        return lambda: np.asarray(bugs.two_layer_loss_and_grads(x, y, params, activation, reduction, float(reg), combo)[0])
+
+    names = [b for b in bugs.LOSS_BUGS if _applies(b, activation, reduction)]
+    hit = first_match(np.asarray(found), (("+".join(c), variant(c)) for c in bug_sets(names)), np.asarray(expected), tol)
+    return message(hit, activation) if hit else None
+
+
+def _applies(bug: str, activation: str, reduction: str) -> bool:
+    """Whether a mistake is possible at all in this configuration."""
+    if bug in ("missing_1_over_n", "loss_summed"):
+        return reduction == "mean"
+    if bug in ("extra_1_over_n", "loss_averaged"):
+        return reduction == "sum"
+    if bug == "mask_from_upstream":
+        return activation == "relu"
+    if bug == "activation_grad_of_preactivation":
+        return activation != "relu"
+    return True
+
+
+def diagnose_with(
+    found: np.ndarray,
+    expected: np.ndarray,
+    variants: Mapping[str, Callable[[], np.ndarray]],
+    tol: Tolerance,
+    activation: str = "relu",
+) -> str | None:
+    """First named variant (from a mapping) that reproduces `found`, as a message."""
+    hit = first_match(found, variants.items(), expected, tol)
+    return message(hit, activation) if hit else None

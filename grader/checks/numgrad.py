@@ -1,0 +1,182 @@
+"""Checks of the student's numerical_gradient(f, x, h=1e-5) on functions with known gradients.
+
+The functions are evaluated here, in the grader: the student's code receives a stand-in
+that sends each evaluation back over the channel, so it never sees the grader's internals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from grader import cases
+from grader.assignment import Tolerance
+from grader.checks.base import CheckContext, CheckFailed, check
+from grader.checks.values import as_array, assert_close, assert_unchanged
+from reference import MLPSpec, loss, loss_and_grads
+
+DEFAULT_STEP = 1e-5
+# Central differences with h = 1e-5 on these smooth functions: truncation ~h^2 * |f'''| / 6
+# <= 1e-10, rounding ~eps * |f| / h <= 1e-10. One-sided differences are off by ~h * |f''| / 2,
+# about 5e-6 here. A tolerance of 1e-7 relative plus 1e-8 absolute separates the two by 50x.
+CENTRAL = Tolerance(rtol=1e-7, atol=1e-8)
+
+
+@dataclass(frozen=True)
+class KnownFunction:
+    """A scalar function with its exact gradient, evaluated in the grader."""
+
+    label: str
+    f: Callable[[np.ndarray], float]
+    gradient: Callable[[np.ndarray], np.ndarray]
+    x: np.ndarray
+
+
+def _guarded(f: Callable[[np.ndarray], float], shape: tuple[int, ...]) -> Callable[[np.ndarray], float]:
+    """f as the student may call it: one float array of the right shape in, one float out."""
+
+    def evaluate(x: object) -> float:
+        if not isinstance(x, np.ndarray) or x.shape != shape or x.dtype.kind != "f":
+            found = f"{type(x).__name__} of shape {getattr(x, 'shape', '?')}"
+            raise ValueError(f"f must be called with a float array of shape {shape}, like x; got {found}")
+        return float(f(x.astype(np.float64)))
+
+    return evaluate
+
+
+def quadratic(seed: int) -> KnownFunction:
+    """f(x) = 0.5 x^T A x + b^T x with symmetric A on a 1-D x; gradient A x + b."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(4, 9))
+    m = rng.standard_normal((n, n))
+    a = m @ m.T / n + np.eye(n)
+    b = rng.standard_normal(n)
+    return KnownFunction(f"quadratic form on a 1-D x of {n} entries (seed {seed})",
+                         lambda x: 0.5 * x @ a @ x + b @ x, lambda x: a @ x + b, rng.standard_normal(n))
+
+
+def sum_of_sines(seed: int) -> KnownFunction:
+    """f(x) = sum(sin(w * x)) on a 2-D x; gradient w * cos(w * x)."""
+    rng = np.random.default_rng(seed)
+    shape = (int(rng.integers(2, 5)), int(rng.integers(3, 6)))
+    w = rng.uniform(0.5, 2.0, size=shape)
+    return KnownFunction(f"sum of sines on a 2-D x of shape {shape} (seed {seed})",
+                         lambda x: float(np.sum(np.sin(w * x))), lambda x: w * np.cos(w * x),
+                         rng.uniform(-2, 2, size=shape))
+
+
+def mlp_loss_of_w2(seed: int, activation: str, reduction: str, reg: float) -> KnownFunction:
+    """The reference two-layer loss as a function of W2 (2-D), other parameters fixed."""
+    x, y, params, _ = cases.mlp(seed, reg, activation).args
+    spec = MLPSpec((x.shape[1], params["W1"].shape[1], params["W2"].shape[1]), activation, reduction, reg)
+    return KnownFunction(
+        f"the reference MLP loss as a function of W2 {params['W2'].shape} (seed {seed})",
+        lambda w2: loss(x, y, {**params, "W2": w2}, spec),
+        lambda w2: np.asarray(loss_and_grads(x, y, {**params, "W2": w2}, spec)[1]["W2"]),
+        params["W2"].copy(),
+    )
+
+
+def fragile_values(seed: int, shape: tuple[int, ...], h: float) -> np.ndarray:
+    """Random entries that do not survive a step undone by arithmetic: (v + h) - h != v != (v - h) + h.
+
+    Only code that saves each entry and assigns it back leaves such an x bit for bit unchanged.
+    Entries between h/100 and h/10 fail both round trips about 94% of the time; draw until each does.
+    """
+    rng = np.random.default_rng(seed)
+    out = np.empty(int(np.prod(shape)))
+    for i in range(out.size):
+        v = 0.0
+        while (v + h) - h == v or (v - h) + h == v:
+            v = rng.choice([-1.0, 1.0]) * rng.uniform(h / 100, h / 10)
+        out[i] = v
+    return out.reshape(shape)
+
+
+def one_sided(fn: KnownFunction, h: float) -> np.ndarray:
+    """What a forward difference (f(x + h e_i) - f(x)) / h returns, for diagnosis."""
+    x = fn.x.astype(np.float64)
+    base = fn.f(x)
+    out = np.empty(x.size)
+    for i in range(x.size):
+        shifted = x.copy().reshape(-1)
+        shifted[i] += h
+        out[i] = (fn.f(shifted.reshape(x.shape)) - base) / h
+    return out.reshape(x.shape)
+
+
+def _grade(ctx: CheckContext, fn: KnownFunction, **kwargs: float) -> None:
+    f = _guarded(fn.f, fn.x.shape)
+    x = fn.x.copy()
+    result = ctx.call(f, x, functions=[f], **kwargs)
+    found = as_array(result.value, f"numerical_gradient(f, x) for x of shape {x.shape}", x.shape)
+    details = {"label": fn.label, "shapes": {"x": list(x.shape)}}
+    h = kwargs.get("h", DEFAULT_STEP)
+
+    def diagnose(value: np.ndarray) -> str | None:
+        if value.shape == x.shape and np.allclose(value, one_sided(fn, h), rtol=1e-6, atol=1e-9):
+            return ("this is a one-sided difference (f(x + h) - f(x)) / h, accurate only to O(h); "
+                    "use the central difference (f(x + h) - f(x - h)) / (2h), accurate to O(h^2)")
+        return None
+
+    assert_close(found, fn.gradient(fn.x), CENTRAL, "numerical_gradient(f, x)", details, diagnose)
+
+
+@check("numerical_gradient", "quadratic", "gradient of a quadratic form (1-D x), to central-difference accuracy",
+       weight=3, randomized=True)
+def check_numgrad_quadratic(ctx: CheckContext) -> None:
+    for seed in ctx.case_seeds():
+        _grade(ctx, quadratic(seed))
+
+
+@check("numerical_gradient", "sines", "gradient of a sum of sines (2-D x)", weight=3, randomized=True)
+def check_numgrad_sines(ctx: CheckContext) -> None:
+    for seed in ctx.case_seeds():
+        _grade(ctx, sum_of_sines(seed))
+
+
+@check("numerical_gradient", "mlp_loss", "gradient of the reference MLP loss with respect to W2", weight=2)
+def check_numgrad_mlp_loss(ctx: CheckContext) -> None:
+    a = ctx.assignment
+    _grade(ctx, mlp_loss_of_w2(int(ctx.rng("mlp").integers(1 << 30)), a.activation, a.reduction, a.reg))
+
+
+@check("numerical_gradient", "uses_h", "uses the step h it is given (h = 1e-3 on a cubic)")
+def check_numgrad_uses_h(ctx: CheckContext) -> None:
+    rng = ctx.rng("cubic")
+    x = rng.uniform(-1, 1, size=5)
+    # central differences of sum(x**3) give exactly 3 x^2 + h^2: the h^2 shows which step was used
+    fn = KnownFunction("sum of cubes, with h = 1e-3", lambda v: float(np.sum(v ** 3)), lambda v: 3 * v ** 2 + 1e-6, x)
+    _grade(ctx, fn, h=1e-3)
+
+
+@check("numerical_gradient", "restores_x", "leaves x exactly as it was (bit for bit)", weight=2)
+def check_numgrad_restores_x(ctx: CheckContext) -> None:
+    seed = int(ctx.rng("restore").integers(1 << 30))
+    fn = quadratic(seed)
+    f = _guarded(fn.f, fn.x.shape)
+    x = fragile_values(seed, fn.x.shape, DEFAULT_STEP)
+    result = ctx.call(f, x, echo_args=True, functions=[f])
+    after = result.args_after
+    try:
+        assert_unchanged((x,), None if after is None else (after[1],), ("x",), ctx.function)
+    except CheckFailed as failure:
+        raise CheckFailed(failure.message.split(";")[0] + "; save x[i] before the step and assign the saved value "
+                          "back afterwards (x[i] -= h does not restore the exact bits)", details=failure.details) from None
+
+
+@check("numerical_gradient", "deterministic", "does not depend on the random state (no sampling of coordinates)")
+def check_numgrad_deterministic(ctx: CheckContext) -> None:
+    fn = sum_of_sines(int(ctx.rng("deterministic").integers(1 << 30)))
+    f = _guarded(fn.f, fn.x.shape)
+    results = []
+    for seed in (1, 2):
+        ctx.session.seed(seed)
+        value = ctx.call(f, fn.x.copy(), functions=[f]).value
+        results.append(as_array(value, "numerical_gradient(f, x)", fn.x.shape))
+    if not np.array_equal(results[0], results[1]):
+        raise CheckFailed("numerical_gradient(f, x) returned different results for the same f and x after the "
+                          "random seed changed: compute every coordinate, without random sampling",
+                          details={"label": fn.label})
