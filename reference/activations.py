@@ -1,70 +1,138 @@
 """Numerically stable activations and their derivatives, compiled with Numba.
 
-Elementwise functions are Numba ufuncs (``@vectorize``, cached on disk): they take
-any shape, keep float32 as float32 and float64 as float64, and evaluate in float64
-internally so that a float32 result is the correctly rounded float64 value.
-Softmax and log-softmax reduce along the last axis of 1-D or 2-D (or higher) arrays.
+Every function is ``@njit(cache=True)``. Elementwise functions take any shape, keep float32
+as float32 and float64 as float64 (integers become float64), and evaluate in float64
+internally so that a float32 result is the correctly rounded float64 value. Softmax and
+log-softmax reduce along the last axis of 1-D or 2-D (or higher) arrays. (Plain njit
+loops rather than @vectorize ufuncs: a cached ufunc still rebuilds its wrappers in every
+new process, which cost more than half a second of start-up.)
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, vectorize
+from numba import njit, types
+from numba.extending import overload
 
-_FLOAT_SIGNATURES = ["float32(float32)", "float64(float64)"]
+# Scalar kernels: float64 in, float64 out. The array functions below apply them elementwise.
 
 
-@vectorize(_FLOAT_SIGNATURES, cache=True)
-def sigmoid(x):  # type: ignore[no-untyped-def]
-    """Logistic function 1 / (1 + exp(-x)); never evaluates exp of a positive number."""
-    v = np.float64(x)
+@njit(cache=True)
+def sigmoid_scalar(v):  # type: ignore[no-untyped-def]
+    """Logistic function 1 / (1 + exp(-v)); never evaluates exp of a positive number."""
     if v >= 0.0:
         return 1.0 / (1.0 + np.exp(-v))
     e = np.exp(v)
     return e / (1.0 + e)
 
 
-@vectorize(_FLOAT_SIGNATURES, cache=True)
+@njit(cache=True)
+def relu_scalar(v):  # type: ignore[no-untyped-def]
+    """max(v, 0) (NaN stays NaN; never -0.0)."""
+    if v > 0.0 or v != v:
+        return v
+    return 0.0
+
+
+@njit(cache=True)
+def relu_grad_scalar(v):  # type: ignore[no-untyped-def]
+    """1 where v > 0, else 0 (the same mask whether v is the input or the output of relu)."""
+    return 1.0 if v > 0.0 else 0.0
+
+
+@njit(cache=True)
+def sigmoid_grad_scalar(s):  # type: ignore[no-untyped-def]
+    """s * (1 - s) for s = sigmoid(x)."""
+    return s * (1.0 - s)
+
+
+@njit(cache=True)
+def tanh_grad_scalar(t):  # type: ignore[no-untyped-def]
+    """1 - t**2 for t = tanh(x)."""
+    return 1.0 - t * t
+
+
+def _float_copy(x):  # type: ignore[no-untyped-def]
+    """A fresh C-contiguous float copy of x: float32 stays float32, anything else becomes float64."""
+    raise NotImplementedError("only callable from compiled code")
+
+
+@overload(_float_copy, jit_options={"cache": True})
+def _float_copy_impl(x):  # type: ignore[no-untyped-def]
+    if isinstance(x, types.Array) and x.dtype == types.float32:
+        return lambda x: np.asarray(x).copy()
+    return lambda x: np.asarray(x).astype(np.float64)
+
+
+@njit(cache=True)
+def sigmoid(x):  # type: ignore[no-untyped-def]
+    """Elementwise logistic function, any shape; stable for |x| up to 1e4 and beyond."""
+    out = _float_copy(x)
+    flat = out.reshape(-1)
+    for i in range(flat.size):
+        flat[i] = sigmoid_scalar(np.float64(flat[i]))
+    return out
+
+
+@njit(cache=True)
 def sigmoid_grad(s):  # type: ignore[no-untyped-def]
-    """Derivative of the sigmoid written in its output s = sigmoid(x): s * (1 - s)."""
-    v = np.float64(s)
-    return v * (1.0 - v)
+    """Derivative of the sigmoid written in its output s = sigmoid(x): s * (1 - s), elementwise."""
+    out = _float_copy(s)
+    flat = out.reshape(-1)
+    for i in range(flat.size):
+        flat[i] = sigmoid_grad_scalar(np.float64(flat[i]))
+    return out
 
 
-@vectorize(_FLOAT_SIGNATURES, cache=True)
+@njit(cache=True)
 def relu(x):  # type: ignore[no-untyped-def]
-    """max(x, 0)."""
-    return x if x > 0 else x * 0
+    """Elementwise max(x, 0)."""
+    out = _float_copy(x)
+    flat = out.reshape(-1)
+    for i in range(flat.size):
+        flat[i] = relu_scalar(np.float64(flat[i]))
+    return out
 
 
-@vectorize(_FLOAT_SIGNATURES, cache=True)
+@njit(cache=True)
 def relu_grad(x):  # type: ignore[no-untyped-def]
     """Derivative of relu at x (or at relu(x): the masks agree): 1 where x > 0, else 0."""
-    return 1.0 if x > 0 else 0.0
+    out = _float_copy(x)
+    flat = out.reshape(-1)
+    for i in range(flat.size):
+        flat[i] = relu_grad_scalar(np.float64(flat[i]))
+    return out
 
 
-@vectorize(_FLOAT_SIGNATURES, cache=True)
+@njit(cache=True)
 def tanh(x):  # type: ignore[no-untyped-def]
-    """Hyperbolic tangent."""
-    return np.tanh(np.float64(x))
+    """Elementwise hyperbolic tangent."""
+    out = _float_copy(x)
+    flat = out.reshape(-1)
+    for i in range(flat.size):
+        flat[i] = np.tanh(np.float64(flat[i]))
+    return out
 
 
-@vectorize(_FLOAT_SIGNATURES, cache=True)
+@njit(cache=True)
 def tanh_grad(t):  # type: ignore[no-untyped-def]
-    """Derivative of tanh written in its output t = tanh(x): 1 - t**2."""
-    v = np.float64(t)
-    return 1.0 - v * v
+    """Derivative of tanh written in its output t = tanh(x): 1 - t**2, elementwise."""
+    out = _float_copy(t)
+    flat = out.reshape(-1)
+    for i in range(flat.size):
+        flat[i] = tanh_grad_scalar(np.float64(flat[i]))
+    return out
 
 
 @njit(cache=True)
 def _as_rows(x):  # type: ignore[no-untyped-def]
-    """View x as a C-contiguous 2-D array whose rows are the vectors along the last axis."""
-    return np.ascontiguousarray(x).reshape((-1, x.shape[-1]))
+    """x as a float C-contiguous 2-D copy whose rows are the vectors along the last axis."""
+    return _float_copy(x).reshape((-1, x.shape[-1]))
 
 
 @njit(cache=True)
-def _row_max_and_logsumexp(row):  # type: ignore[no-untyped-def]
-    """(max, log(sum(exp(row)))) of one row, computed in float64 after shifting by the max."""
+def _row_max_and_log_sum(row):  # type: ignore[no-untyped-def]
+    """(m, log(sum(exp(row - m)))) with m the row max, in float64: log-sum-exp is m + the second."""
     m = np.float64(row[0])
     for j in range(1, row.shape[0]):
         if row[j] > m:
@@ -72,28 +140,26 @@ def _row_max_and_logsumexp(row):  # type: ignore[no-untyped-def]
     total = 0.0
     for j in range(row.shape[0]):
         total += np.exp(np.float64(row[j]) - m)
-    return m, m + np.log(total)
+    return m, np.log(total)
 
 
 @njit(cache=True)
 def softmax(x):  # type: ignore[no-untyped-def]
     """Probabilities along the last axis; subtracts the row max, so logits of |1e4| are safe."""
     rows = _as_rows(x)
-    out = np.empty_like(rows)
     for i in range(rows.shape[0]):
-        _, lse = _row_max_and_logsumexp(rows[i])
+        m, log_sum = _row_max_and_log_sum(rows[i])
         for j in range(rows.shape[1]):
-            out[i, j] = np.exp(np.float64(rows[i, j]) - lse)
-    return out.reshape(x.shape)
+            rows[i, j] = np.exp((np.float64(rows[i, j]) - m) - log_sum)
+    return rows.reshape(x.shape)
 
 
 @njit(cache=True)
 def log_softmax(x):  # type: ignore[no-untyped-def]
     """log(softmax(x)) along the last axis without forming softmax (no log(0) for large gaps)."""
     rows = _as_rows(x)
-    out = np.empty_like(rows)
     for i in range(rows.shape[0]):
-        _, lse = _row_max_and_logsumexp(rows[i])
+        m, log_sum = _row_max_and_log_sum(rows[i])
         for j in range(rows.shape[1]):
-            out[i, j] = np.float64(rows[i, j]) - lse
-    return out.reshape(x.shape)
+            rows[i, j] = (np.float64(rows[i, j]) - m) - log_sum
+    return rows.reshape(x.shape)

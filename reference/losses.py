@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from reference.activations import _float_copy
+
 
 REDUCTIONS = ("mean", "sum")
 
@@ -25,7 +27,7 @@ def _cross_entropy(z, y, scale):  # type: ignore[no-untyped-def]
     n, c = z.shape
     if y.shape[0] != n:
         raise ValueError("y must have one label per row of z")
-    dz = np.empty_like(z)
+    dz = np.empty_like(z)  # float: see softmax_cross_entropy
     loss = 0.0
     for i in range(n):
         label = y[i]
@@ -39,7 +41,7 @@ def _cross_entropy(z, y, scale):  # type: ignore[no-untyped-def]
             e = np.exp(np.float64(z[i, j]) - m)
             dz[i, j] = e
             total += e
-        loss += m + np.log(total) - np.float64(z[i, label])
+        loss += (m - np.float64(z[i, label])) + np.log(total)  # exact for ties at large logits
         for j in range(c):
             p = np.float64(dz[i, j]) / total
             if j == label:
@@ -56,8 +58,9 @@ def softmax_cross_entropy(z, y, reduction="mean"):  # type: ignore[no-untyped-de
     dz = (softmax(z) - onehot(y)) / N for "mean", without the 1/N for "sum", in z's dtype).
     Computed from log-sum-exp, so logits of |1e4| neither overflow nor give log(0).
     """
+    logits = _float_copy(z)
     if reduction == "mean":
-        return _cross_entropy(z, y, 1.0 / z.shape[0])
+        return _cross_entropy(logits, y, 1.0 / z.shape[0])
     if reduction == "sum":
-        return _cross_entropy(z, y, 1.0)
+        return _cross_entropy(logits, y, 1.0)
     raise ValueError("reduction must be 'mean' or 'sum'")

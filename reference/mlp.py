@@ -18,7 +18,7 @@ from functools import cached_property
 import numpy as np
 from numba import njit
 
-from reference.activations import relu, relu_grad, sigmoid, sigmoid_grad, tanh, tanh_grad
+from reference.activations import relu_grad_scalar, relu_scalar, sigmoid_grad_scalar, sigmoid_scalar, tanh_grad_scalar
 from reference.losses import REDUCTIONS, _cross_entropy, reduction_scale
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
@@ -183,11 +183,11 @@ def _block(buf, n, sizes, layer):  # type: ignore[no-untyped-def]
 def _activate(v, activation):  # type: ignore[no-untyped-def]
     """Hidden activation (code: index in ACTIVATIONS) of one number."""
     if activation == 0:
-        return relu(v)
+        return relu_scalar(v)
     if activation == 1:
-        return sigmoid(v)
+        return sigmoid_scalar(v)
     if activation == 2:
-        return tanh(v)
+        return np.tanh(v)
     raise ValueError("activation code must be 0 (relu), 1 (sigmoid) or 2 (tanh)")
 
 
@@ -195,10 +195,10 @@ def _activate(v, activation):  # type: ignore[no-untyped-def]
 def _activation_grad(h, activation):  # type: ignore[no-untyped-def]
     """d act / d u of one unit, written in the activation's output h."""
     if activation == 0:
-        return relu_grad(h)
+        return relu_grad_scalar(h)
     if activation == 1:
-        return sigmoid_grad(h)
-    return tanh_grad(h)
+        return sigmoid_grad_scalar(h)
+    return tanh_grad_scalar(h)
 
 
 @njit(cache=True)
@@ -206,7 +206,7 @@ def _apply_activation(u, activation):  # type: ignore[no-untyped-def]
     """In-place hidden activation of a 2-D pre-activation block."""
     for i in range(u.shape[0]):
         for j in range(u.shape[1]):
-            u[i, j] = _activate(u[i, j], activation)
+            u[i, j] = _activate(np.float64(u[i, j]), activation)
 
 
 _BLAS_MIN_WORK = 32768  # multiply-adds below which a plain loop beats the BLAS call overhead
@@ -302,7 +302,7 @@ def _loss_and_grads(x, y, theta, sizes, activation, reduction, reg):  # type: ig
             _matmul_into(du, w.T, da)
             for i in range(n):
                 for j in range(da.shape[1]):
-                    da[i, j] *= _activation_grad(a_prev[i, j], activation)
+                    da[i, j] *= _activation_grad(np.float64(a_prev[i, j]), activation)
             du = da
     return loss + _penalty(theta, sizes, reg), grad
 

@@ -33,15 +33,22 @@ ScalarFunction = Callable[[np.ndarray], float]
 
 
 def _perturbed(f: ScalarFunction, x: np.ndarray, flat_index: int, h: float) -> float:
-    """(f(x + h e_i) - f(x - h e_i)) / 2h; x is restored bit for bit afterwards."""
+    """(f(x + h e_i) - f(x - h e_i)) / (x_+ - x_-); x is restored bit for bit afterwards, even if f raises.
+
+    Dividing by the step actually stored (not 2h) keeps float32 x exact to first order.
+    """
     flat = x.reshape(-1)
     old = flat[flat_index]
-    flat[flat_index] = old + h
-    plus = float(f(x))
-    flat[flat_index] = old - h
-    minus = float(f(x))
-    flat[flat_index] = old
-    return (plus - minus) / (2.0 * h)
+    try:
+        flat[flat_index] = old + h
+        upper = float(flat[flat_index])
+        plus = float(f(x))
+        flat[flat_index] = old - h
+        lower = float(flat[flat_index])
+        minus = float(f(x))
+    finally:
+        flat[flat_index] = old
+    return (plus - minus) / (upper - lower)
 
 
 def _check_writable(x: np.ndarray) -> np.ndarray:
@@ -228,7 +235,9 @@ def mlp_numerical_gradient(
     """
     x64, p = _prepare(np.asarray(x, dtype=np.float64), params, spec)
     p64 = Params.coerce(p, spec, np.dtype(np.float64))
-    wanted = np.arange(spec.size, dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
+    wanted = np.arange(spec.size, dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64).ravel()
+    if wanted.size and (wanted.min() < 0 or wanted.max() >= spec.size):
+        raise IndexError(f"indices must lie in [0, {spec.size}) for {spec.size} parameters")
     labels = np.ascontiguousarray(y, dtype=np.int64)
     values = _mlp_numgrad(x64, labels, p64.flat, *spec.kernel_args, float(h), wanted)
     return Params(values, spec) if indices is None else values

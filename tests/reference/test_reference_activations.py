@@ -108,25 +108,12 @@ def test_log_softmax_is_the_log_of_softmax(x):
     np.testing.assert_allclose(np.exp(R.log_softmax(x)), R.softmax(x), rtol=1e-12, atol=1e-300)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reference.activations._row_max_and_logsumexp returns lse = m + log(sum exp(x - m)) and softmax/"
-    "log_softmax then form x - lse: the rounding of m + log(sum) (half an ulp of 1e4 = 9e-13) enters every output, "
-    "so softmax([1e4, 1e4, -1e4]) = 0.4999999999999138 (relative error 1.7e-13 ~ eps*|max|) instead of 0.5; "
-    "(x - m) - log(sum) would be accurate to a few eps",
-)
 def test_softmax_of_tied_logits_at_1e4_is_one_half_to_a_few_eps():
     x = np.array([[1e4, 1e4, -1e4]])
     np.testing.assert_allclose(R.softmax(x), [[0.5, 0.5, 0.0]], rtol=4 * EPS64, atol=0)
     np.testing.assert_allclose(R.log_softmax(x)[:, :2], -math.log(2.0), rtol=4 * EPS64, atol=0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reference.softmax and log_softmax allocate their output with np.empty_like(x), so integer logits give "
-    "an integer result truncated toward zero: softmax(np.array([1, 2, 3])) = [0, 0, 0] and log_softmax = "
-    "[-2, -1, 0], silently (NumPy and SciPy promote integers to float64)",
-)
 def test_softmax_of_integer_logits_is_computed_in_float64():
     expected = R.softmax(np.array([1.0, 2.0, 3.0]))
     np.testing.assert_allclose(R.softmax(np.array([1, 2, 3])), expected, rtol=8 * EPS64)
@@ -214,8 +201,7 @@ def test_softmax_of_logits_plus_minus_1e4_is_exact_and_warning_free(dtype):
     assert p.dtype == dtype and np.all(np.isfinite(p)) and np.all(np.isfinite(logp))
     tie_tolerance = max(softmax_error_bound(x), 4 * np.finfo(dtype).eps)
     np.testing.assert_array_equal(p[0], [1.0, 0.0, 0.0])
-    # Ties at 1e4 are 1/2 to within the rounding of lse = 1e4 + log 2 (see softmax_error_bound and the
-    # xfail test_softmax_of_tied_logits_at_1e4_is_one_half_to_a_few_eps).
+    # Ties at 1e4 are 1/2 to a few eps (see test_softmax_of_tied_logits_at_1e4_is_one_half_to_a_few_eps).
     np.testing.assert_allclose(p[2], [0.5, 0.5, 0.0], rtol=0, atol=tie_tolerance)
     # Ties are 1/3 to within the same rounding of lse = -1e4 + log 3 (or one float32 rounding).
     np.testing.assert_allclose(p[1], np.full(3, 1 / 3), rtol=0, atol=tie_tolerance)
@@ -225,7 +211,7 @@ def test_softmax_of_logits_plus_minus_1e4_is_exact_and_warning_free(dtype):
 def test_sigmoid_and_tanh_at_plus_minus_1e4_are_exactly_0_and_1_without_warnings():
     x = np.array([-1e4, 1e4])
     # Underflow of exp(-1e4) to 0 is the correctly rounded answer, and NumPy's default ignores it;
-    # every other floating-point event raises here. (Trapping underflow too: see the xfail below.)
+    # every other floating-point event raises here (trapping underflow too: see the test below).
     with strict_floating_point(under="ignore"):
         s, t = R.sigmoid(x), R.tanh(x)
         s32 = R.sigmoid(x.astype(np.float32))
@@ -245,24 +231,12 @@ def test_tanh_and_relu_at_plus_minus_1e4_raise_nothing_even_with_underflow_trapp
         np.testing.assert_array_equal(R.relu_grad(x), [0.0, 1.0])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=FloatingPointError,
-    reason="reference.sigmoid evaluates exp(-1e4) (also for x = +1e4, in 1/(1+exp(-x))): the ufunc sets the "
-    "IEEE underflow flag, which NumPy turns into FloatingPointError under np.errstate(all='raise'); "
-    "same for |x| > ~708 in float64 and x < ~-87 in float32 (the cast to a float32 subnormal underflows)",
-)
 def test_sigmoid_at_plus_minus_1e4_raises_nothing_even_with_underflow_trapped():
     with strict_floating_point():
         s = R.sigmoid(np.array([-1e4, 1e4]))
     np.testing.assert_array_equal(s, [0.0, 1.0])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reference.relu computes `x * 0` for x <= 0: relu(-inf) = -inf * 0 = nan, with "
-    "RuntimeWarning 'invalid value encountered in relu'; max(-inf, 0) is 0",
-)
 def test_relu_of_minus_infinity_is_0():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -270,11 +244,6 @@ def test_relu_of_minus_infinity_is_0():
     np.testing.assert_array_equal(out, [0.0, np.inf])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reference.relu returns x * 0 = -0.0 (sign bit set) for negative x, where np.maximum(x, 0) gives +0.0; "
-    "equal under ==, but visible to np.signbit, 1/x, copysign and byte-wise comparisons",
-)
 def test_relu_of_a_negative_number_is_positive_zero():
     out = R.relu(np.array([-3.0, -1e-300]))
     assert not np.any(np.signbit(out)), f"relu returned {out!r}"

@@ -98,11 +98,6 @@ def test_numerical_gradient_refuses_arrays_it_cannot_perturb_in_place():
         R.numerical_gradient(f, np.zeros(4, dtype=np.int64))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reference.numgrad._perturbed has no try/finally: when f raises (e.g. student code), x is left "
-    "perturbed (at x_i - h if the second evaluation raised), corrupting the caller's parameters",
-)
 @pytest.mark.parametrize("which", ["numerical_gradient", "sampled_numerical_gradient"])
 def test_numerical_gradient_restores_x_even_when_f_raises(which):
     x = np.array([1.0, 2.0, 3.0])
@@ -122,13 +117,6 @@ def test_numerical_gradient_restores_x_even_when_f_raises(which):
     np.testing.assert_array_equal(x, [1.0, 2.0, 3.0])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reference.numerical_gradient divides by the nominal 2h, but for float32 x the stored x_i +- h is "
-    "rounded to float32 (ulp(1) = 1.2e-7 vs h = 1e-5), so the step actually taken differs from h by up to ~1e-2 "
-    "relative: for f(x) = sum(float64(x)**2) the result is off by 7e-4 relative; dividing by "
-    "(x_i + h)_stored - (x_i - h)_stored would make it accurate to ~1e-10",
-)
 def test_numerical_gradient_of_float32_x_uses_the_step_actually_taken():
     x = np.random.default_rng(0).standard_normal(20).astype(np.float32)
     numeric = R.numerical_gradient(lambda v: float(np.sum(v.astype(np.float64) ** 2)), x)
@@ -315,14 +303,6 @@ OUT_OF_RANGE_CHILD = textwrap.dedent(
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reference.mlp_numerical_gradient does not check `indices` (and the kernels run without bounds "
-    "checks): index -1 silently returns 0.2524 for a coordinate whose derivative is 0.0506 (it is decoded as "
-    "bias b1[-1] plus the L2 term of theta[-1]), index == spec.size returns 0.0 after writing past the end of a "
-    "length-C buffer, and index 10**6 reads and writes far out of bounds (it returned 0.0 in one run and "
-    "killed the interpreter with SIGSEGV in another); an IndexError would be expected, as MLPSpec.locate raises",
-)
 def test_mlp_numerical_gradient_rejects_out_of_range_indices_without_crashing():
     # In a child process: out-of-bounds memory access can crash the interpreter today.
     proc = subprocess.run([sys.executable, "-c", OUT_OF_RANGE_CHILD], capture_output=True, text=True, timeout=300)
