@@ -69,6 +69,14 @@ class Assignment:
     examples: Path | None
 
     @property
+    def template_path(self) -> Path | None:
+        """The generated student notebook (student_template/<template>), when it exists."""
+        for root in template_roots():
+            if (root / self.template).is_file():
+                return root / self.template
+        return None
+
+    @property
     def max_score(self) -> float:
         """Total points."""
         return sum(p.points for p in self.problems)
@@ -90,6 +98,12 @@ def assignment_roots() -> list[Path]:
     """Folders holding bundled assignments: the source tree's, or the installed wheel's copy."""
     here = Path(__file__).resolve().parent
     return [p for p in (here.parent / "assignments", here / "_bundled" / "assignments") if p.is_dir()]
+
+
+def template_roots() -> list[Path]:
+    """Folders holding the generated student notebooks: the source tree's, or the installed copy."""
+    here = Path(__file__).resolve().parent
+    return [p for p in (here.parent / "student_template", here / "_bundled" / "student_template") if p.is_dir()]
 
 
 def available() -> list[str]:
