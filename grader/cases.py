@@ -24,12 +24,14 @@ class Case:
     seed: int
     args: tuple[Any, ...]
     extra: dict[str, Any] = field(default_factory=dict)
+    names: tuple[str, ...] = ()
 
     @property
     def details(self) -> dict[str, Any]:
         """What a report needs to identify and reproduce this case."""
-        shapes = {f"arg{i}": list(np.shape(a)) for i, a in enumerate(self.args) if isinstance(a, np.ndarray)}
-        for i, a in enumerate(self.args):
+        names = self.names or tuple(f"arg{i}" for i in range(len(self.args)))
+        shapes = {n: list(np.shape(a)) for n, a in zip(names, self.args) if isinstance(a, np.ndarray)}
+        for a in self.args:
             if isinstance(a, dict):
                 shapes.update({k: list(np.shape(v)) for k, v in a.items()})
         dtypes = sorted({str(a.dtype) for a in self.args if isinstance(a, np.ndarray) and a.dtype.kind == "f"})
@@ -47,14 +49,14 @@ def logits(seed: int, ndim: int, dtype: Any = np.float64, scale: float = 3.0) ->
     c = int(rng.integers(3, 11))
     shape = (c,) if ndim == 1 else (int(rng.integers(2, 9)), c)
     x = (rng.standard_normal(shape) * scale).astype(dtype)
-    return Case(f"random {ndim}-D {np.dtype(dtype).name} logits", seed, (x,))
+    return Case(f"random {ndim}-D {np.dtype(dtype).name} logits", seed, (x,), names=("x",))
 
 
 def extreme_logits(dtype: Any = np.float64, magnitude: float = 1e4) -> Case:
     """Logits of +/- magnitude with ties and large gaps: the overflow test."""
     m = magnitude
     x = np.array([[m, 0.0, -m, 1.0], [-m, -m, -m + 1.0, -m], [m, m, m - 2.0, 0.0], [0.5, -0.25, 0.0, 1.0]], dtype=dtype)
-    return Case(f"logits of magnitude {m:g} ({np.dtype(dtype).name})", 0, (x,))
+    return Case(f"logits of magnitude {m:g} ({np.dtype(dtype).name})", 0, (x,), names=("x",))
 
 
 def elementwise(seed: int, dtype: Any = np.float64, scale: float = 4.0) -> Case:
@@ -62,13 +64,13 @@ def elementwise(seed: int, dtype: Any = np.float64, scale: float = 4.0) -> Case:
     rng = _rng(seed)
     ndim = int(rng.integers(1, 4))
     shape = tuple(int(rng.integers(2, 7)) for _ in range(ndim))
-    return Case(f"random {ndim}-D array", seed, ((rng.standard_normal(shape) * scale).astype(dtype),))
+    return Case(f"random {ndim}-D array", seed, ((rng.standard_normal(shape) * scale).astype(dtype),), names=("x",))
 
 
 def extreme_elementwise(magnitude: float = 1e4) -> Case:
     """Values from -magnitude to +magnitude, including 0 and the region where exp overflows."""
     x = np.array([-magnitude, -1000.0, -745.0, -710.0, -40.0, -1.0, 0.0, 1.0, 40.0, 710.0, 745.0, 1000.0, magnitude])
-    return Case(f"values from {-magnitude:g} to {magnitude:g}", 0, (x,))
+    return Case(f"values from {-magnitude:g} to {magnitude:g}", 0, (x,), names=("x",))
 
 
 def sigmoid_outputs(seed: int) -> Case:
@@ -76,7 +78,8 @@ def sigmoid_outputs(seed: int) -> Case:
     rng = _rng(seed)
     ndim = int(rng.integers(1, 3))
     shape = tuple(int(rng.integers(2, 7)) for _ in range(ndim))
-    return Case(f"random {ndim}-D array of sigmoid outputs s", seed, (rng.uniform(0.02, 0.98, size=shape),))
+    return Case(f"random {ndim}-D array of sigmoid outputs s", seed, (rng.uniform(0.02, 0.98, size=shape),),
+                names=("s",))
 
 
 def classification(seed: int, scale: float = 2.0) -> Case:
@@ -86,7 +89,7 @@ def classification(seed: int, scale: float = 2.0) -> Case:
     c = int(rng.choice([k for k in range(3, 8) if k != n]))
     z = rng.standard_normal((n, c)) * scale
     y = rng.integers(0, c, size=n).astype(np.int64)
-    return Case("random logits and labels", seed, (z, y))
+    return Case("random logits and labels", seed, (z, y), names=("z", "y"))
 
 
 def extreme_classification(magnitude: float = 1e4) -> Case:
@@ -94,7 +97,7 @@ def extreme_classification(magnitude: float = 1e4) -> Case:
     m = magnitude
     z = np.array([[m, 0.0, -m], [-m, m, 0.0], [0.0, 0.0, m], [1.0, 2.0, 3.0]])
     y = np.array([0, 2, 1, 2], dtype=np.int64)
-    return Case(f"logits of magnitude {m:g}", 0, (z, y))
+    return Case(f"logits of magnitude {m:g}", 0, (z, y), names=("z", "y"))
 
 
 def _distinct_dims(rng: np.random.Generator, square: bool) -> tuple[int, int, int, int]:
@@ -131,4 +134,5 @@ def mlp(seed: int, reg: float, activation: str = "relu", square: bool = False, b
             break
     y = rng.integers(0, c, size=n).astype(np.int64)
     label = "random two-layer problem" + (" with D == H" if square else "") + (f", batch of {n}" if batch else "")
-    return Case(label, seed, (x, y, params, float(reg)), {"reg": float(reg), "N": n, "D": d, "H": h, "C": c})
+    return Case(label, seed, (x, y, params, float(reg)), {"reg": float(reg), "N": n, "D": d, "H": h, "C": c},
+                names=("X", "y", "params", "reg"))

@@ -45,11 +45,12 @@ class Grader:
         include_hidden: bool = True,
         isolation: str = "auto",
         hidden_paths: tuple[str, ...] = (),
+        zygote: Zygote | None = None,
     ) -> None:
         self.assignment = assignment
         self.limits = limits or assignment.limits
         self.hidden_seed = (hidden_seed if hidden_seed is not None else new_seed()) if include_hidden else None
-        self.zygote = Zygote(isolation=isolation, hidden_paths=hidden_paths)
+        self.zygote = zygote or Zygote(isolation=isolation, hidden_paths=hidden_paths)
         self._template: nb.Notebook | None | bool = False
 
     def start(self) -> Grader:

@@ -64,7 +64,8 @@ def check_softmax_shift_invariance(ctx: CheckContext) -> None:
     base = cases.logits(ctx.rng("shift").integers(1 << 30), 2)
     x = base.args[0]
     shifts = np.linspace(-1000.0, 1000.0, x.shape[0]).reshape(-1, 1)
-    case = cases.Case("random 2-D logits shifted by constants up to +/-1000 per row", base.seed, (x + shifts,))
+    case = cases.Case("random 2-D logits shifted by constants up to +/-1000 per row", base.seed, (x + shifts,),
+                      names=("x",))
     found, _ = _call_on(ctx, case)
     finite_or_fail(found, "softmax(x + c)", case.details, message("softmax_no_max_shift"))
     assert_close(found, ref_softmax(x), ctx.tolerance(), "softmax(x + c)", case.details,
@@ -157,7 +158,7 @@ def check_sigmoid_grad_values(ctx: CheckContext) -> None:
 def check_sigmoid_grad_known_points(ctx: CheckContext) -> None:
     s = np.array([0.5, 0.0, 1.0, 0.1, 0.9])
     expected = np.array([0.25, 0.0, 0.0, 0.09, 0.09])  # s * (1 - s) by hand
-    case = cases.Case("s = [0.5, 0, 1, 0.1, 0.9]", 0, (s,))
+    case = cases.Case("s = [0.5, 0, 1, 0.1, 0.9]", 0, (s,), names=("s",))
     found, _ = _call_on(ctx, case)
     assert_close(found, expected, ctx.tolerance(), "sigmoid_grad(s)", case.details, _sigmoid_grad_diagnosis(s, ctx))
 

@@ -101,7 +101,10 @@ class PlannedCheck:
 
 
 def plan(assignment: Assignment, include_hidden: bool = True) -> list[PlannedCheck]:
-    """The checks grading each problem, with points split by weight (and visible/hidden share)."""
+    """The checks grading each problem, with points split by weight (and visible/hidden share).
+
+    Without hidden cases (a student's visible-only self-check), randomized checks carry all their points.
+    """
     planned: list[PlannedCheck] = []
     for problem in assignment.problems:
         checks = REGISTRY.get(problem.kind)
@@ -116,12 +119,11 @@ def plan(assignment: Assignment, include_hidden: bool = True) -> list[PlannedChe
         total = sum(w for _, w in weighted)
         for c, w in weighted:
             points = problem.points * w / total
-            if c.randomized and assignment.hidden_cases > 0 and assignment.hidden_share > 0:
+            if c.randomized and include_hidden and assignment.hidden_cases > 0 and assignment.hidden_share > 0:
                 visible = points * (1.0 - assignment.hidden_share)
                 if visible > 0:
                     planned.append(PlannedCheck(c, problem, False, visible))
-                if include_hidden:
-                    planned.append(PlannedCheck(c, problem, True, points - visible))
+                planned.append(PlannedCheck(c, problem, True, points - visible))
             else:
                 planned.append(PlannedCheck(c, problem, False, points))
     return planned

@@ -144,6 +144,7 @@ class Zygote:
         self.control: socket.socket | None = None
         self.runtime: str | None = None
         self.uses_bwrap = False
+        self.ready = False
 
     @property
     def isolation(self) -> str:
@@ -161,9 +162,26 @@ class Zygote:
         }
 
     def start(self) -> None:
-        """Launch the zygote and wait until it has NumPy and IPython loaded."""
+        """Launch the zygote (if needed) and wait until it has NumPy and IPython loaded."""
+        self.launch()
+        if self.ready:
+            return
+        try:
+            ready = self._receive(READY_TIMEOUT)
+        except ZygoteError as exc:
+            detail = self._stderr_tail()
+            self.close()
+            raise ZygoteError(f"the sandbox zygote did not start: {exc}. {detail}") from None
+        if not ready.get("ready"):
+            self.close()
+            raise ZygoteError(f"unexpected first message from the zygote: {ready}")
+        self.ready = True
+
+    def launch(self) -> None:
+        """Start the zygote process without waiting for it (start() or spawn() wait)."""
         if self.proc is not None:
             return
+        self.ready = False
         self.runtime = tempfile.mkdtemp(prefix="jitgrade-runtime-")
         os.chmod(self.runtime, 0o755)
         for name in _RUNTIME_FILES:
@@ -190,15 +208,6 @@ class Zygote:
             )
         theirs.close()
         self.control = ours
-        try:
-            ready = self._receive(READY_TIMEOUT)
-        except ZygoteError as exc:
-            detail = self._stderr_tail()
-            self.close()
-            raise ZygoteError(f"the sandbox zygote did not start: {exc}. {detail}") from None
-        if not ready.get("ready"):
-            self.close()
-            raise ZygoteError(f"unexpected first message from the zygote: {ready}")
 
     def _stderr_tail(self) -> str:
         if self.runtime is None:
@@ -225,7 +234,7 @@ class Zygote:
         """Fork a fresh confined worker; returns its pid and our ends of its pipes."""
         if self.proc is None or self.proc.poll() is not None:
             self.close()
-            self.start()
+        self.start()
         assert self.control is not None
         req_r, req_w = os.pipe()
         resp_r, resp_w = os.pipe()
@@ -270,6 +279,7 @@ class Zygote:
                 pass
             self.control.close()
             self.control = None
+        self.ready = False
         if self.proc is not None:
             try:
                 self.proc.wait(timeout=5)

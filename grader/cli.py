@@ -1,0 +1,352 @@
+"""The ``jitgrade`` command: a thin layer over the library (check, grade, assign, gradescope, list).
+
+Heavy imports (Numba, the reference, matplotlib) happen only in the subcommands that need
+them, after the sandbox zygote has been launched, so that they overlap with its start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_POINTS_LOST, EXIT_UNGRADABLE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Input that cannot be graded at all: printed as one line, exit code 2."""
+
+
+def _limits_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("limits (default: the assignment's)")
+    group.add_argument("--cell-timeout", type=float, metavar="S", help="seconds per notebook cell")
+    group.add_argument("--call-timeout", type=float, metavar="S", help="seconds per call of a student function")
+    group.add_argument("--notebook-timeout", type=float, metavar="S", help="seconds for the whole notebook")
+    group.add_argument("--memory-mb", type=int, metavar="MB", help="memory limit of the student process")
+    group.add_argument("--output-kb", type=int, metavar="KB", help="cap on the notebook's captured output")
+    group.add_argument("--isolation", choices=("auto", "bwrap", "process"), default="auto",
+                       help="auto: bubblewrap when it works here, else process-level confinement")
+    parser.add_argument("--seed", type=int, help="seed of the hidden cases (default: fresh, recorded in the report)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="jitgrade", description="Grade neural-network homework notebooks.")
+    parser.add_argument("--version", action="version", version=f"jitgrade {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    check = sub.add_parser("check", help="grade one notebook and explain what to fix (students, CI)")
+    check.add_argument("notebook")
+    check.add_argument("-a", "--assignment", help="assignment name or folder (default: from the notebook's metadata)")
+    check.add_argument("--visible-only", action="store_true", help="skip the hidden randomized cases")
+    check.add_argument("--json", metavar="FILE", help="write the canonical JSON report")
+    check.add_argument("--html", metavar="FILE", help="write the feedback page")
+    check.add_argument("--junit", metavar="FILE", help="write JUnit XML")
+    check.add_argument("--gradescope", metavar="FILE", help="write Gradescope's results.json")
+    check.add_argument("--annotations", choices=("github",), help="print GitHub Actions ::error lines")
+    check.add_argument("-q", "--quiet", action="store_true", help="no terminal summary")
+    _limits_arguments(check)
+
+    grade = sub.add_parser("grade", help="grade a class: notebooks, folders, zip exports (instructors)")
+    grade.add_argument("submissions", nargs="+")
+    grade.add_argument("-a", "--assignment", required=True)
+    grade.add_argument("--out", required=True, metavar="DIR", help="folder for reports and the gradebook")
+    grade.add_argument("-j", "--jobs", type=int, default=1, help="local grading processes")
+    grade.add_argument("--scheduler", metavar="ADDRESS", help="grade on a dask.distributed scheduler")
+    grade.add_argument("--force", action="store_true", help="regrade submissions that already have a report")
+    grade.add_argument("--no-feedback", action="store_true", help="skip the per-student HTML pages")
+    _limits_arguments(grade)
+
+    assign = sub.add_parser("assign", help="make the student notebook from a master notebook")
+    assign.add_argument("master")
+    assign.add_argument("--out", required=True, metavar="DIR")
+    assign.add_argument("--name", help="file name of the student notebook (default: the assignment's template)")
+
+    bundle = sub.add_parser("gradescope", help="build the Gradescope autograder zip")
+    bundle.add_argument("assignment")
+    bundle.add_argument("-o", "--output", default="autograder.zip")
+
+    sub.add_parser("list", help="list the bundled assignments")
+    return parser
+
+
+def _version() -> str:
+    from grader import __version__
+
+    return __version__
+
+
+def _limits(assignment: Any, args: argparse.Namespace) -> Any:
+    return assignment.limits.override(
+        cell_timeout=args.cell_timeout, call_timeout=args.call_timeout, notebook_timeout=args.notebook_timeout,
+        memory_mb=args.memory_mb, output_kb=args.output_kb,
+    )
+
+
+def _load_assignment(name: str) -> Any:
+    from grader.assignment import AssignmentError, load
+
+    try:
+        return load(name)
+    except AssignmentError as exc:
+        raise UsageError(str(exc)) from None
+
+
+# --------------------------------------------------------------------------- check
+
+
+def _write_formats(report: dict[str, Any], args: argparse.Namespace) -> None:
+    from grader.reports import files, gradescope, junit
+    from grader.reports.views import student_view
+
+    if args.json:
+        files.write_atomic(args.json, files.dumps_json(report))
+    if args.gradescope:
+        files.write_atomic(args.gradescope, files.dumps_json(gradescope.results(report)))
+    if args.junit:
+        files.write_atomic(args.junit, junit.render(student_view(report)))
+    if args.html:
+        from grader.reports import html
+
+        files.write_atomic(args.html, html.feedback(report))
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Grade one notebook; exit 0 with every point, 1 with points lost, 2 when it cannot be graded."""
+    from grader import notebook as nb
+    from grader.sandbox.zygote import Zygote
+
+    try:
+        notebook: Any = nb.read(args.notebook)
+    except nb.NotebookError as exc:
+        notebook, problem = None, str(exc)
+    name = args.assignment or (notebook.assignment if notebook is not None else None)
+    if name is None:
+        raise UsageError(problem if notebook is None else
+                         f"{args.notebook}: no assignment given and none in the notebook's metadata; pass -a NAME")
+    assignment = _load_assignment(name)
+    limits = _limits(assignment, args)
+    hidden = [str(Path(p).resolve().parent) for p in (args.json, args.html, args.junit, args.gradescope) if p]
+    zygote = Zygote(isolation=args.isolation, hidden_paths=hidden)
+    if notebook is not None:
+        zygote.launch()  # overlaps the interpreter start-up with the imports below
+    from grader.grading import Grader, new_seed
+    from grader.scoring import SubmissionResult
+
+    seed = None if args.visible_only else (args.seed if args.seed is not None else new_seed())
+    grader = Grader(assignment, limits, seed, include_hidden=not args.visible_only, zygote=zygote)
+    try:
+        if notebook is None:
+            result = SubmissionResult(Path(args.notebook).stem, Path(args.notebook).name, None, assignment, seed,
+                                      error=problem)
+        else:
+            result = grader.grade(notebook, Path(args.notebook).stem).result
+    finally:
+        grader.close()
+    report = result.to_dict()
+    _write_formats(report, args)
+    if not args.quiet:
+        from grader.reports import text
+        from grader.reports.views import student_view
+
+        text.render(student_view(report))
+    if args.annotations == "github":
+        from grader.reports import github
+
+        sys.stdout.write(github.render(report, args.notebook))
+    if result.error:
+        print(f"jitgrade: {result.error}", file=sys.stderr)
+        return EXIT_UNGRADABLE
+    return EXIT_OK if result.score >= result.max_score - 1e-9 else EXIT_POINTS_LOST
+
+
+# --------------------------------------------------------------------------- grade
+
+
+def _safe_name(student: str) -> str:
+    import re
+
+    cleaned = re.sub(r"[^\w.@-]+", "_", student).strip("._") or "student"
+    return cleaned[:100]
+
+
+def _run_seed(out: Path, assignment: Any, requested: int | None) -> int:
+    """The hidden seed of this output folder: given, recorded by an earlier run, or new (and recorded)."""
+    from grader.grading import new_seed
+    from grader.reports.files import write_atomic
+
+    run_file = out / "jitgrade-run.json"
+    recorded = None
+    if run_file.is_file():
+        try:
+            recorded = json.loads(run_file.read_text()).get("hidden_seed")
+        except (ValueError, OSError):
+            recorded = None
+    seed = requested if requested is not None else (recorded if isinstance(recorded, int) else new_seed())
+    record = {"assignment": assignment.name, "assignment_version": assignment.version, "hidden_seed": seed}
+    write_atomic(run_file, json.dumps(record, indent=2) + "\n")
+    return seed
+
+
+def _up_to_date(report_path: Path, sha: str | None, assignment: Any, seed: int) -> dict[str, Any] | None:
+    """The existing report when it was made from the same notebook, assignment version and seed."""
+    try:
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+        prov = report["provenance"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    same = (prov.get("notebook_sha256") == sha and prov.get("assignment_version") == assignment.version
+            and prov.get("hidden_seed") == seed and prov.get("assignment") == assignment.name)
+    return report if same else None
+
+
+def _sha256(path: Path | None) -> str | None:
+    import hashlib
+
+    if path is None:
+        return None
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    """Grade every submission into --out; resumable (finished reports are kept) and crash-safe."""
+    from grader import executors
+    from grader.reports import files, gradebook
+    from grader.submissions import SubmissionError, discover
+
+    assignment = _load_assignment(args.assignment)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        submissions = discover(args.submissions, preferred=assignment.template)
+    except SubmissionError as exc:
+        raise UsageError(str(exc)) from None
+    seed = _run_seed(out, assignment, args.seed)
+    hidden = [str(out.resolve())] + [str(Path(p).resolve()) for p in args.submissions]
+    settings = executors.Settings(str(assignment.directory / "assignment.toml"), _limits(assignment, args), seed,
+                                  args.isolation, tuple(hidden), feedback=not args.no_feedback)
+    reports: dict[str, dict[str, Any]] = {}
+    todo = []
+    for s in submissions:
+        existing = None if args.force else _up_to_date(out / _safe_name(s.student) / "report.json",
+                                                          _sha256(s.path), assignment, seed)
+        if existing is not None:
+            reports[s.student] = existing
+        else:
+            todo.append(s)
+    print(f"jitgrade: {len(submissions)} submissions, {len(reports)} already graded, {len(todo)} to grade "
+          f"(hidden seed {seed})", file=sys.stderr)
+    run = executors.executor(args.jobs, args.scheduler)
+    with _progress(len(todo)) as advance:
+        for output in run(settings, todo):
+            folder = out / _safe_name(output.student)
+            if output.executed is not None:
+                files.write_atomic(folder / "executed.ipynb", output.executed)
+            if output.feedback is not None:
+                files.write_atomic(folder / "feedback.html", output.feedback)
+            files.write_atomic(folder / "report.json", output.report)  # last: its presence means "done"
+            report = json.loads(output.report)
+            reports[output.student] = report
+            advance(output.student, report)
+    ordered = [reports[s.student] for s in submissions if s.student in reports]
+    files.write_atomic(out / "gradebook.csv", gradebook.render(assignment, ordered))
+    from grader.reports import html
+
+    files.write_atomic(out / "summary.html", html.summary(ordered, f"{assignment.title} ({assignment.name})"))
+    sys.stdout.write((out / "gradebook.csv").read_text())
+    print(f"jitgrade: reports in {out}/ (gradebook.csv, summary.html, <student>/report.json, feedback.html)",
+          file=sys.stderr)
+    return EXIT_OK
+
+
+class _progress:
+    """A progress bar on a terminal; one line per submission otherwise (CI logs)."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self.bar: Any = None
+
+    def __enter__(self) -> Any:
+        if sys.stderr.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                                TextColumn("{task.description}"), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("", total=self.total)
+        return self.advance
+
+    def advance(self, student: str, report: dict[str, Any]) -> None:
+        self.done += 1
+        score = f"{report['score']:g}/{report['max_score']:g}" if not report.get("error") else "not graded"
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, description=f"{student}: {score}")
+        else:
+            print(f"[{self.done}/{self.total}] {student}: {score}", file=sys.stderr)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+# --------------------------------------------------------------------------- assign, gradescope, list
+
+
+def cmd_assign(args: argparse.Namespace) -> int:
+    """Write the student notebook for a master notebook."""
+    from grader import assign
+
+    try:
+        path = assign.write_student_notebook(Path(args.master), Path(args.out), args.name)
+    except assign.AssignError as exc:
+        raise UsageError(str(exc)) from None
+    print(path)
+    return EXIT_OK
+
+
+def cmd_gradescope(args: argparse.Namespace) -> int:
+    """Write the Gradescope autograder zip."""
+    from grader.reports import files, gradescope
+
+    assignment = _load_assignment(args.assignment)
+    try:
+        data = gradescope.bundle(assignment)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    files.write_atomic(args.output, data)
+    print(args.output)
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Print the bundled assignments."""
+    from grader.assignment import available, load
+
+    for name in available():
+        a = load(name)
+        print(f"{a.name:16s} {a.version:8s} {a.max_score:g} points  {a.title}")
+    return EXIT_OK
+
+
+COMMANDS = {"check": cmd_check, "grade": cmd_grade, "assign": cmd_assign, "gradescope": cmd_gradescope,
+            "list": cmd_list}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``jitgrade`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"jitgrade: {exc}", file=sys.stderr)
+        return EXIT_UNGRADABLE
+    except KeyboardInterrupt:
+        print("jitgrade: interrupted", file=sys.stderr)
+        return 130

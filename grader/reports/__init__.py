@@ -1,0 +1,5 @@
+"""Renderings of the canonical report (a dict built by ``SubmissionResult.to_dict``).
+
+JSON is canonical; every other format (terminal text, HTML, JUnit XML, GitHub annotations,
+Gradescope results, the CSV gradebook) is derived from the same dict and says the same thing.
+"""

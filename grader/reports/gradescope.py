@@ -1,0 +1,80 @@
+"""Gradescope: results.json for one submission, and the autograder bundle (setup.sh, run_autograder).
+
+Format: https://gradescope-autograders.readthedocs.io/en/latest/specs/ (score, max_score,
+output, visibility, stdout_visibility, tests[name, number, score, max_score, status, output,
+visibility]). Hidden checks get visibility "hidden": instructors see them, students do not.
+"""
+
+from __future__ import annotations
+
+import io
+import stat
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from grader.assignment import Assignment
+
+TEST_KEYS = ("name", "number", "score", "max_score", "status", "output", "visibility")
+TOP_KEYS = ("score", "max_score", "output", "visibility", "stdout_visibility")
+
+SETUP_SH = """#!/usr/bin/env bash
+# Gradescope runs this once when it builds the autograder image.
+set -euo pipefail
+apt-get update
+apt-get install -y --no-install-recommends python3 python3-venv python3-pip bubblewrap
+python3 -m venv /autograder/jitgrade-venv
+/autograder/jitgrade-venv/bin/pip install --upgrade pip
+/autograder/jitgrade-venv/bin/pip install /autograder/source/jitgrade
+# Compile the reference once, so that grading a submission never pays Numba compilation.
+/autograder/jitgrade-venv/bin/python -c "import reference, numpy as np; s = reference.MLPSpec((3, 4, 2)); \\
+reference.loss_and_grads(np.ones((2, 3)), np.array([0, 1]), reference.init_params(s, 0), s)"
+"""
+
+RUN_AUTOGRADER = """#!/usr/bin/env bash
+# Gradescope runs this for every submission; it must always leave results/results.json behind.
+ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
+JITGRADE="$ROOT/jitgrade-venv/bin/jitgrade"
+[ -x "$JITGRADE" ] || JITGRADE="jitgrade"
+mkdir -p "$ROOT/results"
+NOTEBOOK=$(find "$ROOT/submission" -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' 2>/dev/null | sort | head -n 1)
+"$JITGRADE" check "${{NOTEBOOK:-$ROOT/submission/(no notebook submitted).ipynb}}" -a {assignment} \\
+    --gradescope "$ROOT/results/results.json" --quiet
+exit 0
+"""
+
+
+def results(report: dict[str, Any]) -> dict[str, Any]:
+    """Gradescope's results.json for a canonical report (only the keys Gradescope defines)."""
+    out = {k: report[k] for k in TOP_KEYS}
+    out["tests"] = [{k: t[k] for k in TEST_KEYS} for t in report["tests"]]
+    return out
+
+
+def _add(archive: zipfile.ZipFile, name: str, data: bytes, executable: bool = False) -> None:
+    info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
+    mode = 0o755 if executable else 0o644
+    info.external_attr = (stat.S_IFREG | mode) << 16
+    info.compress_type = zipfile.ZIP_DEFLATED
+    archive.writestr(info, data)
+
+
+def bundle(assignment: Assignment) -> bytes:
+    """The autograder zip: setup.sh, run_autograder, and jitgrade's source with this assignment only."""
+    project = Path(__file__).resolve().parents[2]
+    if not (project / "pyproject.toml").is_file():
+        raise FileNotFoundError("building a Gradescope bundle needs jitgrade's source tree (pyproject.toml)")
+    files: list[tuple[str, Path]] = [("pyproject.toml", project / "pyproject.toml"), ("README.md", project / "README.md")]
+    for package in ("grader", "reference"):
+        files += [(str(p.relative_to(project)), p) for p in sorted((project / package).rglob("*"))
+                  if p.is_file() and p.suffix in (".py", ".json", ".html", ".j2", ".css")]
+    files.append((f"assignments/{assignment.directory.name}/assignment.toml", assignment.directory / "assignment.toml"))
+    if assignment.template_path is not None:
+        files.append((f"student_template/{assignment.template}", assignment.template_path))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        _add(archive, "setup.sh", SETUP_SH.encode(), executable=True)
+        _add(archive, "run_autograder", RUN_AUTOGRADER.format(assignment=assignment.name).encode(), executable=True)
+        for name, path in files:
+            _add(archive, f"jitgrade/{name}", path.read_bytes())
+    return buf.getvalue()

@@ -1,0 +1,68 @@
+"""The terminal summary: a table per problem, then every failed check with its cause."""
+
+from __future__ import annotations
+
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from grader.reports.views import failed_tests
+
+
+def isolation_label(execution: dict[str, Any] | None) -> str:
+    """'bwrap + landlock + seccomp + rlimits' from an execution record."""
+    if not execution:
+        return "none (not executed)"
+    iso = execution.get("isolation", {})
+    layers = iso.get("layers", {})
+    names = [iso.get("level", "process")] + [name for name, on in layers.items() if on]
+    return " + ".join(names)
+
+
+def render(report: dict[str, Any], stream: TextIO | None = None, width: int | None = None) -> None:
+    """Print the report for a human at a terminal (colors only when the stream is a terminal)."""
+    console = Console(file=stream, width=width, highlight=False, soft_wrap=False)
+    prov = report["provenance"]
+    console.print(f"[bold]jitgrade[/] · {prov['assignment']} {prov['assignment_version']} · {escape(prov['notebook'])}")
+    if report.get("error"):
+        console.print(f"[bold red]Not graded:[/] {escape(report['error'])}")
+        return
+    color = "green" if report["score"] >= report["max_score"] - 1e-9 else "yellow"
+    console.print(f"[bold {color}]Score {report['score']:g} / {report['max_score']:g}[/]")
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("Problem")
+    table.add_column("Points", justify="right")
+    table.add_column("Checks passed", justify="right")
+    for p in report["problems"]:
+        mark = "[green]✓[/]" if p["score"] >= p["max_score"] - 1e-9 else "[red]✗[/]"
+        table.add_row(f"{mark} {p['name']}", f"{p['score']:g} / {p['max_score']:g}", f"{p['passed']} / {p['checks']}")
+    console.print(table)
+    failed = failed_tests(report)
+    shown = [t for t in failed if t["visibility"] != "hidden" or t.get("diagnosis")]
+    hidden = [t for t in failed if t not in shown]
+    if failed:
+        console.print("\n[bold]What to fix[/]")
+    for t in shown:
+        console.print(f"[red]✗[/] [bold]{escape(t['name'])}[/] ({t['score']:g}/{t['max_score']:g} points)")
+        console.print(f"    {escape(t['message'] or t['output'])}")
+        if t.get("diagnosis"):
+            console.print(f"    [cyan]Likely cause:[/] {escape(t['diagnosis'])}")
+    if hidden:
+        names = ", ".join(f"{t['problem']}.{t['check']}" for t in hidden)
+        console.print(f"[red]✗[/] also failed on hidden inputs (details for instructors only): {escape(names)}")
+    ex = report.get("execution")
+    if ex:
+        parts = [f"{ex['cells_run']} cells run", f"{ex['cell_errors']} with errors"]
+        if ex["timeouts"]:
+            parts.append(f"timeouts in cells {ex['timeouts']}")
+        if ex["crashes"]:
+            parts.append(f"crashes in cells {ex['crashes']}")
+        console.print(f"\nNotebook: {', '.join(parts)} · isolation: {isolation_label(ex)}")
+        if ex["import_attempts"]:
+            console.print(f"[yellow]Blocked imports:[/] {', '.join(ex['import_attempts'])}")
+        if ex["edited_locked_cells"]:
+            console.print(f"[yellow]Edited read-only cells:[/] {', '.join(ex['edited_locked_cells'])}")
+        for event in ex["events"]:
+            console.print(f"[yellow]![/] {escape(event)}")

@@ -1,0 +1,29 @@
+"""Audience views of a report: instructors see everything; students do not see hidden details."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+HIDDEN_OUTPUT = ("{verdict} on hidden inputs. Details of hidden checks are shown to instructors only; "
+                 "the visible checks of this problem test the same property on inputs you can reproduce.")
+
+
+def student_view(report: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the report with the messages, diagnoses and details of hidden checks removed."""
+    view = copy.deepcopy(report)
+    for test in view["tests"]:
+        if test.get("visibility") == "hidden":
+            verdict = "Passed" if test["status"] == "passed" else "Failed"
+            test["output"] = HIDDEN_OUTPUT.format(verdict=verdict)
+            test["message"] = test["output"]
+            test["diagnosis"] = None
+            test["details"] = {}
+    if view.get("provenance"):
+        view["provenance"].pop("argv", None)
+    return view
+
+
+def failed_tests(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Tests that did not earn all their points."""
+    return [t for t in report["tests"] if t["status"] != "passed" or t["score"] < t["max_score"] - 1e-9]

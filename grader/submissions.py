@@ -1,0 +1,137 @@
+"""Find the submissions in what an instructor passes: notebooks, folders of them, and the zip
+exports of learning platforms (one folder or one file per student).
+
+Each submission gets a student id: the per-student folder's name, or the file name (for
+Canvas-style flat exports ``name_12345_67890_notebook.ipynb``, the leading name).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+MAX_ZIP_TOTAL = 2 * 1024**3
+MAX_ZIP_MEMBER = 64 * 1024**2
+_CANVAS = re.compile(r"^(?P<student>[A-Za-z0-9-]+)(?:_LATE)?_\d+_\d+_.+\.ipynb$")
+_IGNORED_PARTS = ("__MACOSX", ".ipynb_checkpoints")
+
+
+class SubmissionError(ValueError):
+    """The input cannot be read as submissions at all (one line, said once for the whole batch)."""
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One student's notebook (or why there is none: `problem` is then set and `path` may be None)."""
+
+    student: str
+    path: Path | None
+    problem: str | None = None
+
+
+def _ignored(path: Path) -> bool:
+    return any(part in _IGNORED_PARTS or part.startswith(".") for part in path.parts)
+
+
+def _student_of_file(path: Path) -> str:
+    match = _CANVAS.match(path.name)
+    return match.group("student") if match else path.stem
+
+
+def _from_folder(folder: Path, preferred: str | None) -> list[Submission]:
+    """Top-level notebooks are submissions; each sub-folder is one student's submission."""
+    found: list[Submission] = []
+    for entry in sorted(folder.iterdir()):
+        if _ignored(entry.relative_to(folder)):
+            continue
+        if entry.is_file() and entry.suffix == ".ipynb":
+            found.append(Submission(_student_of_file(entry), entry))
+        elif entry.is_dir():
+            notebooks = sorted(p for p in entry.rglob("*.ipynb") if not _ignored(p.relative_to(entry)))
+            if not notebooks:
+                found.append(Submission(entry.name, None, f"no notebook (.ipynb) in the submission folder {entry.name}"))
+            elif len(notebooks) == 1:
+                found.append(Submission(entry.name, notebooks[0]))
+            else:
+                named = [p for p in notebooks if preferred and p.name == preferred]
+                if len(named) == 1:
+                    found.append(Submission(entry.name, named[0]))
+                else:
+                    names = ", ".join(str(p.relative_to(entry)) for p in notebooks[:5])
+                    found.append(Submission(entry.name, None, f"several notebooks in the submission folder ({names}); "
+                                            f"expected one{f' named {preferred}' if preferred else ''}"))
+    return found
+
+
+def extract_zip(archive: Path, into: Path) -> Path:
+    """Extract a platform export safely: no paths outside `into`, no links, bounded sizes."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            total = 0
+            for info in zf.infolist():
+                name = PurePosixPath(info.filename)
+                if info.is_dir() or _ignored(Path(*name.parts)):
+                    continue
+                if name.is_absolute() or ".." in name.parts:
+                    raise SubmissionError(f"{archive}: unsafe path {info.filename!r} in the zip; refusing to extract")
+                if stat_is_link(info):
+                    continue
+                if info.file_size > MAX_ZIP_MEMBER:
+                    continue  # not a notebook anyone should grade; reported as missing if it was the only one
+                total += info.file_size
+                if total > MAX_ZIP_TOTAL:
+                    raise SubmissionError(f"{archive}: more than {MAX_ZIP_TOTAL // 2**30} GiB uncompressed; refusing")
+                target = into.joinpath(*name.parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(target, "wb") as dst:
+                    shutil.copyfileobj(src, dst, length=1 << 20)
+    except zipfile.BadZipFile:
+        raise SubmissionError(f"{archive} is not a valid zip archive") from None
+    # A single top-level folder wrapping everything is the export's own folder, not a student's.
+    entries = [e for e in into.iterdir() if not _ignored(Path(e.name))]
+    if len(entries) == 1 and entries[0].is_dir() and any(p.is_dir() for p in entries[0].iterdir()):
+        return entries[0]
+    return into
+
+
+def stat_is_link(info: zipfile.ZipInfo) -> bool:
+    """Whether a zip member is a symbolic link (Unix mode bits in external_attr)."""
+    return (info.external_attr >> 16) & 0o170000 == 0o120000
+
+
+def discover(inputs: Iterable[str | Path], workdir: Path | None = None, preferred: str | None = None) -> list[Submission]:
+    """Every submission in the inputs; raises SubmissionError when an input holds none at all."""
+    submissions: list[Submission] = []
+    for raw in inputs:
+        path = Path(raw)
+        if not path.exists():
+            raise SubmissionError(f"{path}: no such file or folder")
+        if path.is_dir():
+            found = _from_folder(path, preferred)
+        elif path.suffix == ".zip":
+            target = Path(tempfile.mkdtemp(prefix="jitgrade-zip-", dir=workdir))
+            found = _from_folder(extract_zip(path, target), preferred)
+        elif path.suffix == ".ipynb":
+            found = [Submission(_student_of_file(path), path)]
+        else:
+            raise SubmissionError(f"{path}: expected notebooks (.ipynb), folders of them, or a zip export")
+        if not found:
+            raise SubmissionError(f"{path}: no notebooks (.ipynb) found")
+        submissions += found
+    return _unique(submissions)
+
+
+def _unique(submissions: list[Submission]) -> list[Submission]:
+    """Disambiguate repeated student ids (two inputs with the same file name) with a suffix."""
+    seen: dict[str, int] = {}
+    out = []
+    for s in submissions:
+        count = seen.get(s.student, 0)
+        seen[s.student] = count + 1
+        out.append(s if count == 0 else Submission(f"{s.student}-{count + 1}", s.path, s.problem))
+    return out
