@@ -20,9 +20,11 @@ MAX_NOTEBOOK_BYTES = 64 * 1024 * 1024
 SELF_CHECK_TAG = "jitgrade-selfcheck"
 HIDDEN_TAG = "jitgrade-hidden"
 LOCKED_KEY = "locked"
-# A line a self-check cell may consist of: the import of the self-check helper, or a check call.
+# A line a self-check cell may consist of: the import of the self-check helper, making a checker,
+# or a check call (check("softmax"), grader.check("softmax"), check_all()).
 _SELF_CHECK_LINE = re.compile(
     r"""^\s*(?:from\s+grader\.selfcheck\s+import\s+[\w\s,()]+|import\s+grader\.selfcheck(?:\s+as\s+\w+)?"""
+    r"""|\w+\s*=\s*(?:grader\.selfcheck\.)?checker\(\s*['"][\w-]+['"]\s*\)"""
     r"""|(?:\w+\.)?check(?:_all)?\(\s*(?:['"][\w-]+['"])?\s*\))\s*(?:#.*)?$"""
 )
 
@@ -133,11 +135,11 @@ def cell_key(cell: dict[str, Any]) -> str | None:
 
 def edited_locked_cells(notebook: Notebook, template: Notebook) -> list[str]:
     """Ids of locked template cells that the submission deleted or changed."""
-    submitted = {cell_key(c): source(c) for c in notebook.cells if cell_key(c)}
+    submitted = {cell_key(c): source(c).rstrip() for c in notebook.cells if cell_key(c)}
     edited = []
     for cell in template.cells:
         key = cell_key(cell)
-        if key is not None and submitted.get(key) != source(cell):
+        if key is not None and submitted.get(key) != source(cell).rstrip():  # Jupyter may drop a final newline
             edited.append(key)
     return edited
 
