@@ -17,7 +17,7 @@ import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullLocator
 
 from grader.reports.text import isolation_label
 from grader.reports.views import HIDDEN_OUTPUT, failed_tests, student_view
@@ -78,42 +78,57 @@ def summary(reports: list[dict[str, Any]], title: str) -> str:
         checks=check_rates(graded),
         diagnoses=common_diagnoses(reports),
         trouble=[(r["provenance"]["student"], trouble) for r in reports if (trouble := troubles(r))],
+        full=FULL,
     )
 
 
 def heatmaps(tests: list[dict[str, Any]]) -> dict[str, str]:
     """PNG data URIs of |student - reference| for every test whose details hold abs_error, by test number."""
+    drawable = [t for t in tests if t["details"].get("abs_error")]
+    if not drawable:
+        return {}
+    fig = heatmap_figure()
+    return {t["number"]: heatmap_png(fig, t) for t in drawable}
+
+
+def heatmap_figure() -> Figure:
+    """A figure with a heatmap, its colorbar, a box for the worst entry and a NaN/inf legend, ready for reuse."""
     fig = Figure(figsize=HEATMAP_SIZE, dpi=DPI)
-    return {t["number"]: heatmap_png(fig, t) for t in tests if t["details"].get("abs_error")}
+    ax = fig.add_axes((0.14, 0.17, 0.62, 0.7))
+    image = ax.imshow(np.zeros((1, 1)), cmap=HEATMAP_CMAP, aspect="auto", interpolation="nearest")
+    fig.colorbar(image, cax=fig.add_axes((0.8, 0.17, 0.04, 0.7)))
+    for color, width in (("white", 3.0), ("black", 1.2)):
+        ax.add_patch(Rectangle((0, 0), 1, 1, fill=False, edgecolor=color, linewidth=width, clip_on=False))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.text(0.01, 0.02, "■ NaN/inf", color=NONFINITE_COLOR, fontsize=8)
+    return fig
 
 
 def heatmap_png(fig: Figure, test: dict[str, Any]) -> str:
-    """Draw one test's abs_error on a cleared figure, NaN/inf in their own color and the worst entry boxed."""
-    fig.clear()
+    """Draw one test's abs_error on a heatmap_figure: NaN/inf in their own color, the worst entry boxed."""
     error = np.asarray(test["details"]["abs_error"], dtype=np.float64)
     matrix = error.reshape(1, -1) if error.ndim == 1 else error
     bad = matrix == NONFINITE
     top = float(matrix[~bad].max()) if (~bad).any() else 0.0
-    ax = fig.add_axes((0.14, 0.17, 0.62, 0.7))
-    image = ax.imshow(np.ma.masked_array(matrix, bad), cmap=HEATMAP_CMAP, vmin=0.0, vmax=top or 1.0,
-                      aspect="auto", interpolation="nearest")
-    fig.colorbar(image, cax=fig.add_axes((0.8, 0.17, 0.04, 0.7)))
+    ax = fig.axes[0]
+    image = ax.images[0]
+    image.set_data(np.ma.masked_array(matrix, bad))
+    image.set_clim(0.0, top or 1.0)
+    rows, cols = matrix.shape
+    image.set_extent((-0.5, cols - 0.5, rows - 0.5, -0.5))
+    ax.set_xlim(-0.5, cols - 0.5)
+    ax.set_ylim(rows - 0.5, -0.5)
     ax.set_title(f"|{quantity(test)} - reference|".replace("$", r"\$"), fontsize=10)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    if error.ndim == 1:
-        ax.set_xlabel("index")
-        ax.set_yticks([])
-    else:
-        ax.set_xlabel("column")
-        ax.set_ylabel("row")
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("index" if error.ndim == 1 else "column")
+    ax.set_ylabel("" if error.ndim == 1 else "row")
+    ax.yaxis.set_major_locator(NullLocator() if error.ndim == 1 else MaxNLocator(integer=True))
     worst = test["details"].get("worst_index") or []
-    if len(worst) == error.ndim:
-        row, col = (0, worst[0]) if error.ndim == 1 else worst
-        for color, width in (("white", 3.0), ("black", 1.2)):
-            ax.add_patch(Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, edgecolor=color, linewidth=width))
-    if bad.any():
-        fig.text(0.01, 0.02, "■ NaN/inf", color=NONFINITE_COLOR, fontsize=8)
+    for box in ax.patches:
+        box.set_visible(len(worst) == error.ndim)
+        if box.get_visible():
+            row, col = (0, worst[0]) if error.ndim == 1 else worst
+            box.set_xy((col - 0.5, row - 0.5))
+    fig.texts[0].set_visible(bool(bad.any()))
     return png_uri(fig)
 
 
