@@ -8,7 +8,6 @@ Gradescope's results.json, so the canonical report can be handed to Gradescope a
 from __future__ import annotations
 
 import platform
-import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -113,7 +112,6 @@ class SubmissionResult:
                 "hidden_seed": self.hidden_seed,
                 "versions": _versions(),
                 "platform": f"{platform.system()} {platform.machine()}",
-                "argv": list(sys.argv[1:])[:20],
                 "graded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "wall_seconds": round(self.wall_seconds, 3),
             },

@@ -19,8 +19,6 @@ def student_view(report: dict[str, Any]) -> dict[str, Any]:
             test["message"] = test["output"]
             test["diagnosis"] = None
             test["details"] = {}
-    if view.get("provenance"):
-        view["provenance"].pop("argv", None)
     return view
 
 

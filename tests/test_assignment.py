@@ -1,0 +1,75 @@
+"""Assignment definitions: the TOML format, its validation, and the sigmoid variant."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from grader.assignment import AssignmentError, available, load
+from grader.checks import plan
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_bundled_assignments_are_listed_and_load() -> None:
+    assert {"mlp", "mlp-sigmoid"} <= set(available())
+    a = load("mlp")
+    assert (a.name, a.activation, a.reduction) == ("mlp", "relu", "mean")
+    assert a.max_score == 100
+    assert [p.name for p in a.problems] == ["softmax", "sigmoid", "sigmoid_grad", "softmax_cross_entropy",
+                                            "mlp_forward", "mlp_loss", "numerical_gradient"]
+    assert a.tolerance("float32").rtol > a.tolerance("float64").rtol
+
+
+def test_the_sigmoid_variant_differs_only_in_configuration() -> None:
+    a, b = load("mlp"), load("mlp-sigmoid")
+    assert (b.activation, b.reduction) == ("sigmoid", "sum")
+    assert [p.name for p in a.problems] == [p.name for p in b.problems]
+    assert [c.id for c in plan(a)] == [c.id for c in plan(b)]
+
+
+def test_an_assignment_loads_from_a_folder_or_its_toml(tmp_path: Path) -> None:
+    folder = tmp_path / "copy"
+    shutil.copytree(ROOT / "assignments" / "mlp", folder, ignore=shutil.ignore_patterns("examples"))
+    assert load(folder).name == "mlp"
+    assert load(folder / "assignment.toml").name == "mlp"
+
+
+def write(tmp_path: Path, replace: dict[str, str]) -> Path:
+    text = (ROOT / "assignments" / "mlp" / "assignment.toml").read_text()
+    for old, new in replace.items():
+        assert old in text
+        text = text.replace(old, new)
+    (tmp_path / "assignment.toml").write_text(text)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("replace", "message"),
+    [
+        ({'activation = "relu"': 'activation = "gelu"'}, "activation"),
+        ({"[tolerances.float32]\nrtol = 1e-4\n": "[tolerances.float32]\n"}, "rtol"),
+        ({"memory_mb = 2048": "memory_gb = 2"}, "unknown limits"),
+        ({'name = "mlp"': "name = "}, "not valid TOML"),
+        ({"hidden_share = 0.5": "hidden_share = 1.5"}, "hidden_share"),
+    ],
+)
+def test_invalid_definitions_fail_with_a_message_naming_the_problem(tmp_path: Path, replace: dict[str, str],
+                                                                    message: str) -> None:
+    with pytest.raises(AssignmentError, match=message):
+        load(write(tmp_path, replace))
+
+
+def test_unknown_assignment_names_list_the_available_ones() -> None:
+    with pytest.raises(AssignmentError, match="mlp-sigmoid"):
+        load("no-such-assignment")
+
+
+def test_check_weights_in_the_definition_reshape_the_plan(tmp_path: Path) -> None:
+    folder = write(tmp_path, {"[problems.softmax]\npoints = 10\n":
+                              "[problems.softmax]\npoints = 10\n[problems.softmax.checks]\nfloat32 = 0\nvalues_2d = 6\n"})
+    planned = [c for c in plan(load(folder)) if c.problem.name == "softmax"]
+    assert "float32" not in {c.check.name for c in planned}
+    assert sum(c.points for c in planned) == pytest.approx(10)
