@@ -123,7 +123,7 @@ def heatmap_png(fig: Figure, test: dict[str, Any]) -> str:
     ax.set_ylabel("" if error.ndim == 1 else "row")
     ax.yaxis.set_major_locator(NullLocator() if error.ndim == 1 else MaxNLocator(integer=True))
     worst = test["details"].get("worst_index") or []
-    for box in ax.patches:
+    for box in [p for p in ax.patches if isinstance(p, Rectangle)]:
         box.set_visible(len(worst) == error.ndim)
         if box.get_visible():
             row, col = (0, worst[0]) if error.ndim == 1 else worst
@@ -142,7 +142,7 @@ def histogram_png(scores: list[float], max_score: float) -> str:
     """A data URI of a PNG histogram of the scores over ten equal bins from 0 to max_score."""
     fig = Figure(figsize=HISTOGRAM_SIZE, dpi=DPI)
     ax = fig.add_axes((0.08, 0.2, 0.9, 0.72))
-    ax.hist(scores, bins=np.linspace(0.0, max_score or 1.0, 11), color="#3b6ea8", edgecolor="white")
+    ax.hist(scores, bins=np.linspace(0.0, max_score or 1.0, 11).tolist(), color="#3b6ea8", edgecolor="white")
     ax.set_xlabel("score")
     ax.set_ylabel("students")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
