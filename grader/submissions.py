@@ -120,7 +120,7 @@ def discover(inputs: Iterable[str | Path], workdir: Path | None = None, preferre
             found = [Submission(_student_of_file(path), path)]
         else:
             raise SubmissionError(f"{path}: expected notebooks (.ipynb), folders of them, or a zip export")
-        if not found:
+        if not any(s.path for s in found):
             raise SubmissionError(f"{path}: no notebooks (.ipynb) found")
         submissions += found
     return _unique(submissions)
