@@ -197,10 +197,11 @@ def assert_close(
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         error = np.abs(found64 - expected)
         relative = error / np.maximum(np.abs(expected), 1e-300)
-        excess = np.where(np.isnan(error), np.inf, error / (tol.atol + tol.rtol * np.abs(expected)))
-    worst = np.unravel_index(int(np.argmax(excess)), expected.shape) if expected.ndim else ()
+    worst = np.unravel_index(int(np.argmax(np.where(np.isnan(error), np.inf, error))), expected.shape) \
+        if expected.ndim else ()
     details: dict[str, Any] = {
         **case,
+        "quantity": what,
         "max_abs_error": _finite_or_str(np.nanmax(error) if not np.isnan(error).all() else np.nan),
         "max_rel_error": _finite_or_str(np.nanmax(relative) if not np.isnan(relative).all() else np.nan),
         "worst_index": [int(i) for i in worst],

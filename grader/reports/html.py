@@ -133,9 +133,8 @@ def heatmap_png(fig: Figure, test: dict[str, Any]) -> str:
 
 
 def quantity(test: dict[str, Any]) -> str:
-    """The checked array's name, e.g. 'dW1' from the message 'dW1 is wrong (...)', else the check's name."""
-    head, sep, _ = (test.get("message") or "").partition(" is wrong")
-    return head if sep and head else test["check"]
+    """The checked array's name (details['quantity'], e.g. 'dW1'), else the check's name."""
+    return str(test["details"].get("quantity") or test["check"])
 
 
 def histogram_png(scores: list[float], max_score: float) -> str:

@@ -19,6 +19,8 @@ def student_view(report: dict[str, Any]) -> dict[str, Any]:
             test["message"] = test["output"]
             test["diagnosis"] = None
             test["details"] = {}
+    if view.get("provenance"):
+        view["provenance"]["hidden_seed"] = None  # with the seed, the hidden inputs could be regenerated
     return view
 
 
