@@ -137,7 +137,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from grader.scoring import SubmissionResult
 
     seed = None if args.visible_only else (args.seed if args.seed is not None else new_seed())
-    grader = Grader(assignment, limits, seed, include_hidden=not args.visible_only, zygote=zygote)
+    grader = Grader(assignment, limits, seed, include_hidden=not args.visible_only, zygote=zygote).start()
     try:
         if notebook is None:
             result = SubmissionResult(Path(args.notebook).stem, Path(args.notebook).name, None, assignment, seed,

@@ -7,6 +7,7 @@ owns one sandbox zygote, so grading many notebooks pays the interpreter start-up
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,6 @@ from typing import Any
 
 from grader import notebook as nb
 from grader.assignment import Assignment
-from grader.checks import run_checks
 from grader.sandbox.limits import Limits
 from grader.sandbox.session import Sandbox
 from grader.sandbox.zygote import Zygote
@@ -32,6 +32,26 @@ class Graded:
 
     result: SubmissionResult
     executed: dict[str, Any] | None
+
+
+_WARMING: list[threading.Thread] = []
+
+
+def warm_reference_in_background() -> None:
+    """Once per process: import the checks and load the Numba kernels in a thread (the first
+    notebook executes meanwhile; its grader thread mostly waits on the sandbox's pipes)."""
+    if _WARMING:
+        return
+
+    def warm() -> None:
+        import grader.checks.runner  # noqa: F401  (imports the reference and registers the checks)
+        from reference.warmup import warm_up
+
+        warm_up()
+
+    thread = threading.Thread(target=warm, name="jitgrade-warm-up", daemon=True)
+    _WARMING.append(thread)
+    thread.start()
 
 
 class Grader:
@@ -54,8 +74,9 @@ class Grader:
         self._template: nb.Notebook | None | bool = False
 
     def start(self) -> Grader:
-        """Start the sandbox zygote now (it is otherwise started by the first submission)."""
-        self.zygote.start()
+        """Start the sandbox zygote and, in the background, load the reference's compiled kernels."""
+        self.zygote.launch()
+        warm_reference_in_background()
         return self
 
     def close(self) -> None:
@@ -93,6 +114,8 @@ class Grader:
         edited = nb.edited_locked_cells(notebook, template) if template is not None else []
         with Sandbox(self.zygote, notebook.code_cells(), self.limits) as sandbox:
             record = sandbox.execute()
+            from grader.checks.runner import run_checks  # the Numba reference loads while the notebook ran
+
             outcomes = run_checks(sandbox, self.assignment, self.hidden_seed)
         result = SubmissionResult(
             student=student,

@@ -45,7 +45,7 @@ class NotebookChecks(pytest.File):
     def collect(self) -> Any:
         from grader import notebook as nb
         from grader.assignment import AssignmentError, load
-        from grader.checks import plan
+        from grader.checks.runner import plan
 
         try:
             notebook = nb.read(self.path)

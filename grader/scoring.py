@@ -14,7 +14,7 @@ from typing import Any
 
 import grader
 from grader.assignment import Assignment
-from grader.checks import Outcome
+from grader.checks.base import Outcome
 from grader.sandbox.session import ExecutionRecord
 
 SCHEMA_VERSION = 1

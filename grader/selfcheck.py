@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from grader.assignment import Assignment, load
-from grader.checks import Outcome, run_checks
+from grader.checks.base import Outcome
+from grader.checks.runner import run_checks
 from grader.sandbox import protocol
 from grader.sandbox.exceptions import MissingFunction, NotImplementedByStudent, StudentError
 from grader.sandbox.session import CallResult

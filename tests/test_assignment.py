@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from grader.assignment import AssignmentError, available, load
-from grader.checks import plan
+from grader.checks.runner import plan
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from grader.assignment import load
-from grader.checks import plan
+from grader.checks.runner import plan
 
 pytest_plugins = ["pytester"]
 EXAMPLES = Path(__file__).resolve().parent.parent / "assignments" / "mlp" / "examples"

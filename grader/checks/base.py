@@ -50,6 +50,23 @@ class Passed:
     credit: float = 1.0
 
 
+@dataclass
+class Outcome:
+    """The result of one planned check on one submission."""
+
+    id: str
+    problem: str
+    check: str
+    title: str
+    status: str  # passed | failed | error
+    score: float
+    max_score: float
+    hidden: bool
+    message: str = ""
+    diagnosis: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class Check:
     """A registered check: which problem kind it grades, its default weight, and the function."""

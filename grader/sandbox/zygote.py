@@ -281,11 +281,8 @@ class Zygote:
             self.control = None
         self.ready = False
         if self.proc is not None:
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            self.proc.kill()  # nothing left to save: every worker was finished, the runtime dir goes below
+            self.proc.wait()
             self.proc = None
         if self.runtime is not None:
             shutil.rmtree(self.runtime, ignore_errors=True)
