@@ -56,6 +56,9 @@ def grader_private_paths() -> list[str]:
     if spec is not None and spec.origin is not None:
         paths.append(str(Path(spec.origin).resolve().parent))
     paths += [str(p.resolve()) for p in assignment_roots()]
+    checkout = _HERE.parent.parent / ".git"  # a source checkout's history holds every solution ever committed
+    if checkout.exists():
+        paths.append(str(checkout.resolve()))
     return paths
 
 
@@ -87,10 +90,35 @@ def readable_paths(roots: Iterable[str], hidden: Iterable[str]) -> list[str]:
     return out
 
 
-def _interpreter_paths() -> list[str]:
-    paths = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix]
-    paths += [p for p in sys.path if p and os.path.exists(p)]
-    return paths
+def _is_site_dir(path: str) -> bool:
+    return os.path.basename(path.rstrip("/")) in ("site-packages", "dist-packages")
+
+
+def worker_sys_path(hidden: Iterable[str]) -> list[str]:
+    """The grader's import path minus what a worker must not see.
+
+    Entries inside a hidden folder go. An entry that contains one stays only if it is a
+    site-packages folder (numpy and friends live there; the grader's own packages in it are
+    blocked by the import guard and left out of the readable paths). Any other such entry,
+    e.g. the project root of an editable install, goes whole: it may also hold .git, tests or
+    solutions.
+    """
+    hidden = [os.path.realpath(h) for h in hidden]
+    keep = []
+    for entry in sys.path:
+        if not entry or not os.path.exists(entry):
+            continue
+        real = os.path.realpath(entry)
+        if any(_is_within(real, h) for h in hidden):
+            continue
+        if any(_is_within(h, real) for h in hidden) and not _is_site_dir(real):
+            continue
+        keep.append(entry)
+    return keep
+
+
+def _interpreter_paths(hidden: Iterable[str]) -> list[str]:
+    return [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *worker_sys_path(hidden)]
 
 
 @functools.lru_cache(maxsize=1)
@@ -152,11 +180,10 @@ class Zygote:
         return "bwrap" if self.uses_bwrap else "process"
 
     def _config(self) -> dict[str, Any]:
-        sys_path = [p for p in sys.path if p and os.path.isdir(p) and not any(_is_within(p, h) or _is_within(h, p) for h in self.hidden)]
         return {
             "env": WORKER_ENV,
-            "sys_path": sys_path,
-            "read_only": readable_paths([*_interpreter_paths(), *SYSTEM_READ_ONLY], self.hidden),
+            "sys_path": worker_sys_path(self.hidden),
+            "read_only": readable_paths([*_interpreter_paths(self.hidden), *SYSTEM_READ_ONLY], self.hidden),
             "blocked_imports": list(BLOCKED_IMPORTS),
             "tmp_root": "/tmp",
         }
