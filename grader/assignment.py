@@ -155,8 +155,9 @@ def load(name_or_path: str | Path) -> Assignment:
         table = data.get("tolerances", {}).get(dtype)
         if not isinstance(table, dict):
             raise AssignmentError(f"{where}: missing [tolerances.{dtype}] with rtol and atol")
-        tolerances[dtype] = Tolerance(float(_require(table, "rtol", (int, float), where)),
-                                      float(_require(table, "atol", (int, float), where)))
+        tolerances[dtype] = Tolerance(
+            float(_require(table, "rtol", (int, float), where)), float(_require(table, "atol", (int, float), where))
+        )
     cases = data.get("cases", {})
     try:
         limits = Limits().override(**data.get("limits", {}))
@@ -167,8 +168,14 @@ def load(name_or_path: str | Path) -> Assignment:
         if not isinstance(table, dict):
             raise AssignmentError(f"{where}: [problems.{name}] must be a table")
         weights = table.get("checks", {})
-        problems.append(Problem(name, str(table.get("kind", name)), float(_require(table, "points", (int, float), where)),
-                                {str(k): float(v) for k, v in weights.items()}))
+        problems.append(
+            Problem(
+                name,
+                str(table.get("kind", name)),
+                float(_require(table, "points", (int, float), where)),
+                {str(k): float(v) for k, v in weights.items()},
+            )
+        )
     master = directory / str(data.get("master", "solution.ipynb"))
     examples = directory / "examples"
     assignment = Assignment(

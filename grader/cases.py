@@ -30,13 +30,18 @@ class Case:
     def details(self) -> dict[str, Any]:
         """What a report needs to identify and reproduce this case."""
         names = self.names or tuple(f"arg{i}" for i in range(len(self.args)))
-        shapes = {n: list(np.shape(a)) for n, a in zip(names, self.args) if isinstance(a, np.ndarray)}
+        shapes = {n: list(np.shape(a)) for n, a in zip(names, self.args, strict=False) if isinstance(a, np.ndarray)}
         for a in self.args:
             if isinstance(a, dict):
                 shapes.update({k: list(np.shape(v)) for k, v in a.items()})
         dtypes = sorted({str(a.dtype) for a in self.args if isinstance(a, np.ndarray) and a.dtype.kind == "f"})
-        return {"label": self.label, "seed": self.seed, "shapes": shapes, "dtype": ",".join(dtypes) or "float64",
-                **{k: v for k, v in self.extra.items() if isinstance(v, (int, float, str))}}
+        return {
+            "label": self.label,
+            "seed": self.seed,
+            "shapes": shapes,
+            "dtype": ",".join(dtypes) or "float64",
+            **{k: v for k, v in self.extra.items() if isinstance(v, (int, float, str))},
+        }
 
 
 def _rng(seed: int) -> np.random.Generator:
@@ -78,8 +83,9 @@ def sigmoid_outputs(seed: int) -> Case:
     rng = _rng(seed)
     ndim = int(rng.integers(1, 3))
     shape = tuple(int(rng.integers(2, 7)) for _ in range(ndim))
-    return Case(f"random {ndim}-D array of sigmoid outputs s", seed, (rng.uniform(0.02, 0.98, size=shape),),
-                names=("s",))
+    return Case(
+        f"random {ndim}-D array of sigmoid outputs s", seed, (rng.uniform(0.02, 0.98, size=shape),), names=("s",)
+    )
 
 
 def classification(seed: int, scale: float = 2.0) -> Case:
@@ -134,5 +140,10 @@ def mlp(seed: int, reg: float, activation: str = "relu", square: bool = False, b
             break
     y = rng.integers(0, c, size=n).astype(np.int64)
     label = "random two-layer problem" + (" with D == H" if square else "") + (f", batch of {n}" if batch else "")
-    return Case(label, seed, (x, y, params, float(reg)), {"reg": float(reg), "N": n, "D": d, "H": h, "C": c},
-                names=("X", "y", "params", "reg"))
+    return Case(
+        label,
+        seed,
+        (x, y, params, float(reg)),
+        {"reg": float(reg), "N": n, "D": d, "H": h, "C": c},
+        names=("X", "y", "params", "reg"),
+    )

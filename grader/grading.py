@@ -104,7 +104,9 @@ class Grader:
             notebook = nb.read(path)
         except nb.NotebookError as exc:
             message = str(exc).replace(str(path), path.name)  # students see this: no grader-side paths
-            return Graded(SubmissionResult(name, path.name, None, self.assignment, self.hidden_seed, error=message), None)
+            return Graded(
+                SubmissionResult(name, path.name, None, self.assignment, self.hidden_seed, error=message), None
+            )
         return self.grade(notebook, name)
 
     def grade(self, notebook: nb.Notebook, student: str) -> Graded:

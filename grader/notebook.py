@@ -87,14 +87,18 @@ def loads(data: bytes, name: str) -> Notebook:
     except UnicodeDecodeError:
         raise NotebookError(f"{name} is not a notebook: it is not text (expected a .ipynb JSON file)") from None
     except json.JSONDecodeError as exc:
-        raise NotebookError(f"{name} is not a notebook: invalid JSON at line {exc.lineno}, column {exc.colno} "
-                            "(was it saved completely? re-download or re-save it from Jupyter)") from None
+        raise NotebookError(
+            f"{name} is not a notebook: invalid JSON at line {exc.lineno}, column {exc.colno} "
+            "(was it saved completely? re-download or re-save it from Jupyter)"
+        ) from None
     if not isinstance(nb, dict) or "cells" not in nb and "worksheets" not in nb:
         raise NotebookError(f"{name} is JSON but not a Jupyter notebook (no 'cells')")
     version = nb.get("nbformat")
     if version != 4:
-        raise NotebookError(f"{name} is an nbformat {version} notebook; only nbformat 4 is supported: "
-                            "open it in a current Jupyter and save it again")
+        raise NotebookError(
+            f"{name} is an nbformat {version} notebook; only nbformat 4 is supported: "
+            "open it in a current Jupyter and save it again"
+        )
     cells = nb.get("cells")
     if not isinstance(cells, list):
         raise NotebookError(f"{name}: 'cells' must be a list")
@@ -120,8 +124,10 @@ def read(path: str | Path) -> Notebook:
         raise NotebookError(f"{path} is a folder, not a notebook")
     size = path.stat().st_size
     if size > MAX_NOTEBOOK_BYTES:
-        raise NotebookError(f"{path} is {size / 2**20:.0f} MiB; notebooks over {MAX_NOTEBOOK_BYTES // 2**20} MiB "
-                            "are not graded (clear the outputs and save again)")
+        raise NotebookError(
+            f"{path} is {size / 2**20:.0f} MiB; notebooks over {MAX_NOTEBOOK_BYTES // 2**20} MiB "
+            "are not graded (clear the outputs and save again)"
+        )
     return loads(path.read_bytes(), str(path))
 
 

@@ -25,8 +25,12 @@ def _versions() -> dict[str, str]:
     import numba
     import numpy
 
-    return {"jitgrade": grader.__version__, "numpy": numpy.__version__, "numba": numba.__version__,
-            "python": platform.python_version()}
+    return {
+        "jitgrade": grader.__version__,
+        "numpy": numpy.__version__,
+        "numba": numba.__version__,
+        "python": platform.python_version(),
+    }
 
 
 @dataclass
@@ -59,13 +63,15 @@ class SubmissionResult:
         rows = []
         for problem in self.assignment.problems:
             mine = [o for o in self.outcomes if o.problem == problem.name]
-            rows.append({
-                "name": problem.name,
-                "score": round(sum(o.score for o in mine), ROUND),
-                "max_score": problem.points,
-                "passed": sum(o.status == "passed" for o in mine),
-                "checks": len(mine),
-            })
+            rows.append(
+                {
+                    "name": problem.name,
+                    "score": round(sum(o.score for o in mine), ROUND),
+                    "max_score": problem.points,
+                    "passed": sum(o.status == "passed" for o in mine),
+                    "checks": len(mine),
+                }
+            )
         return rows
 
     def to_dict(self) -> dict[str, Any]:
@@ -75,22 +81,24 @@ class SubmissionResult:
             output = o.message or ("passed" if o.status == "passed" else o.status)
             if o.diagnosis:
                 output += f"\nLikely cause: {o.diagnosis}"
-            tests.append({
-                "name": o.title,
-                "number": str(number),
-                "score": round(o.score, ROUND),
-                "max_score": round(o.max_score, ROUND),
-                "status": "passed" if o.status == "passed" else "failed",
-                "output": output,
-                "visibility": "hidden" if o.hidden else "visible",
-                "id": o.id,
-                "problem": o.problem,
-                "check": o.check,
-                "outcome": o.status,
-                "message": o.message,
-                "diagnosis": o.diagnosis,
-                "details": o.details,
-            })
+            tests.append(
+                {
+                    "name": o.title,
+                    "number": str(number),
+                    "score": round(o.score, ROUND),
+                    "max_score": round(o.max_score, ROUND),
+                    "status": "passed" if o.status == "passed" else "failed",
+                    "output": output,
+                    "visibility": "hidden" if o.hidden else "visible",
+                    "id": o.id,
+                    "problem": o.problem,
+                    "check": o.check,
+                    "outcome": o.status,
+                    "message": o.message,
+                    "diagnosis": o.diagnosis,
+                    "details": o.details,
+                }
+            )
         return {
             "score": self.score,
             "max_score": self.max_score,
@@ -124,7 +132,9 @@ class SubmissionResult:
         lost = [p for p in self.problem_scores() if p["score"] < p["max_score"] - 1e-9]
         text = f"Score {self.score:g} / {self.max_score:g}."
         if lost:
-            text += " Points lost in: " + ", ".join(f"{p['name']} ({p['score']:g}/{p['max_score']:g})" for p in lost) + "."
+            text += (
+                " Points lost in: " + ", ".join(f"{p['name']} ({p['score']:g}/{p['max_score']:g})" for p in lost) + "."
+            )
         else:
             text += " Every check passed."
         if self.execution is not None:
@@ -139,8 +149,13 @@ class SubmissionResult:
             return None
         return {
             "cells": [
-                {"index": c.index, "status": c.status, "error": c.error, "execution_count": c.execution_count,
-                 "seconds": round(c.seconds, 3)}
+                {
+                    "index": c.index,
+                    "status": c.status,
+                    "error": c.error,
+                    "execution_count": c.execution_count,
+                    "seconds": round(c.seconds, 3),
+                }
                 for c in ex.cells
             ],
             "cells_run": sum(c.status in ("ok", "error") for c in ex.cells),

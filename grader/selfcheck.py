@@ -48,8 +48,14 @@ class KernelSession:
         random.seed(value)
         np.random.seed(value)
 
-    def call(self, function: str, *args: Any, echo_args: bool = False,
-             functions: Sequence[Callable[..., Any]] = (), **kwargs: Any) -> CallResult:
+    def call(
+        self,
+        function: str,
+        *args: Any,
+        echo_args: bool = False,
+        functions: Sequence[Callable[..., Any]] = (),
+        **kwargs: Any,
+    ) -> CallResult:
         """Call a notebook function with copies of the arguments; exceptions become sandbox errors."""
         fn = self.namespace.get(function)
         if fn is None:

@@ -54,7 +54,9 @@ def _from_folder(folder: Path, preferred: str | None) -> list[Submission]:
         elif entry.is_dir():
             notebooks = sorted(p for p in entry.rglob("*.ipynb") if not _ignored(p.relative_to(entry)))
             if not notebooks:
-                found.append(Submission(entry.name, None, f"no notebook (.ipynb) in the submission folder {entry.name}"))
+                found.append(
+                    Submission(entry.name, None, f"no notebook (.ipynb) in the submission folder {entry.name}")
+                )
             elif len(notebooks) == 1:
                 found.append(Submission(entry.name, notebooks[0]))
             else:
@@ -63,8 +65,14 @@ def _from_folder(folder: Path, preferred: str | None) -> list[Submission]:
                     found.append(Submission(entry.name, named[0]))
                 else:
                     names = ", ".join(str(p.relative_to(entry)) for p in notebooks[:5])
-                    found.append(Submission(entry.name, None, f"several notebooks in the submission folder ({names}); "
-                                            f"expected one{f' named {preferred}' if preferred else ''}"))
+                    found.append(
+                        Submission(
+                            entry.name,
+                            None,
+                            f"several notebooks in the submission folder ({names}); "
+                            f"expected one{f' named {preferred}' if preferred else ''}",
+                        )
+                    )
     return found
 
 
@@ -104,7 +112,9 @@ def stat_is_link(info: zipfile.ZipInfo) -> bool:
     return (info.external_attr >> 16) & 0o170000 == 0o120000
 
 
-def discover(inputs: Iterable[str | Path], workdir: Path | None = None, preferred: str | None = None) -> list[Submission]:
+def discover(
+    inputs: Iterable[str | Path], workdir: Path | None = None, preferred: str | None = None
+) -> list[Submission]:
     """Every submission in the inputs; raises SubmissionError when an input holds none at all."""
     submissions: list[Submission] = []
     for raw in inputs:

@@ -57,7 +57,7 @@ def _float_copy(x):  # type: ignore[no-untyped-def]
     raise NotImplementedError("only callable from compiled code")
 
 
-@overload(_float_copy, jit_options={"cache": True})
+@overload(_float_copy, jit_options={"cache": True})  # type: ignore[typeddict-unknown-key]
 def _float_copy_impl(x):  # type: ignore[no-untyped-def]
     if isinstance(x, types.Array) and x.dtype == types.float32:
         return lambda x: np.asarray(x).copy()

@@ -16,14 +16,37 @@ from reference.activations import relu, sigmoid, sigmoid_grad, softmax, tanh, ta
 
 SOFTMAX_BUGS = ("softmax_wrong_axis", "softmax_no_max_shift")
 SIGMOID_GRAD_BUGS = ("sigmoid_applied_twice", "tanh_derivative")
-CROSS_ENTROPY_BUGS = ("missing_1_over_n", "extra_1_over_n", "loss_summed", "loss_averaged",
-                      "dz_sign_flipped", "onehot_not_subtracted")
+CROSS_ENTROPY_BUGS = (
+    "missing_1_over_n",
+    "extra_1_over_n",
+    "loss_summed",
+    "loss_averaged",
+    "dz_sign_flipped",
+    "onehot_not_subtracted",
+)
 FORWARD_BUGS = ("b1_missing", "b2_missing", "activation_missing", "returns_probabilities")
-LOSS_BUGS = ("loss_summed", "loss_averaged", "reg_missing_from_loss", "reg_without_half", "reg_on_biases",
-             "b1_missing", "b2_missing", "activation_missing")
-GRADIENT_BUGS = ("missing_1_over_n", "extra_1_over_n", "reg_missing", "reg_factor_2", "reg_on_biases",
-                 "bias_mean", "mask_missing", "mask_from_upstream", "w2_grad_from_preactivation",
-                 "activation_grad_of_preactivation")
+LOSS_BUGS = (
+    "loss_summed",
+    "loss_averaged",
+    "reg_missing_from_loss",
+    "reg_without_half",
+    "reg_on_biases",
+    "b1_missing",
+    "b2_missing",
+    "activation_missing",
+)
+GRADIENT_BUGS = (
+    "missing_1_over_n",
+    "extra_1_over_n",
+    "reg_missing",
+    "reg_factor_2",
+    "reg_on_biases",
+    "bias_mean",
+    "mask_missing",
+    "mask_from_upstream",
+    "w2_grad_from_preactivation",
+    "activation_grad_of_preactivation",
+)
 
 
 def softmax_variant(x: np.ndarray, bug: str) -> np.ndarray:
@@ -61,14 +84,20 @@ def _activation_grad(h: np.ndarray, activation: str) -> np.ndarray:
     return sigmoid_grad(h) if activation == "sigmoid" else tanh_grad(h)
 
 
-def cross_entropy_variant(z: np.ndarray, y: np.ndarray, reduction: str, bugs: Collection[str] = ()) -> tuple[float, np.ndarray]:
+def cross_entropy_variant(
+    z: np.ndarray, y: np.ndarray, reduction: str, bugs: Collection[str] = ()
+) -> tuple[float, np.ndarray]:
     """(loss, dz) of softmax cross-entropy with the named mistakes."""
     z = np.asarray(z, dtype=np.float64)
     n = z.shape[0]
     p = softmax(z)
     rows = np.arange(n)
     with np.errstate(divide="ignore"):
-        losses = -np.log(p[rows, y]) if "softmax_no_max_shift" not in bugs else -np.log(softmax_variant(z, "softmax_no_max_shift")[rows, y])
+        losses = (
+            -np.log(p[rows, y])
+            if "softmax_no_max_shift" not in bugs
+            else -np.log(softmax_variant(z, "softmax_no_max_shift")[rows, y])
+        )
     loss_scale = 1.0 / n if reduction == "mean" else 1.0
     if "loss_summed" in bugs:
         loss_scale = 1.0
@@ -120,8 +149,8 @@ def two_layer_loss_and_grads(
     h = u if "activation_missing" in bugs else _hidden(u, activation)
     z = h @ w2 + (0.0 if "b2_missing" in bugs else b2)
     data_loss, dz = cross_entropy_variant(z, y, reduction, [b for b in bugs if b in CROSS_ENTROPY_BUGS])
-    weights = (w1 ** 2).sum() + (w2 ** 2).sum()
-    biases = (b1 ** 2).sum() + (b2 ** 2).sum()
+    weights = (w1**2).sum() + (w2**2).sum()
+    biases = (b1**2).sum() + (b2**2).sum()
     penalty = 0.0 if "reg_missing_from_loss" in bugs else reg * weights * (1.0 if "reg_without_half" in bugs else 0.5)
     if "reg_on_biases" in bugs:
         penalty += 0.5 * reg * biases

@@ -7,7 +7,6 @@ from numba import njit
 
 from reference.activations import _float_copy
 
-
 REDUCTIONS = ("mean", "sum")
 
 

@@ -106,13 +106,17 @@ class Params(Mapping[str, np.ndarray]):
     @classmethod
     def coerce(cls, params: Mapping[str, np.ndarray], spec: MLPSpec, dtype: np.dtype | None = None) -> Params:
         """Params from any mapping of name -> array (reused as is when already flat-backed)."""
-        if isinstance(params, Params) and params.spec.sizes == spec.sizes and (dtype is None or params.flat.dtype == dtype):
+        if (
+            isinstance(params, Params)
+            and params.spec.sizes == spec.sizes
+            and (dtype is None or params.flat.dtype == dtype)
+        ):
             return params
         missing = [name for name in spec.shapes if name not in params]
         if missing:
             raise KeyError(f"missing parameters {missing}; expected {list(spec.shapes)}")
         arrays = [np.asarray(params[name]) for name in spec.shapes]
-        for name, arr in zip(spec.shapes, arrays):
+        for name, arr in zip(spec.shapes, arrays, strict=False):
             if arr.shape != spec.shapes[name]:
                 raise ValueError(f"{name} must have shape {spec.shapes[name]}, got {arr.shape}")
         target = dtype if dtype is not None else np.result_type(*arrays, np.float32)
@@ -354,7 +358,9 @@ def loss_and_grads(
 def _loss(x, y, theta, sizes, activation, reduction, reg):  # type: ignore[no-untyped-def]
     """Loss only: forward pass, cross-entropy and penalty."""
     buf, _ = _forward(x, theta, sizes, activation, False)
-    data, _ = _cross_entropy(_block(buf, x.shape[0], sizes, sizes.shape[0] - 2), y, reduction_scale(reduction, x.shape[0]))
+    data, _ = _cross_entropy(
+        _block(buf, x.shape[0], sizes, sizes.shape[0] - 2), y, reduction_scale(reduction, x.shape[0])
+    )
     return data + _penalty(theta, sizes, reg)
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 from numba import njit
 
+from reference.activations import softmax
 from reference.losses import reduction_scale
 from reference.mlp import (
     MLPSpec,
@@ -27,7 +28,6 @@ from reference.mlp import (
     _layer_offset,
     _prepare,
 )
-from reference.activations import softmax
 
 ScalarFunction = Callable[[np.ndarray], float]
 

@@ -16,7 +16,7 @@ from reference.mlp import MLPSpec, forward, init_params, loss, loss_and_grads
 
 def warm_up() -> None:
     """Call every kernel once with the argument types graders use (float64 1-D to 3-D, float32 2-D)."""
-    samples = [np.zeros(3), np.zeros((2, 3)), np.zeros((2, 2, 2)), np.zeros((2, 3), dtype=np.float32)]
+    samples: list[np.ndarray] = [np.zeros(3), np.zeros((2, 3)), np.zeros((2, 2, 2)), np.zeros((2, 3), np.float32)]
     for x in samples:
         for kernel in (softmax, log_softmax, sigmoid, sigmoid_grad, relu, relu_grad, tanh, tanh_grad):
             kernel(x)

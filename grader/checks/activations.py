@@ -47,29 +47,34 @@ def check_softmax_values_2d(ctx: CheckContext) -> None:
 
 @check("softmax", "rows_sum_to_one", "every row is a probability distribution")
 def check_softmax_rows_sum_to_one(ctx: CheckContext) -> None:
-    case = cases.logits(ctx.rng("rows").integers(1 << 30), 2)
+    case = cases.logits(ctx.sub_seed("rows"), 2)
     found, _ = _call_on(ctx, case)
     finite_or_fail(found, "softmax(x)", case.details)
     if (found < 0).any():
-        raise CheckFailed(f"softmax(x) has negative entries ({case_label(case.details)}); probabilities are >= 0",
-                          details=case.details)
+        raise CheckFailed(
+            f"softmax(x) has negative entries ({case_label(case.details)}); probabilities are >= 0",
+            details=case.details,
+        )
     sums = found.sum(axis=-1)
     diagnose = _softmax_diagnosis(case.args[0], ctx)
-    assert_close(sums, np.ones_like(sums), ctx.tolerance(), "softmax(x).sum(axis=-1)", case.details,
-                 lambda _: diagnose(found))
+    assert_close(
+        sums, np.ones_like(sums), ctx.tolerance(), "softmax(x).sum(axis=-1)", case.details, lambda _: diagnose(found)
+    )
 
 
 @check("softmax", "shift_invariance", "adding a constant to a row does not change it (large shifts too)")
 def check_softmax_shift_invariance(ctx: CheckContext) -> None:
-    base = cases.logits(ctx.rng("shift").integers(1 << 30), 2)
+    base = cases.logits(ctx.sub_seed("shift"), 2)
     x = base.args[0]
     shifts = np.linspace(-1000.0, 1000.0, x.shape[0]).reshape(-1, 1)
-    case = cases.Case("random 2-D logits shifted by constants up to +/-1000 per row", base.seed, (x + shifts,),
-                      names=("x",))
+    case = cases.Case(
+        "random 2-D logits shifted by constants up to +/-1000 per row", base.seed, (x + shifts,), names=("x",)
+    )
     found, _ = _call_on(ctx, case)
     finite_or_fail(found, "softmax(x + c)", case.details, message("softmax_no_max_shift"))
-    assert_close(found, ref_softmax(x), ctx.tolerance(), "softmax(x + c)", case.details,
-                 _softmax_diagnosis(x + shifts, ctx))
+    assert_close(
+        found, ref_softmax(x), ctx.tolerance(), "softmax(x + c)", case.details, _softmax_diagnosis(x + shifts, ctx)
+    )
 
 
 @check("softmax", "extreme_logits", "finite, exact values for logits of +/-1e4, with no overflow warning", weight=2)
@@ -78,23 +83,35 @@ def check_softmax_extreme_logits(ctx: CheckContext) -> None:
     x = case.args[0]
     found, warned = _call_on(ctx, case)
     if not np.isfinite(found).all():
-        raise CheckFailed(f"softmax(x) returns NaN/inf for {case.label}", diagnosis=message("softmax_no_max_shift"),
-                          details=case.details)
+        raise CheckFailed(
+            f"softmax(x) returns NaN/inf for {case.label}",
+            diagnosis=message("softmax_no_max_shift"),
+            details=case.details,
+        )
     assert_close(found, ref_softmax(x), ctx.tolerance(), "softmax(x)", case.details, _softmax_diagnosis(x, ctx))
     overflow = [w for w in warned if OVERFLOW_WARNING in w]
     if overflow:
-        raise CheckFailed(f"softmax(x) gives the right values for {case.label} but warns: {overflow[0]}",
-                          diagnosis=message("softmax_no_max_shift"), details=case.details)
+        raise CheckFailed(
+            f"softmax(x) gives the right values for {case.label} but warns: {overflow[0]}",
+            diagnosis=message("softmax_no_max_shift"),
+            details=case.details,
+        )
 
 
 @check("softmax", "float32", "float32 input (logits up to 100, where float32 exp overflows)")
 def check_softmax_float32(ctx: CheckContext) -> None:
-    case = cases.logits(ctx.rng("float32").integers(1 << 30), 2, dtype=np.float32, scale=40.0)
+    case = cases.logits(ctx.sub_seed("float32"), 2, dtype=np.float32, scale=40.0)
     x = case.args[0]
     found, _ = _call_on(ctx, case)
     finite_or_fail(found, "softmax(x) for float32 x", case.details, message("softmax_no_max_shift"))
-    assert_close(found, ref_softmax(x.astype(np.float64)), ctx.tolerance(np.float32), "softmax(x) for float32 x",
-                 case.details, _softmax_diagnosis(x.astype(np.float64), ctx))
+    assert_close(
+        found,
+        ref_softmax(x.astype(np.float64)),
+        ctx.tolerance(np.float32),
+        "softmax(x) for float32 x",
+        case.details,
+        _softmax_diagnosis(x.astype(np.float64), ctx),
+    )
 
 
 def _no_mutation(ctx: CheckContext, case: cases.Case) -> None:
@@ -104,7 +121,7 @@ def _no_mutation(ctx: CheckContext, case: cases.Case) -> None:
 
 @check("softmax", "no_mutation", "does not modify its input")
 def check_softmax_no_mutation(ctx: CheckContext) -> None:
-    _no_mutation(ctx, cases.logits(ctx.rng("mutation").integers(1 << 30), 2))
+    _no_mutation(ctx, cases.logits(ctx.sub_seed("mutation"), 2))
 
 
 # --------------------------------------------------------------------------- sigmoid
@@ -126,14 +143,16 @@ def check_sigmoid_extreme_values(ctx: CheckContext) -> Passed | None:
     assert_close(found, ref_sigmoid(case.args[0]), ctx.tolerance(), "sigmoid(x)", case.details)
     overflow = [w for w in warned if OVERFLOW_WARNING in w]
     if overflow:
-        return Passed(f"correct, but it warns ({overflow[0]}); evaluate exp only of non-positive numbers, e.g. "
-                      "with np.where(x >= 0, 1 / (1 + exp(-x)), exp(x) / (1 + exp(x))) on exp(-|x|)")
+        return Passed(
+            f"correct, but it warns ({overflow[0]}); evaluate exp only of non-positive numbers, e.g. "
+            "with np.where(x >= 0, 1 / (1 + exp(-x)), exp(x) / (1 + exp(x))) on exp(-|x|)"
+        )
     return None
 
 
 @check("sigmoid", "no_mutation", "does not modify its input")
 def check_sigmoid_no_mutation(ctx: CheckContext) -> None:
-    _no_mutation(ctx, cases.elementwise(ctx.rng("mutation").integers(1 << 30)))
+    _no_mutation(ctx, cases.elementwise(ctx.sub_seed("mutation")))
 
 
 # --------------------------------------------------------------------------- sigmoid_grad
@@ -150,8 +169,14 @@ def check_sigmoid_grad_values(ctx: CheckContext) -> None:
         case = cases.sigmoid_outputs(seed)
         s = case.args[0]
         found, _ = _call_on(ctx, case)
-        assert_close(found, ref_sigmoid_grad(s), ctx.tolerance(), "sigmoid_grad(s)", case.details,
-                     _sigmoid_grad_diagnosis(s, ctx))
+        assert_close(
+            found,
+            ref_sigmoid_grad(s),
+            ctx.tolerance(),
+            "sigmoid_grad(s)",
+            case.details,
+            _sigmoid_grad_diagnosis(s, ctx),
+        )
 
 
 @check("sigmoid_grad", "known_points", "hand-worked values: s = 0.5 gives 0.25, s = 0 and s = 1 give 0")
@@ -165,4 +190,4 @@ def check_sigmoid_grad_known_points(ctx: CheckContext) -> None:
 
 @check("sigmoid_grad", "no_mutation", "does not modify its input", weight=0.5)
 def check_sigmoid_grad_no_mutation(ctx: CheckContext) -> None:
-    _no_mutation(ctx, cases.sigmoid_outputs(ctx.rng("mutation").integers(1 << 30)))
+    _no_mutation(ctx, cases.sigmoid_outputs(ctx.sub_seed("mutation")))

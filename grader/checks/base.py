@@ -22,8 +22,7 @@ from grader.assignment import Assignment, Problem, Tolerance
 class Session(Protocol):
     """What checks need from a sandbox: call a student function, seed its random state."""
 
-    def call(self, function: str, *args: Any, echo_args: bool = False,
-             functions: Any = (), **kwargs: Any) -> Any: ...
+    def call(self, function: str, *args: Any, echo_args: bool = False, functions: Any = (), **kwargs: Any) -> Any: ...
 
     def seed(self, value: int) -> None: ...
 
@@ -31,8 +30,14 @@ class Session(Protocol):
 class CheckFailed(Exception):
     """A check's verdict against the submission: message for the student, diagnosis, details."""
 
-    def __init__(self, message: str, diagnosis: str | None = None, details: dict[str, Any] | None = None,
-                 status: str = "failed", credit: float = 0.0) -> None:
+    def __init__(
+        self,
+        message: str,
+        diagnosis: str | None = None,
+        details: dict[str, Any] | None = None,
+        status: str = "failed",
+        credit: float = 0.0,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.diagnosis = diagnosis
@@ -82,9 +87,9 @@ class Check:
 REGISTRY: dict[str, list[Check]] = {}
 
 
-def check(kind: str, name: str, title: str, weight: float = 1.0, randomized: bool = False) -> Callable[
-    [Callable[[CheckContext], Passed | None]], Callable[[CheckContext], Passed | None]
-]:
+def check(
+    kind: str, name: str, title: str, weight: float = 1.0, randomized: bool = False
+) -> Callable[[Callable[[CheckContext], Passed | None]], Callable[[CheckContext], Passed | None]]:
     """Register a check for problems of `kind`. Randomized checks run on visible and on hidden cases."""
 
     def register(func: Callable[[CheckContext], Passed | None]) -> Callable[[CheckContext], Passed | None]:
@@ -129,8 +134,10 @@ def plan(assignment: Assignment, include_hidden: bool = True) -> list[PlannedChe
             raise ValueError(f"no checks are registered for problem kind {problem.kind!r} (problem {problem.name})")
         unknown = set(problem.weights) - {c.name for c in checks}
         if unknown:
-            raise ValueError(f"problem {problem.name}: unknown checks {sorted(unknown)} in its weights; "
-                             f"known: {[c.name for c in checks]}")
+            raise ValueError(
+                f"problem {problem.name}: unknown checks {sorted(unknown)} in its weights; "
+                f"known: {[c.name for c in checks]}"
+            )
         weighted = [(c, problem.weights.get(c.name, c.weight)) for c in checks]
         weighted = [(c, w) for c, w in weighted if w > 0]
         total = sum(w for _, w in weighted)
@@ -169,20 +176,29 @@ class CheckContext:
 
     def case_seeds(self, count: int | None = None) -> Iterator[int]:
         """Seeds of this check's random cases (visible or hidden count from the assignment)."""
-        n = count if count is not None else (self.assignment.hidden_cases if self.hidden else self.assignment.visible_cases)
+        n = (
+            count
+            if count is not None
+            else (self.assignment.hidden_cases if self.hidden else self.assignment.visible_cases)
+        )
         for i in range(n):
             yield derive_seed(self.seed, self.problem.name, i)
 
+    def sub_seed(self, *salt: object) -> int:
+        """The seed of one named case of this check, derived from this context's seed."""
+        return derive_seed(self.seed, self.problem.name, *salt)
+
     def rng(self, *salt: object) -> np.random.Generator:
         """A generator for one case, seeded from this context and the salt."""
-        return np.random.default_rng(derive_seed(self.seed, self.problem.name, *salt))
+        return np.random.default_rng(self.sub_seed(*salt))
 
     def tolerance(self, dtype: Any = np.float64) -> Tolerance:
         """The assignment's tolerance for results of this dtype."""
         return self.assignment.tolerance(np.dtype(dtype))
 
-    def call(self, *args: Any, function: str | None = None, echo_args: bool = False,
-             functions: Any = (), **kwargs: Any) -> Any:
+    def call(
+        self, *args: Any, function: str | None = None, echo_args: bool = False, functions: Any = (), **kwargs: Any
+    ) -> Any:
         """Call the student function; sandbox failures become CheckFailed with a clear message."""
         from grader.checks.values import call_failure
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -24,15 +25,15 @@ _BACKPROP = {
 
 MESSAGES: dict[str, str] = {
     "softmax_wrong_axis": "softmax is normalized over the wrong axis: normalize each row (axis=-1, keepdims=True), "
-                          "not each column",
+    "not each column",
     "softmax_no_max_shift": "exp overflows for large logits: subtract the row maximum before exponentiating "
-                            "(softmax(x) = softmax(x - max(x)))",
+    "(softmax(x) = softmax(x - max(x)))",
     "sigmoid_applied_twice": "sigmoid_grad applies the sigmoid again: its argument is already s = sigmoid(x), "
-                             "so return s * (1 - s)",
+    "so return s * (1 - s)",
     "tanh_derivative": "this is the derivative of tanh, 1 - s**2; the sigmoid's is s * (1 - s)",
     "missing_1_over_n": "missing 1/N: the loss averages over the batch, so dL/dz = (softmax(z) - onehot(y)) / N",
     "extra_1_over_n": "extra 1/N: the loss is summed over the batch, so dL/dz = softmax(z) - onehot(y), "
-                      "not divided by N",
+    "not divided by N",
     "loss_summed": "the loss is summed over the batch instead of averaged: divide the sum by N",
     "loss_averaged": "the loss is averaged over the batch instead of summed: do not divide by N",
     "dz_sign_flipped": "the sign of dz is flipped: dL/dz = softmax(z) - onehot(y)",
@@ -45,16 +46,16 @@ MESSAGES: dict[str, str] = {
     "bias_mean": "the bias gradient averages over the batch; sum it instead (any 1/N is already in dz)",
     "mask_missing": "the activation's derivative is missing in backprop: {backprop}",
     "mask_from_upstream": "the ReLU mask is taken from the upstream gradient (dh > 0); it must come from the "
-                          "forward pass: du = dh * (u > 0)",
+    "forward pass: du = dh * (u > 0)",
     "w2_grad_from_preactivation": "dW2 uses the pre-activation u instead of the hidden activation h: dW2 = h.T @ dz",
     "activation_grad_of_preactivation": "the activation's derivative is evaluated on the pre-activation u; written "
-                                        "in the output h it is {backprop}",
+    "in the output h it is {backprop}",
     "b1_missing": "the hidden layer does not add the bias b1: u = X @ W1 + b1",
     "b2_missing": "the output layer does not add the bias b2: z = h @ W2 + b2",
     "activation_missing": "the hidden layer has no activation: h = act(X @ W1 + b1)",
     "returns_probabilities": "mlp_forward returns probabilities (softmax applied); it must return the raw scores z",
     "transposed": "the gradient is transposed: it must have the shape of its parameter ({shape}); "
-                  "for z = h @ W, dW = h.T @ dz",
+    "for z = h @ W, dW = h.T @ dz",
     "bias_not_summed": "the bias gradient is not summed over the batch: db = dz.sum(axis=0)",
     "bias_wrong_axis": "the bias gradient is summed over the wrong axis: sum over the batch, axis=0",
 }
@@ -90,14 +91,18 @@ def first_match(
 def bug_sets(names: Iterable[str], pairs: bool = True) -> list[tuple[str, ...]]:
     """Single mistakes, then compatible pairs (one of each mutually exclusive group at most)."""
     names = list(names)
-    exclusive = [{"missing_1_over_n", "extra_1_over_n"}, {"reg_missing", "reg_factor_2"},
-                 {"mask_missing", "mask_from_upstream", "activation_grad_of_preactivation"},
-                 {"loss_summed", "loss_averaged"}, {"reg_missing_from_loss", "reg_without_half"},
-                 {"dz_sign_flipped", "onehot_not_subtracted"}]
-    singles = [(n,) for n in names]
+    exclusive = [
+        {"missing_1_over_n", "extra_1_over_n"},
+        {"reg_missing", "reg_factor_2"},
+        {"mask_missing", "mask_from_upstream", "activation_grad_of_preactivation"},
+        {"loss_summed", "loss_averaged"},
+        {"reg_missing_from_loss", "reg_without_half"},
+        {"dz_sign_flipped", "onehot_not_subtracted"},
+    ]
+    singles: list[tuple[str, ...]] = [(n,) for n in names]
     if not pairs:
         return singles
-    combos = [
+    combos: list[tuple[str, ...]] = [
         (a, b) for a, b in itertools.combinations(names, 2) if not any(a in g and b in g for g in exclusive)
     ]
     return singles + combos
@@ -107,7 +112,7 @@ def diagnose_gradient(
     found: np.ndarray,
     name: str,
     expected: np.ndarray,
-    case_args: tuple[object, ...],
+    case_args: tuple[Any, ...],
     activation: str,
     reduction: str,
     tol: Tolerance,
@@ -122,9 +127,9 @@ def diagnose_gradient(
         return message("bias_not_summed")
     if name.startswith("b") and found.shape == (n,) and n != expected.shape[0]:
         return message("bias_wrong_axis")
-    if name.startswith("W") and found.shape == expected.shape and expected.shape[0] == expected.shape[1]:
-        if is_close(found, expected.T, tol):
-            return message("transposed", shape=expected.shape)
+    square = found.shape == expected.shape and expected.ndim == 2 and expected.shape[0] == expected.shape[1]
+    if name.startswith("W") and square and is_close(found, expected.T, tol):
+        return message("transposed", shape=expected.shape)
 
     def variant(combo: tuple[str, ...]) -> Callable[[], np.ndarray]:
         return lambda: bugs.two_layer_loss_and_grads(x, y, params, activation, reduction, float(reg), combo)[1][name]
@@ -134,17 +139,22 @@ def diagnose_gradient(
     return message(found_name, activation) if found_name else None
 
 
-def diagnose_loss(found: float, expected: float, case_args: tuple[object, ...], activation: str,
-                  reduction: str, tol: Tolerance) -> str | None:
+def diagnose_loss(
+    found: float, expected: float, case_args: tuple[Any, ...], activation: str, reduction: str, tol: Tolerance
+) -> str | None:
     """The most likely mistake behind a wrong loss value of the two-layer net."""
     x, y, params, reg = case_args
     assert isinstance(params, Mapping)
 
     def variant(combo: tuple[str, ...]) -> Callable[[], np.ndarray]:
-        return lambda: np.asarray(bugs.two_layer_loss_and_grads(x, y, params, activation, reduction, float(reg), combo)[0])
+        return lambda: np.asarray(
+            bugs.two_layer_loss_and_grads(x, y, params, activation, reduction, float(reg), combo)[0]
+        )
 
     names = [b for b in bugs.LOSS_BUGS if _applies(b, activation, reduction)]
-    hit = first_match(np.asarray(found), (("+".join(c), variant(c)) for c in bug_sets(names)), np.asarray(expected), tol)
+    hit = first_match(
+        np.asarray(found), (("+".join(c), variant(c)) for c in bug_sets(names)), np.asarray(expected), tol
+    )
     return message(hit, activation) if hit else None
 
 

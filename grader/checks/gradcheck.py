@@ -33,8 +33,10 @@ class DirectionalCheck:
 
     def describe(self, what: str) -> str:
         """Both sides, as a gradcheck failure message would show them."""
-        return (f"along random direction #{self.direction}, {what} gives a directional derivative of "
-                f"{self.analytic:.8g}, but finite differences of the loss give {self.numerical:.8g}")
+        return (
+            f"along random direction #{self.direction}, {what} gives a directional derivative of "
+            f"{self.analytic:.8g}, but finite differences of the loss give {self.numerical:.8g}"
+        )
 
 
 def directional_check(
@@ -47,7 +49,9 @@ def directional_check(
     for i, v in enumerate(directions):
         numerical = (loss_at(x + STEP * v) - loss_at(x - STEP * v)) / (2 * STEP)
         analytic = float(np.sum(gradient * v))
-        excess = abs(numerical - analytic) / (ATOL + RTOL * abs(numerical)) if np.isfinite(analytic + numerical) else np.inf
+        excess = (
+            abs(numerical - analytic) / (ATOL + RTOL * abs(numerical)) if np.isfinite(analytic + numerical) else np.inf
+        )
         if excess > worst_excess:
             worst_excess = excess
             worst = DirectionalCheck(bool(excess <= 1.0), analytic, float(numerical), i)

@@ -25,9 +25,12 @@ def _loss_and_dz(ctx: CheckContext, case: cases.Case) -> tuple[float, np.ndarray
 
 def _variants(case: cases.Case, reduction: str, part: int) -> dict[str, Any]:
     z, y = case.args
-    names = [b for b in bugs.CROSS_ENTROPY_BUGS
-             if not (reduction == "mean" and b in ("extra_1_over_n", "loss_averaged"))
-             and not (reduction == "sum" and b in ("missing_1_over_n", "loss_summed"))]
+    names = [
+        b
+        for b in bugs.CROSS_ENTROPY_BUGS
+        if not (reduction == "mean" and b in ("extra_1_over_n", "loss_averaged"))
+        and not (reduction == "sum" and b in ("missing_1_over_n", "loss_summed"))
+    ]
     return {n: (lambda n=n: np.asarray(bugs.cross_entropy_variant(z, y, reduction, (n,))[part])) for n in names}
 
 
@@ -38,10 +41,17 @@ def _check_loss(ctx: CheckContext, case: cases.Case) -> None:
     found, _ = _loss_and_dz(ctx, case)
     diagnose = _variants(case, reduction, 0)
     if not np.isfinite(found):
-        raise CheckFailed(f"the loss is {found} ({case.label})", diagnosis=message("softmax_no_max_shift"),
-                          details=case.details)
-    assert_close(np.asarray(found), np.asarray(expected), ctx.tolerance(), "the loss", case.details,
-                 lambda f: diagnose_with(f, np.asarray(expected), diagnose, ctx.tolerance()))
+        raise CheckFailed(
+            f"the loss is {found} ({case.label})", diagnosis=message("softmax_no_max_shift"), details=case.details
+        )
+    assert_close(
+        np.asarray(found),
+        np.asarray(expected),
+        ctx.tolerance(),
+        "the loss",
+        case.details,
+        lambda f: diagnose_with(f, np.asarray(expected), diagnose, ctx.tolerance()),
+    )
 
 
 def _check_dz(ctx: CheckContext, case: cases.Case) -> None:
@@ -51,8 +61,14 @@ def _check_dz(ctx: CheckContext, case: cases.Case) -> None:
     _, found = _loss_and_dz(ctx, case)
     finite_or_fail(found, "dz", case.details, message("softmax_no_max_shift"))
     diagnose = _variants(case, reduction, 1)
-    assert_close(found, expected, ctx.tolerance(), "dz", case.details,
-                 lambda f: diagnose_with(f, expected, diagnose, ctx.tolerance()))
+    assert_close(
+        found,
+        expected,
+        ctx.tolerance(),
+        "dz",
+        case.details,
+        lambda f: diagnose_with(f, expected, diagnose, ctx.tolerance()),
+    )
 
 
 @check("softmax_cross_entropy", "loss_value", "loss value on random logits", weight=3, randomized=True)
@@ -67,10 +83,11 @@ def check_ce_gradient(ctx: CheckContext) -> None:
         _check_dz(ctx, cases.classification(seed))
 
 
-@check("softmax_cross_entropy", "gradient_matches_own_loss", "dz agrees with finite differences of your own loss",
-       weight=2)
+@check(
+    "softmax_cross_entropy", "gradient_matches_own_loss", "dz agrees with finite differences of your own loss", weight=2
+)
 def check_ce_gradient_matches_own_loss(ctx: CheckContext) -> None:
-    case = cases.classification(ctx.rng("fd").integers(1 << 30))
+    case = cases.classification(ctx.sub_seed("fd"))
     z, y = case.args
     _, dz = _loss_and_dz(ctx, case)
     if dz.shape != z.shape:
@@ -97,6 +114,6 @@ def check_ce_extreme_logits(ctx: CheckContext) -> None:
 
 @check("softmax_cross_entropy", "no_mutation", "does not modify z or y")
 def check_ce_no_mutation(ctx: CheckContext) -> None:
-    case = cases.classification(ctx.rng("mutation").integers(1 << 30))
+    case = cases.classification(ctx.sub_seed("mutation"))
     result = ctx.call(*case.args, echo_args=True)
     assert_unchanged(case.args, result.args_after, ("z", "y"), ctx.function)

@@ -32,8 +32,12 @@ PARAMS = ("W1", "b1", "W2", "b2")
 
 def _spec(ctx: CheckContext, case: cases.Case) -> MLPSpec:
     x, _, params, reg = case.args
-    return MLPSpec((x.shape[1], params["W1"].shape[1], params["W2"].shape[1]), ctx.assignment.activation,
-                   ctx.assignment.reduction, reg)
+    return MLPSpec(
+        (x.shape[1], params["W1"].shape[1], params["W2"].shape[1]),
+        ctx.assignment.activation,
+        ctx.assignment.reduction,
+        reg,
+    )
 
 
 def _case(ctx: CheckContext, seed: int, reg: float | None = None, **kwargs: Any) -> cases.Case:
@@ -53,9 +57,17 @@ def _check_scores(ctx: CheckContext, case: cases.Case) -> None:
     expected, _ = forward(x, params, spec)
     value = ctx.call(x, params).value
     found = as_array(value, f"mlp_forward(X, params) for X of shape {x.shape}")
-    variants = {b: (lambda b=b: bugs.forward_variant(x, params, ctx.assignment.activation, b)) for b in bugs.FORWARD_BUGS}
-    assert_close(found, expected, ctx.tolerance(), "the score matrix", case.details,
-                 lambda f: diagnose_with(f, expected, variants, ctx.tolerance(), ctx.assignment.activation))
+    variants = {
+        b: (lambda b=b: bugs.forward_variant(x, params, ctx.assignment.activation, b)) for b in bugs.FORWARD_BUGS
+    }
+    assert_close(
+        found,
+        expected,
+        ctx.tolerance(),
+        "the score matrix",
+        case.details,
+        lambda f: diagnose_with(f, expected, variants, ctx.tolerance(), ctx.assignment.activation),
+    )
 
 
 @check("mlp_forward", "scores", "scores on random two-layer problems", weight=4, randomized=True)
@@ -66,12 +78,12 @@ def check_forward_scores(ctx: CheckContext) -> None:
 
 @check("mlp_forward", "batch_of_one", "a batch of a single example")
 def check_forward_batch_of_one(ctx: CheckContext) -> None:
-    _check_scores(ctx, _case(ctx, int(ctx.rng("one").integers(1 << 30)), batch=1))
+    _check_scores(ctx, _case(ctx, ctx.sub_seed("one"), batch=1))
 
 
 @check("mlp_forward", "no_mutation", "does not modify X or params")
 def check_forward_no_mutation(ctx: CheckContext) -> None:
-    case = _case(ctx, int(ctx.rng("mutation").integers(1 << 30)))
+    case = _case(ctx, ctx.sub_seed("mutation"))
     x, _, params, _ = case.args
     result = ctx.call(x, params, echo_args=True)
     assert_unchanged((x, params), result.args_after, ("X", "params"), ctx.function)
@@ -106,9 +118,16 @@ def _check_loss_value(ctx: CheckContext, case: cases.Case) -> None:
     found, _ = _student_loss_and_grads(ctx, case)
     if not np.isfinite(found):
         raise CheckFailed(f"the loss is {found} ({case.label})", details=case.details)
-    assert_close(np.asarray(found), np.asarray(expected), ctx.tolerance(), "the loss", case.details,
-                 lambda f: diagnose_loss(float(f), expected, case.args, ctx.assignment.activation,
-                                         ctx.assignment.reduction, ctx.tolerance()))
+    assert_close(
+        np.asarray(found),
+        np.asarray(expected),
+        ctx.tolerance(),
+        "the loss",
+        case.details,
+        lambda f: diagnose_loss(
+            float(f), expected, case.args, ctx.assignment.activation, ctx.assignment.reduction, ctx.tolerance()
+        ),
+    )
 
 
 @check("mlp_loss", "loss_value", "loss value (cross-entropy plus L2 penalty)", weight=3, randomized=True)
@@ -119,7 +138,7 @@ def check_loss_value(ctx: CheckContext) -> None:
 
 @check("mlp_loss", "loss_without_reg", "loss value with reg = 0 (data loss alone)")
 def check_loss_without_reg(ctx: CheckContext) -> None:
-    _check_loss_value(ctx, _case(ctx, int(ctx.rng("noreg").integers(1 << 30)), reg=0.0))
+    _check_loss_value(ctx, _case(ctx, ctx.sub_seed("noreg"), reg=0.0))
 
 
 def _check_gradient(ctx: CheckContext, case: cases.Case, name: str) -> Passed | None:
@@ -131,16 +150,25 @@ def _check_gradient(ctx: CheckContext, case: cases.Case, name: str) -> Passed | 
         return None
     activation, reduction = ctx.assignment.activation, ctx.assignment.reduction
     try:
-        assert_close(found, expected, ctx.tolerance(), f"d{name}", case.details,
-                     lambda f: diagnose_gradient(f, name, expected, case.args, activation, reduction, ctx.tolerance()))
+        assert_close(
+            found,
+            expected,
+            ctx.tolerance(),
+            f"d{name}",
+            case.details,
+            lambda f: diagnose_gradient(f, name, expected, case.args, activation, reduction, ctx.tolerance()),
+        )
     except CheckFailed as failure:
         if found.shape == expected.shape and not is_close(np.asarray(loss), np.asarray(ref_loss), ctx.tolerance()):
-            own = directional_check(lambda p: _student_loss_at(ctx, case, name, p), found, case.args[2][name],
-                                    count=3, seed=case.seed)
+            own = directional_check(
+                lambda p: _student_loss_at(ctx, case, name, p), found, case.args[2][name], count=3, seed=case.seed
+            )
             if own.consistent:
-                return Passed(f"d{name} differs from the reference, but it is the exact gradient of your own loss, "
-                              "whose value is wrong: credit carried forward from the forward pass",
-                              details={**failure.details, "carried_forward": True})
+                return Passed(
+                    f"d{name} differs from the reference, but it is the exact gradient of your own loss, "
+                    "whose value is wrong: credit carried forward from the forward pass",
+                    details={**failure.details, "carried_forward": True},
+                )
         raise
     return None
 
@@ -161,52 +189,68 @@ for _name in PARAMS:
 
 @check("mlp_loss", "square_weights", "every gradient when D == H (a transposed dW1 has the right shape)")
 def check_square_weights(ctx: CheckContext) -> None:
-    case = _case(ctx, int(ctx.rng("square").integers(1 << 30)), square=True)
+    case = _case(ctx, ctx.sub_seed("square"), square=True)
     for name in PARAMS:
         _check_gradient(ctx, case, name)  # a carried-forward note is fine here too
 
 
-@check("mlp_loss", "gradient_matches_own_loss",
-       "your gradient agrees with finite differences of your own loss (gradcheck)", weight=2)
+@check(
+    "mlp_loss",
+    "gradient_matches_own_loss",
+    "your gradient agrees with finite differences of your own loss (gradcheck)",
+    weight=2,
+)
 def check_gradient_matches_own_loss(ctx: CheckContext) -> None:
-    case = _case(ctx, int(ctx.rng("gradcheck").integers(1 << 30)))
+    case = _case(ctx, ctx.sub_seed("gradcheck"))
     x, y, params, reg = case.args
     _, grads = _student_loss_and_grads(ctx, case)
     for name in PARAMS:
         if grads[name].shape != params[name].shape:
-            raise CheckFailed(f"d{name} has shape {grads[name].shape}, expected {params[name].shape} (the shape of {name})",
-                              details=case.details)
+            raise CheckFailed(
+                f"d{name} has shape {grads[name].shape}, expected {params[name].shape} (the shape of {name})",
+                details=case.details,
+            )
     flat = np.concatenate([params[k].ravel() for k in PARAMS])
     gradient = np.concatenate([grads[k].ravel() for k in PARAMS])
     sizes = np.cumsum([params[k].size for k in PARAMS])[:-1]
 
     def loss_at(theta: np.ndarray) -> float:
         parts = np.split(theta, sizes)
-        new = {k: p.reshape(params[k].shape) for k, p in zip(PARAMS, parts)}
+        new = {k: p.reshape(params[k].shape) for k, p in zip(PARAMS, parts, strict=False)}
         loss, _ = as_pair(ctx.call(x, y, new, reg).value, "mlp_loss(X, y, params, reg)")
         return as_float(loss, "the loss")
 
     result = directional_check(loss_at, gradient, flat, count=3, seed=case.seed)
     if not result.consistent:
-        raise CheckFailed("your gradients are not the gradient of your own loss: " + result.describe("your gradients"),
-                          details={**case.details, "analytic": result.analytic, "numerical": result.numerical})
+        raise CheckFailed(
+            "your gradients are not the gradient of your own loss: " + result.describe("your gradients"),
+            details={**case.details, "analytic": result.analytic, "numerical": result.numerical},
+        )
 
 
 @check("mlp_loss", "output_structure", "returns (loss as a number, dict of gradients shaped like the parameters)")
 def check_output_structure(ctx: CheckContext) -> None:
-    case = _case(ctx, int(ctx.rng("structure").integers(1 << 30)))
+    case = _case(ctx, ctx.sub_seed("structure"))
     _, grads = _student_loss_and_grads(ctx, case)
     for name, shape in _shapes(case).items():
         if grads[name].shape != shape:
-            raise CheckFailed(f"d{name} has shape {grads[name].shape}; a gradient has the shape of its parameter, {shape}",
-                              diagnosis=diagnose_gradient(grads[name], name, np.zeros(shape), case.args,
-                                                          ctx.assignment.activation, ctx.assignment.reduction,
-                                                          ctx.tolerance()),
-                              details=case.details)
+            raise CheckFailed(
+                f"d{name} has shape {grads[name].shape}; a gradient has the shape of its parameter, {shape}",
+                diagnosis=diagnose_gradient(
+                    grads[name],
+                    name,
+                    np.zeros(shape),
+                    case.args,
+                    ctx.assignment.activation,
+                    ctx.assignment.reduction,
+                    ctx.tolerance(),
+                ),
+                details=case.details,
+            )
 
 
 @check("mlp_loss", "no_mutation", "does not modify X, y or params")
 def check_loss_no_mutation(ctx: CheckContext) -> None:
-    case = _case(ctx, int(ctx.rng("mutation").integers(1 << 30)))
+    case = _case(ctx, ctx.sub_seed("mutation"))
     result = ctx.call(*case.args, echo_args=True)
     assert_unchanged(case.args, result.args_after, ("X", "y", "params"), ctx.function)

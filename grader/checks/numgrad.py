@@ -53,8 +53,12 @@ def quadratic(seed: int) -> KnownFunction:
     m = rng.standard_normal((n, n))
     a = m @ m.T / n + np.eye(n)
     b = rng.standard_normal(n)
-    return KnownFunction(f"quadratic form on a 1-D x of {n} entries (seed {seed})",
-                         lambda x: 0.5 * x @ a @ x + b @ x, lambda x: a @ x + b, rng.standard_normal(n))
+    return KnownFunction(
+        f"quadratic form on a 1-D x of {n} entries (seed {seed})",
+        lambda x: 0.5 * x @ a @ x + b @ x,
+        lambda x: a @ x + b,
+        rng.standard_normal(n),
+    )
 
 
 def sum_of_sines(seed: int) -> KnownFunction:
@@ -62,9 +66,12 @@ def sum_of_sines(seed: int) -> KnownFunction:
     rng = np.random.default_rng(seed)
     shape = (int(rng.integers(2, 5)), int(rng.integers(3, 6)))
     w = rng.uniform(0.5, 2.0, size=shape)
-    return KnownFunction(f"sum of sines on a 2-D x of shape {shape} (seed {seed})",
-                         lambda x: float(np.sum(np.sin(w * x))), lambda x: w * np.cos(w * x),
-                         rng.uniform(-2, 2, size=shape))
+    return KnownFunction(
+        f"sum of sines on a 2-D x of shape {shape} (seed {seed})",
+        lambda x: float(np.sum(np.sin(w * x))),
+        lambda x: w * np.cos(w * x),
+        rng.uniform(-2, 2, size=shape),
+    )
 
 
 def mlp_loss_of_w2(seed: int, activation: str, reduction: str, reg: float) -> KnownFunction:
@@ -107,25 +114,33 @@ def one_sided(fn: KnownFunction, h: float) -> np.ndarray:
     return out.reshape(x.shape)
 
 
-def _grade(ctx: CheckContext, fn: KnownFunction, **kwargs: float) -> None:
+def _grade(ctx: CheckContext, fn: KnownFunction, h: float | None = None) -> None:
+    """Grade numerical_gradient(f, x) (or (f, x, h): positional, whatever the student named it)."""
     f = _guarded(fn.f, fn.x.shape)
     x = fn.x.copy()
-    result = ctx.call(f, x, functions=[f], **kwargs)
+    result = ctx.call(f, x, *([] if h is None else [h]), functions=[f])
     found = as_array(result.value, f"numerical_gradient(f, x) for x of shape {x.shape}", x.shape)
     details = {"label": fn.label, "shapes": {"x": list(x.shape)}}
-    h = kwargs.get("h", DEFAULT_STEP)
+    step = DEFAULT_STEP if h is None else h
 
     def diagnose(value: np.ndarray) -> str | None:
-        if value.shape == x.shape and np.allclose(value, one_sided(fn, h), rtol=1e-6, atol=1e-9):
-            return ("this is a one-sided difference (f(x + h) - f(x)) / h, accurate only to O(h); "
-                    "use the central difference (f(x + h) - f(x - h)) / (2h), accurate to O(h^2)")
+        if value.shape == x.shape and np.allclose(value, one_sided(fn, step), rtol=1e-6, atol=1e-9):
+            return (
+                "this is a one-sided difference (f(x + h) - f(x)) / h, accurate only to O(h); "
+                "use the central difference (f(x + h) - f(x - h)) / (2h), accurate to O(h^2)"
+            )
         return None
 
     assert_close(found, fn.gradient(fn.x), CENTRAL, "numerical_gradient(f, x)", details, diagnose)
 
 
-@check("numerical_gradient", "quadratic", "gradient of a quadratic form (1-D x), to central-difference accuracy",
-       weight=3, randomized=True)
+@check(
+    "numerical_gradient",
+    "quadratic",
+    "gradient of a quadratic form (1-D x), to central-difference accuracy",
+    weight=3,
+    randomized=True,
+)
 def check_numgrad_quadratic(ctx: CheckContext) -> None:
     for seed in ctx.case_seeds():
         _grade(ctx, quadratic(seed))
@@ -140,7 +155,7 @@ def check_numgrad_sines(ctx: CheckContext) -> None:
 @check("numerical_gradient", "mlp_loss", "gradient of the reference MLP loss with respect to W2", weight=2)
 def check_numgrad_mlp_loss(ctx: CheckContext) -> None:
     a = ctx.assignment
-    _grade(ctx, mlp_loss_of_w2(int(ctx.rng("mlp").integers(1 << 30)), a.activation, a.reduction, a.reg))
+    _grade(ctx, mlp_loss_of_w2(ctx.sub_seed("mlp"), a.activation, a.reduction, a.reg))
 
 
 @check("numerical_gradient", "uses_h", "uses the step h it is given (h = 1e-3 on a cubic)")
@@ -148,13 +163,13 @@ def check_numgrad_uses_h(ctx: CheckContext) -> None:
     rng = ctx.rng("cubic")
     x = rng.uniform(-1, 1, size=5)
     # central differences of sum(x**3) give exactly 3 x^2 + h^2: the h^2 shows which step was used
-    fn = KnownFunction("sum of cubes, with h = 1e-3", lambda v: float(np.sum(v ** 3)), lambda v: 3 * v ** 2 + 1e-6, x)
+    fn = KnownFunction("sum of cubes, with h = 1e-3", lambda v: float(np.sum(v**3)), lambda v: 3 * v**2 + 1e-6, x)
     _grade(ctx, fn, h=1e-3)
 
 
 @check("numerical_gradient", "restores_x", "leaves x exactly as it was (bit for bit)", weight=2)
 def check_numgrad_restores_x(ctx: CheckContext) -> None:
-    seed = int(ctx.rng("restore").integers(1 << 30))
+    seed = ctx.sub_seed("restore")
     fn = quadratic(seed)
     f = _guarded(fn.f, fn.x.shape)
     x = fragile_values(seed, fn.x.shape, DEFAULT_STEP)
@@ -163,13 +178,16 @@ def check_numgrad_restores_x(ctx: CheckContext) -> None:
     try:
         assert_unchanged((x,), None if after is None else (after[1],), ("x",), ctx.function)
     except CheckFailed as failure:
-        raise CheckFailed(failure.message.split(";")[0] + "; save x[i] before the step and assign the saved value "
-                          "back afterwards (x[i] -= h does not restore the exact bits)", details=failure.details) from None
+        raise CheckFailed(
+            failure.message.split(";")[0] + "; save x[i] before the step and assign the saved value "
+            "back afterwards (x[i] -= h does not restore the exact bits)",
+            details=failure.details,
+        ) from None
 
 
 @check("numerical_gradient", "deterministic", "does not depend on the random state (no sampling of coordinates)")
 def check_numgrad_deterministic(ctx: CheckContext) -> None:
-    fn = sum_of_sines(int(ctx.rng("deterministic").integers(1 << 30)))
+    fn = sum_of_sines(ctx.sub_seed("deterministic"))
     f = _guarded(fn.f, fn.x.shape)
     results = []
     for seed in (1, 2):
@@ -177,6 +195,8 @@ def check_numgrad_deterministic(ctx: CheckContext) -> None:
         value = ctx.call(f, fn.x.copy(), functions=[f]).value
         results.append(as_array(value, "numerical_gradient(f, x)", fn.x.shape))
     if not np.array_equal(results[0], results[1]):
-        raise CheckFailed("numerical_gradient(f, x) returned different results for the same f and x after the "
-                          "random seed changed: compute every coordinate, without random sampling",
-                          details={"label": fn.label})
+        raise CheckFailed(
+            "numerical_gradient(f, x) returned different results for the same f and x after the "
+            "random seed changed: compute every coordinate, without random sampling",
+            details={"label": fn.label},
+        )

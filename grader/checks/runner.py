@@ -15,30 +15,48 @@ from grader.checks.base import REGISTRY, CheckContext, CheckFailed, Outcome, Pas
 __all__ = ["REGISTRY", "Outcome", "plan", "run_check", "run_checks"]
 
 
-def run_check(planned: PlannedCheck, session: Session, assignment: Assignment, seed: int,
-              memo: dict[Any, Any]) -> Outcome:
+def run_check(
+    planned: PlannedCheck, session: Session, assignment: Assignment, seed: int, memo: dict[Any, Any]
+) -> Outcome:
     """Run one planned check; every failure, including a grader bug, becomes an outcome."""
     ctx = CheckContext(session, assignment, planned.problem, seed, planned.hidden, memo)
-    base = dict(id=planned.id, problem=planned.problem.name, check=planned.check.name, title=planned.title,
-                max_score=planned.points, hidden=planned.hidden)
+    base: dict[str, Any] = dict(
+        id=planned.id,
+        problem=planned.problem.name,
+        check=planned.check.name,
+        title=planned.title,
+        max_score=planned.points,
+        hidden=planned.hidden,
+    )
     try:
         note = planned.check.func(ctx)
     except CheckFailed as failure:
-        return Outcome(status=failure.status, score=planned.points * failure.credit, message=failure.message,
-                       diagnosis=failure.diagnosis, details={**failure.details, "seed": failure.details.get("seed", seed)},
-                       **base)
+        return Outcome(
+            status=failure.status,
+            score=planned.points * failure.credit,
+            message=failure.message,
+            diagnosis=failure.diagnosis,
+            details={**failure.details, "seed": failure.details.get("seed", seed)},
+            **base,
+        )
     except Exception as exc:  # a bug in the grader must not cost the grade of everything else
-        return Outcome(status="error", score=0.0, message=f"internal grader error in this check: {exc!r}; "
-                       "please report it to the course staff", details={"traceback": traceback.format_exc()[-3000:]},
-                       **base)
+        return Outcome(
+            status="error",
+            score=0.0,
+            message=f"internal grader error in this check: {exc!r}; please report it to the course staff",
+            details={"traceback": traceback.format_exc()[-3000:]},
+            **base,
+        )
     if isinstance(note, Passed):
-        return Outcome(status="passed", score=planned.points * note.credit, message=note.message,
-                       details=note.details, **base)
+        return Outcome(
+            status="passed", score=planned.points * note.credit, message=note.message, details=note.details, **base
+        )
     return Outcome(status="passed", score=planned.points, **base)
 
 
-def run_checks(session: Session, assignment: Assignment, hidden_seed: int | None,
-               problems: list[str] | None = None) -> list[Outcome]:
+def run_checks(
+    session: Session, assignment: Assignment, hidden_seed: int | None, problems: list[str] | None = None
+) -> list[Outcome]:
     """Run every planned check (visible ones with the assignment's seed, hidden ones with hidden_seed)."""
     memo: dict[Any, Any] = {}
     outcomes = []

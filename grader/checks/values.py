@@ -23,8 +23,11 @@ HEATMAP_MAX_ENTRIES = 4096  # error matrices up to this size are kept in the det
 def call_failure(function: str, exc: BaseException) -> CheckFailed:
     """The verdict for a call that did not return normally."""
     if isinstance(exc, NotImplementedByStudent):
-        return CheckFailed(f"{function}() is not implemented yet: it still raises NotImplementedError",
-                           status="error", details={"not_implemented": True})
+        return CheckFailed(
+            f"{function}() is not implemented yet: it still raises NotImplementedError",
+            status="error",
+            details={"not_implemented": True},
+        )
     if isinstance(exc, StudentError):
         where = _last_student_frame(exc.traceback)
         return CheckFailed(f"{exc}{where}", status="error", details={"traceback": exc.traceback})
@@ -86,8 +89,10 @@ def as_float(value: Any, what: str) -> float:
     if isinstance(value, np.ndarray) and value.dtype.kind in "iuf":
         if value.size == 1:
             return float(value.reshape(()))
-        raise CheckFailed(f"{what} should be a single number, but it is an array of shape {value.shape}"
-                          + (" (did you forget to average or sum over the batch?)" if value.ndim == 1 else ""))
+        raise CheckFailed(
+            f"{what} should be a single number, but it is an array of shape {value.shape}"
+            + (" (did you forget to average or sum over the batch?)" if value.ndim == 1 else "")
+        )
     raise CheckFailed(f"{what} should be a number, but it is {describe(value)}")
 
 
@@ -104,8 +109,10 @@ def as_param_dict(value: Any, what: str, shapes: Mapping[str, tuple[int, ...]]) 
         raise CheckFailed(f"{what} should be a dict with keys {list(shapes)}, but it is {describe(value)}")
     missing = [k for k in shapes if k not in value]
     if missing:
-        raise CheckFailed(f"{what} is missing the keys {missing} (it has {sorted(value)}); "
-                          f"return a gradient for every parameter: {list(shapes)}")
+        raise CheckFailed(
+            f"{what} is missing the keys {missing} (it has {sorted(value)}); "
+            f"return a gradient for every parameter: {list(shapes)}"
+        )
     return {k: as_array(value[k], f"{what}[{k!r}]") for k in shapes}
 
 
@@ -145,7 +152,11 @@ def is_close(found: np.ndarray, expected: np.ndarray, tol: Tolerance) -> bool:
 
 def pattern(found: np.ndarray, expected: np.ndarray, ok: np.ndarray) -> str:
     """Where and how the result differs: a constant factor, a transpose, whole rows or columns."""
-    if expected.ndim == 2 and found.shape == expected.shape[::-1] and np.allclose(found, expected.T, rtol=1e-6, atol=1e-12):
+    if (
+        expected.ndim == 2
+        and found.shape == expected.shape[::-1]
+        and np.allclose(found, expected.T, rtol=1e-6, atol=1e-12)
+    ):
         return "it is the transpose of the expected matrix"
     if found.shape != expected.shape or not np.isfinite(found).all():
         return ""
@@ -187,7 +198,8 @@ def assert_close(
         diagnosis = diagnose(found64) if diagnose else None
         hint = pattern(found64, expected, np.zeros(expected.shape, dtype=bool))
         raise CheckFailed(
-            f"{what} has shape {found64.shape}, expected {expected.shape} ({case_label(case)})" + (f": {hint}" if hint else ""),
+            f"{what} has shape {found64.shape}, expected {expected.shape} ({case_label(case)})"
+            + (f": {hint}" if hint else ""),
             diagnosis=diagnosis,
             details={**case, "found_shape": list(found64.shape), "expected_shape": list(expected.shape)},
         )
@@ -197,8 +209,11 @@ def assert_close(
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         error = np.abs(found64 - expected)
         relative = error / np.maximum(np.abs(expected), 1e-300)
-    worst = np.unravel_index(int(np.argmax(np.where(np.isnan(error), np.inf, error))), expected.shape) \
-        if expected.ndim else ()
+    worst = (
+        np.unravel_index(int(np.argmax(np.where(np.isnan(error), np.inf, error))), expected.shape)
+        if expected.ndim
+        else ()
+    )
     details: dict[str, Any] = {
         **case,
         "quantity": what,
@@ -235,18 +250,27 @@ def _fmt(x: float | str) -> str:
     return x if isinstance(x, str) else f"{x:.6g}"
 
 
-def assert_unchanged(before: tuple[Any, ...], after: tuple[Any, ...] | None, names: tuple[str, ...], function: str) -> None:
+def assert_unchanged(
+    before: tuple[Any, ...], after: tuple[Any, ...] | None, names: tuple[str, ...], function: str
+) -> None:
     """Fail when the function modified any of its array arguments (compared bit for bit)."""
     if after is None:
         raise CheckFailed(f"could not read {function}()'s arguments back after the call")
-    for name, old, new in zip(names, before, after):
-        pairs = [(f"{name}[{k!r}]", old[k], new.get(k) if isinstance(new, dict) else None) for k in old] \
-            if isinstance(old, dict) else [(name, old, new)]
+    for name, old, new in zip(names, before, after, strict=False):
+        pairs = (
+            [(f"{name}[{k!r}]", old[k], new.get(k) if isinstance(new, dict) else None) for k in old]
+            if isinstance(old, dict)
+            else [(name, old, new)]
+        )
         for label, a, b in pairs:
             if not isinstance(a, np.ndarray):
                 continue
             if not isinstance(b, np.ndarray) or b.shape != a.shape or not np.array_equal(a, b, equal_nan=True):
-                changed = int((~((a == b) | (np.isnan(a) & np.isnan(b)))).sum()) if isinstance(b, np.ndarray) and b.shape == a.shape else a.size
+                changed = (
+                    int((~((a == b) | (np.isnan(a) & np.isnan(b)))).sum())
+                    if isinstance(b, np.ndarray) and b.shape == a.shape
+                    else a.size
+                )
                 raise CheckFailed(
                     f"{function}() modified its input {label} in place ({changed} of {a.size} entries changed); "
                     "work on a copy (e.g. x = x - x.max(...) instead of x -= ...)",

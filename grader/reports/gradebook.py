@@ -12,17 +12,29 @@ from grader.assignment import Assignment
 
 def columns(assignment: Assignment) -> list[str]:
     """The header row."""
-    return ["student", "score", "max_score", *(p.name for p in assignment.problems), "error", "notebook",
-            "notebook_sha256", "hidden_seed"]
+    return [
+        "student",
+        "score",
+        "max_score",
+        *(p.name for p in assignment.problems),
+        "error",
+        "notebook",
+        "notebook_sha256",
+        "hidden_seed",
+    ]
 
 
 def row(report: dict[str, Any]) -> dict[str, Any]:
     """One student's row."""
     prov = report["provenance"]
     out: dict[str, Any] = {
-        "student": prov["student"], "score": f"{report['score']:g}", "max_score": f"{report['max_score']:g}",
-        "error": report.get("error") or "", "notebook": prov["notebook"],
-        "notebook_sha256": prov.get("notebook_sha256") or "", "hidden_seed": prov.get("hidden_seed"),
+        "student": prov["student"],
+        "score": f"{report['score']:g}",
+        "max_score": f"{report['max_score']:g}",
+        "error": report.get("error") or "",
+        "notebook": prov["notebook"],
+        "notebook_sha256": prov.get("notebook_sha256") or "",
+        "hidden_seed": prov.get("hidden_seed"),
     }
     for p in report["problems"]:
         out[p["name"]] = f"{p['score']:g}"

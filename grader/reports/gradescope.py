@@ -64,10 +64,16 @@ def bundle(assignment: Assignment) -> bytes:
     project = Path(__file__).resolve().parents[2]
     if not (project / "pyproject.toml").is_file():
         raise FileNotFoundError("building a Gradescope bundle needs jitgrade's source tree (pyproject.toml)")
-    files: list[tuple[str, Path]] = [("pyproject.toml", project / "pyproject.toml"), ("README.md", project / "README.md")]
+    files: list[tuple[str, Path]] = [
+        ("pyproject.toml", project / "pyproject.toml"),
+        ("README.md", project / "README.md"),
+    ]
     for package in ("grader", "reference"):
-        files += [(str(p.relative_to(project)), p) for p in sorted((project / package).rglob("*"))
-                  if p.is_file() and p.suffix in (".py", ".json", ".html", ".j2", ".css")]
+        files += [
+            (str(p.relative_to(project)), p)
+            for p in sorted((project / package).rglob("*"))
+            if p.is_file() and p.suffix in (".py", ".json", ".html", ".j2", ".css")
+        ]
     files.append((f"assignments/{assignment.directory.name}/assignment.toml", assignment.directory / "assignment.toml"))
     if assignment.template_path is not None:
         files.append((f"student_template/{assignment.template}", assignment.template_path))

@@ -9,18 +9,27 @@ from xml.etree import ElementTree as ET
 def render(report: dict[str, Any]) -> str:
     """The report as a JUnit XML document."""
     prov = report["provenance"]
-    root = ET.Element("testsuites", name=f"jitgrade {prov['assignment']}", tests=str(len(report["tests"])),
-                      failures=str(sum(t["outcome"] == "failed" for t in report["tests"])),
-                      errors=str(sum(t["outcome"] == "error" for t in report["tests"])))
+    root = ET.Element(
+        "testsuites",
+        name=f"jitgrade {prov['assignment']}",
+        tests=str(len(report["tests"])),
+        failures=str(sum(t["outcome"] == "failed" for t in report["tests"])),
+        errors=str(sum(t["outcome"] == "error" for t in report["tests"])),
+    )
     if report.get("error"):
         suite = ET.SubElement(root, "testsuite", name="notebook", tests="1", failures="0", errors="1")
         case = ET.SubElement(suite, "testcase", classname="notebook", name="read")
         ET.SubElement(case, "error", message=report["error"]).text = report["error"]
     for problem in report["problems"]:
         tests = [t for t in report["tests"] if t["problem"] == problem["name"]]
-        suite = ET.SubElement(root, "testsuite", name=problem["name"], tests=str(len(tests)),
-                              failures=str(sum(t["outcome"] == "failed" for t in tests)),
-                              errors=str(sum(t["outcome"] == "error" for t in tests)))
+        suite = ET.SubElement(
+            root,
+            "testsuite",
+            name=problem["name"],
+            tests=str(len(tests)),
+            failures=str(sum(t["outcome"] == "failed" for t in tests)),
+            errors=str(sum(t["outcome"] == "error" for t in tests)),
+        )
         for t in tests:
             case = ET.SubElement(suite, "testcase", classname=f"{prov['assignment']}.{t['problem']}", name=t["id"])
             ET.SubElement(case, "properties")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-HIDDEN_OUTPUT = ("{verdict} on hidden inputs. Details of hidden checks are shown to instructors only; "
-                 "the visible checks of this problem test the same property on inputs you can reproduce.")
+HIDDEN_OUTPUT = (
+    "{verdict} on hidden inputs. Details of hidden checks are shown to instructors only; "
+    "the visible checks of this problem test the same property on inputs you can reproduce."
+)
 
 
 def student_view(report: dict[str, Any]) -> dict[str, Any]:

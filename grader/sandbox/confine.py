@@ -86,16 +86,42 @@ def drop_privileges() -> bool:
 
 _SYSCALLS: dict[str, dict[str, int]] = {
     "x86_64": {
-        "fork": 57, "vfork": 58, "clone": 56, "clone3": 435, "socket": 41, "kill": 62, "tkill": 200,
-        "tgkill": 234, "ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311,
-        "pidfd_open": 434, "pidfd_send_signal": 424, "pidfd_getfd": 438, "capset": 126,
-        "landlock_create_ruleset": 444, "landlock_add_rule": 445, "landlock_restrict_self": 446,
+        "fork": 57,
+        "vfork": 58,
+        "clone": 56,
+        "clone3": 435,
+        "socket": 41,
+        "kill": 62,
+        "tkill": 200,
+        "tgkill": 234,
+        "ptrace": 101,
+        "process_vm_readv": 310,
+        "process_vm_writev": 311,
+        "pidfd_open": 434,
+        "pidfd_send_signal": 424,
+        "pidfd_getfd": 438,
+        "capset": 126,
+        "landlock_create_ruleset": 444,
+        "landlock_add_rule": 445,
+        "landlock_restrict_self": 446,
     },
     "aarch64": {
-        "clone": 220, "clone3": 435, "socket": 198, "kill": 129, "tkill": 130, "tgkill": 131,
-        "ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271, "pidfd_open": 434,
-        "pidfd_send_signal": 424, "pidfd_getfd": 438, "capset": 91,
-        "landlock_create_ruleset": 444, "landlock_add_rule": 445, "landlock_restrict_self": 446,
+        "clone": 220,
+        "clone3": 435,
+        "socket": 198,
+        "kill": 129,
+        "tkill": 130,
+        "tgkill": 131,
+        "ptrace": 117,
+        "process_vm_readv": 270,
+        "process_vm_writev": 271,
+        "pidfd_open": 434,
+        "pidfd_send_signal": 424,
+        "pidfd_getfd": 438,
+        "capset": 91,
+        "landlock_create_ruleset": 444,
+        "landlock_add_rule": 445,
+        "landlock_restrict_self": 446,
     },
 }
 _AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
@@ -127,15 +153,14 @@ class _Program:
     def label(self, name: str) -> None:
         self.labels[name] = len(self.code)
 
+    def _offset(self, target: object, index: int) -> int:
+        """A jump target as BPF wants it: instructions to skip after the one at `index`."""
+        return target if isinstance(target, int) else self.labels[str(target)] - index - 1
+
     def assemble(self) -> bytes:
         out = b""
         for index, (code, jt, jf, k) in enumerate(self.code):
-            def rel(target: object) -> int:
-                if isinstance(target, int):
-                    return target
-                return self.labels[str(target)] - index - 1
-
-            out += struct.pack("=HBBI", code, rel(jt), rel(jf), k & 0xFFFFFFFF)
+            out += struct.pack("=HBBI", code, self._offset(jt, index), self._offset(jf, index), k & 0xFFFFFFFF)
         return out
 
 
@@ -155,8 +180,20 @@ def seccomp_program(machine: str, own_pid: int) -> bytes | None:
     p.op(_LD_W_ABS, _NR)
     if machine == "x86_64":
         p.op(_JGE_K, 0x40000000, "deny", 0)  # x32 ABI
-    refused = [n for n in ("fork", "vfork", "ptrace", "process_vm_readv", "process_vm_writev",
-                           "pidfd_open", "pidfd_send_signal", "pidfd_getfd") if n in nr]
+    refused = [
+        n
+        for n in (
+            "fork",
+            "vfork",
+            "ptrace",
+            "process_vm_readv",
+            "process_vm_writev",
+            "pidfd_open",
+            "pidfd_send_signal",
+            "pidfd_getfd",
+        )
+        if n in nr
+    ]
     for name in refused:
         p.op(_JEQ_K, nr[name], "deny", 0)
     p.op(_JEQ_K, nr["clone3"], "nosys", 0)  # glibc then falls back to clone, which we can inspect

@@ -43,10 +43,7 @@ class WorkerDied(SandboxError):
     """The worker process ended during a cell or a call (os._exit, a crash, a kill)."""
 
     def __init__(self, during: str, exitcode: int | None, signal: int | None, stderr: str = "", hint: str = "") -> None:
-        if signal is not None:
-            how = f"was killed by signal {signal}"
-        else:
-            how = f"exited with code {exitcode}"
+        how = f"was killed by signal {signal}" if signal is not None else f"exited with code {exitcode}"
         text = f"the notebook's process {how} during {during}"
         if hint:
             text += f" ({hint})"

@@ -170,7 +170,11 @@ def encode(
             fid = functions(v)
             if fid is not None:
                 return {"t": "fn", "id": fid}
-        return {"t": "refused", "type": _type_name(v), "why": "only numbers, arrays, and lists, tuples and dicts of them"}
+        return {
+            "t": "refused",
+            "type": _type_name(v),
+            "why": "only numbers, arrays, and lists, tuples and dicts of them",
+        }
 
     tree = walk(value, 0)
     if strict and refused:
@@ -219,8 +223,7 @@ def read_npy(data: bytes) -> np.ndarray:
     if len(body) != count * dtype.itemsize:
         raise ProtocolError(f".npy payload declares {count} x {dtype} but carries {len(body)} bytes")
     array = np.frombuffer(body, dtype=dtype, count=count).copy()
-    order = "F" if fortran else "C"
-    return array.reshape(shape, order=order)
+    return array.reshape(shape, order="F") if fortran else array.reshape(shape)
 
 
 def decode(
@@ -244,7 +247,7 @@ def decode(
         if kind == "int" and type(node.get("v")) is int:
             return node["v"]
         if kind == "float":
-            v = node.get("v")
+            v: Any = node.get("v")
             if type(v) in (int, float):
                 return float(v)
             if v in ("nan", "inf", "-inf"):
@@ -331,9 +334,8 @@ class FrameReader:
             raise ProtocolError(f"frame too large: header {head_len} bytes, {count} payloads")
         lengths = struct.unpack(f"<{count}Q", self._take(_LENGTH.size * count, deadline)) if count else ()
         if sum(lengths) > self.limits.max_total:
-            raise ProtocolError(
-                f"frame too large: {sum(lengths) / 2**20:.1f} MiB of arrays (limit {self.limits.max_total / 2**20:.0f} MiB)"
-            )
+            limit = self.limits.max_total / 2**20
+            raise ProtocolError(f"frame too large: {sum(lengths) / 2**20:.1f} MiB of arrays (limit {limit:.0f} MiB)")
         try:
             header = json.loads(self._take(head_len, deadline))
         except (ValueError, UnicodeDecodeError) as exc:

@@ -107,8 +107,9 @@ class Sandbox:
         self._bring_up(deadline=started + self.limits.notebook_timeout)
         cells = [self.records.get(i) or CellRecord(i, "not_run") for i, _ in self.cells]
         isolation = {"level": self.zygote.isolation, "layers": self.layers}
-        return ExecutionRecord(cells, isolation, list(self.import_attempts), self.restarts,
-                               time.monotonic() - started, list(self.events))
+        return ExecutionRecord(
+            cells, isolation, list(self.import_attempts), self.restarts, time.monotonic() - started, list(self.events)
+        )
 
     def close(self) -> None:
         """Stop the worker (its temporary directory goes with it)."""
@@ -194,11 +195,14 @@ class Sandbox:
                     status = "crashed"
                 self.events.append(str(error))
                 if first_time:
-                    self.records[index] = CellRecord(index, status, error=str(error), seconds=time.monotonic() - started)
+                    self.records[index] = CellRecord(
+                        index, status, error=str(error), seconds=time.monotonic() - started
+                    )
                 return False
             if first_time:
                 err = header.get("error")
-                outputs = header.get("outputs") if isinstance(header.get("outputs"), list) else []
+                raw = header.get("outputs")
+                outputs: list[dict[str, Any]] = [o for o in raw if isinstance(o, dict)] if isinstance(raw, list) else []
                 self.records[index] = CellRecord(
                     index,
                     "ok" if not err else "error",
@@ -340,12 +344,20 @@ class Sandbox:
                 value, args_after = protocol.decode(reply.get("value"), payloads)
             except (protocol.ProtocolError, ValueError, TypeError) as exc:
                 raise ChannelBroken(f"{function}() returned something unreadable: {exc}") from None
-            warnings = [str(w)[:300] for w in reply.get("warnings", [])[:20]] if isinstance(reply.get("warnings"), list) else []
+            warnings = (
+                [str(w)[:300] for w in reply.get("warnings", [])[:20]]
+                if isinstance(reply.get("warnings"), list)
+                else []
+            )
             return CallResult(value, args_after, warnings, str(reply.get("stdout", ""))[:4000])
         if op == "raised":
             ename = str(reply.get("ename", "Exception"))[:100]
             evalue = str(reply.get("evalue", ""))[:2000]
-            tb = [str(line)[:2000] for line in reply.get("traceback", [])][:12] if isinstance(reply.get("traceback"), list) else []
+            tb = (
+                [str(line)[:2000] for line in reply.get("traceback", [])][:12]
+                if isinstance(reply.get("traceback"), list)
+                else []
+            )
             if ename == "MemoryError":
                 raise MemoryLimit(f"{function}()", self.limits.memory_mb * 1024**2)
             cls = NotImplementedByStudent if ename == "NotImplementedError" else StudentError

@@ -22,6 +22,7 @@ with ``callback_result`` / ``callback_error``;
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -77,8 +78,9 @@ class Capture:
             return False
         self.budget[0] -= size
         if self.budget[0] <= 0:
-            self.outputs.append({"output_type": "stream", "name": "stderr",
-                                 "text": TRUNCATION_NOTE.format(limit=self.limit)})
+            self.outputs.append(
+                {"output_type": "stream", "name": "stderr", "text": TRUNCATION_NOTE.format(limit=self.limit)}
+            )
             return False
         return True
 
@@ -293,8 +295,14 @@ class Worker:
             error = exc
         self._redirect(Capture([1 << 30], self.output_limit))
         summary = None if error is None else {"ename": type(error).__name__, "evalue": str(error)[:2000]}
-        self.send({"op": "cell_done", "outputs": capture.outputs, "error": summary,
-                   "execution_count": self.shell.execution_count - 1})
+        self.send(
+            {
+                "op": "cell_done",
+                "outputs": capture.outputs,
+                "error": summary,
+                "execution_count": self.shell.execution_count - 1,
+            }
+        )
 
     def call(self, header: dict[str, Any], payloads: list[bytes]) -> None:
         name = str(header.get("fn", ""))
@@ -320,8 +328,15 @@ class Worker:
         except BaseException as exc:
             self._redirect(Capture([1 << 30], self.output_limit))
             frames = traceback.format_exception(exc)
-            self.send({"op": "raised", "ename": type(exc).__name__, "evalue": str(exc)[:2000],
-                       "traceback": [_ANSI.sub("", f) for f in frames[-12:]], "stdout": capture.text()[-4000:]})
+            self.send(
+                {
+                    "op": "raised",
+                    "ename": type(exc).__name__,
+                    "evalue": str(exc)[:2000],
+                    "traceback": [_ANSI.sub("", f) for f in frames[-12:]],
+                    "stdout": capture.text()[-4000:],
+                }
+            )
             return
         self._redirect(Capture([1 << 30], self.output_limit))
         shown = [f"{w.category.__name__}: {w.message}" for w in caught[:20]]
@@ -330,8 +345,13 @@ class Worker:
 
     def callback(self, fid: int, args: tuple[Any, ...]) -> Any:
         tree, payloads = protocol.encode(args)
-        header = {"op": "callback", "id": fid, "args": tree, "seq": self.seq,
-                  "import_attempts": list(self.guard.attempts)}
+        header = {
+            "op": "callback",
+            "id": fid,
+            "args": tree,
+            "seq": self.seq,
+            "import_attempts": list(self.guard.attempts),
+        }
         protocol.write_frame(self.resp_fd, header, payloads)
         reply, reply_payloads = self.reader.read()
         if reply.get("op") == "callback_result":
@@ -345,14 +365,14 @@ WORKER: Worker  # the child's server, reached by the IPython hooks above
 def _keep_only_fds(keep: set[int]) -> None:
     for fd in range(3, max(keep) + 1):
         if fd not in keep:
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
     os.closerange(max(keep) + 1, 65536)
 
 
-def child_main(fds: list[int], workdir: str, config: dict[str, Any], request: dict[str, Any], shell: GradingShell) -> None:
+def child_main(
+    fds: list[int], workdir: str, config: dict[str, Any], request: dict[str, Any], shell: GradingShell
+) -> None:
     """Confine this fresh fork, then serve the grader until told to exit. Never returns."""
     global WORKER
     req_fd, resp_fd = fds
@@ -392,10 +412,8 @@ def child_main(fds: list[int], workdir: str, config: dict[str, Any], request: di
 def _finish(pid: int, workdir: str | None) -> dict[str, Any]:
     """Kill a child's process group, reap it, read the tail of its stderr, remove its directory."""
     for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
-        try:
+        with contextlib.suppress(OSError):
             target()
-        except OSError:
-            pass
     status: dict[str, Any] = {"exitcode": None, "signal": None, "stderr": ""}
     try:
         _, raw = os.waitpid(pid, 0)

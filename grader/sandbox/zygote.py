@@ -4,6 +4,7 @@ has NumPy and IPython loaded and forks a fresh, confined worker per submission i
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import json
@@ -26,10 +27,23 @@ _RUNTIME_FILES = ("worker.py", "protocol.py", "confine.py")
 BLOCKED_IMPORTS = ("grader", "reference", "jitgrade")
 # What a worker may read besides the interpreter's own directories.
 SYSTEM_READ_ONLY = (
-    "/usr", "/lib", "/lib32", "/lib64", "/bin", "/opt",
-    "/etc/ld.so.cache", "/etc/localtime", "/etc/fonts", "/etc/matplotlibrc",
-    "/dev/null", "/dev/zero", "/dev/urandom", "/dev/random",
-    "/proc/cpuinfo", "/proc/meminfo", "/sys/devices/system/cpu",
+    "/usr",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/bin",
+    "/opt",
+    "/etc/ld.so.cache",
+    "/etc/localtime",
+    "/etc/fonts",
+    "/etc/matplotlibrc",
+    "/dev/null",
+    "/dev/zero",
+    "/dev/urandom",
+    "/dev/random",
+    "/proc/cpuinfo",
+    "/proc/meminfo",
+    "/sys/devices/system/cpu",
 )
 WORKER_ENV = {
     "PATH": "/usr/bin:/bin",
@@ -128,17 +142,27 @@ def bwrap_usable() -> bool:
     if exe is None:
         return False
     try:
-        probe = subprocess.run(
-            [exe, *_bwrap_base_args(), "--", "/bin/true"], capture_output=True, timeout=20
-        )
+        probe = subprocess.run([exe, *_bwrap_base_args(), "--", "/bin/true"], capture_output=True, timeout=20)
     except (OSError, subprocess.SubprocessError):
         return False
     return probe.returncode == 0
 
 
 def _bwrap_base_args() -> list[str]:
-    args = ["--unshare-all", "--die-with-parent", "--new-session", "--ro-bind", "/", "/",
-            "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    args = [
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        "--ro-bind",
+        "/",
+        "/",
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--tmpfs",
+        "/tmp",
+    ]
     if os.geteuid() == 0:  # without this the sandbox would keep root's capabilities
         args += ["--uid", "65534", "--gid", "65534"]
     return args
@@ -154,10 +178,8 @@ class WorkerHandle:
 
     def close(self) -> None:
         for fd in (self.request_fd, self.response_fd):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
 
 
 class Zygote:
@@ -215,8 +237,15 @@ class Zygote:
             shutil.copyfile(_HERE / name, os.path.join(self.runtime, name))
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         config = json.dumps(self._config())
-        command = [sys.executable, "-I", "-X", "frozen_modules=on", os.path.join(self.runtime, "worker.py"),
-                   str(theirs.fileno()), config]
+        command = [
+            sys.executable,
+            "-I",
+            "-X",
+            "frozen_modules=on",
+            os.path.join(self.runtime, "worker.py"),
+            str(theirs.fileno()),
+            config,
+        ]
         self.uses_bwrap = self.requested == "bwrap" or (self.requested == "auto" and bwrap_usable())
         if self.uses_bwrap:
             if shutil.which("bwrap") is None:
@@ -225,13 +254,28 @@ class Zygote:
             for path in self.hidden:
                 if os.path.isdir(path):
                     hide += ["--tmpfs", path]
-            command = ["bwrap", *_bwrap_base_args(), *hide, "--ro-bind", self.runtime, self.runtime,
-                       "--chdir", "/tmp", "--", *command]
+            command = [
+                "bwrap",
+                *_bwrap_base_args(),
+                *hide,
+                "--ro-bind",
+                self.runtime,
+                self.runtime,
+                "--chdir",
+                "/tmp",
+                "--",
+                *command,
+            ]
         env = {**WORKER_ENV, "HOME": "/tmp", "IPYTHONDIR": "/tmp/.ipython"}
         with open(os.path.join(self.runtime, "zygote.log"), "wb") as log:
             self.proc = subprocess.Popen(
-                command, pass_fds=(theirs.fileno(),), env=env, cwd="/tmp",
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                command,
+                pass_fds=(theirs.fileno(),),
+                env=env,
+                cwd="/tmp",
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
             )
         theirs.close()
         self.control = ours
@@ -300,10 +344,8 @@ class Zygote:
     def close(self) -> None:
         """Stop the zygote (and with it, under bwrap, every process it started)."""
         if self.control is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self.control.send(b'{"op": "exit"}')
-            except OSError:
-                pass
             self.control.close()
             self.control = None
         self.ready = False
