@@ -12,7 +12,11 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# One conftest for the whole suite (a second one would shadow `from conftest import ...`); it also
+# makes the reference tests' NumPy oracle (tests/reference/numpy_mlp.py) importable.
+for _path in (ROOT, ROOT / "tests" / "reference"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 from grader.assignment import Assignment, load  # noqa: E402
 from grader.grading import Grader  # noqa: E402
