@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -166,28 +167,51 @@ def cmd_check(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- grade
 
 
-def _safe_name(student: str) -> str:
-    import re
+RUN_FILE = "jitgrade-run.json"
+_TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # files.write_atomic's, before their rename
 
+
+def _safe_name(student: str) -> str:
     cleaned = re.sub(r"[^\w.@-]+", "_", student).strip("._") or "student"
     return cleaned[:100]
 
 
-def _run_seed(out: Path, assignment: Any, requested: int | None) -> int:
-    """The hidden seed of this output folder: given, recorded by an earlier run, or new (and recorded)."""
+def _folders(students: Sequence[str]) -> dict[str, str]:
+    """A report folder per student: the safe name, suffixed when two ids clean up to the same one
+    (compared without case, for case-insensitive file systems); stable for the same inputs."""
+    taken: set[str] = set()
+    folders = {}
+    for student in students:
+        base = name = _safe_name(student)
+        n = 1
+        while name.lower() in taken:
+            n += 1
+            name = f"{base}-{n}"
+        taken.add(name.lower())
+        folders[student] = name
+    return folders
+
+
+def _previous_run(out: Path) -> dict[str, Any]:
+    try:
+        record = json.loads((out / RUN_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _run_seed(out: Path, assignment: Any, requested: int | None, limits: Any = None) -> int:
+    """The hidden seed of this output folder: given, recorded by an earlier run, or new; recorded
+    (with the limits, which also decide whether earlier reports still hold) before grading starts."""
     from grader.grading import new_seed
     from grader.reports.files import write_atomic
 
-    run_file = out / "jitgrade-run.json"
-    recorded = None
-    if run_file.is_file():
-        try:
-            recorded = json.loads(run_file.read_text()).get("hidden_seed")
-        except (ValueError, OSError):
-            recorded = None
+    recorded = _previous_run(out).get("hidden_seed")
     seed = requested if requested is not None else (recorded if isinstance(recorded, int) else new_seed())
     record = {"assignment": assignment.name, "assignment_version": assignment.version, "hidden_seed": seed}
-    write_atomic(run_file, json.dumps(record, indent=2) + "\n")
+    if limits is not None:
+        record["limits"] = limits.as_dict()
+    write_atomic(out / RUN_FILE, json.dumps(record, indent=2) + "\n")
     return seed
 
 
@@ -198,7 +222,8 @@ def _up_to_date(report_path: Path, sha: str | None, assignment: Any, seed: int) 
         prov = report["provenance"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    same = (prov.get("notebook_sha256") == sha and prov.get("assignment_version") == assignment.version
+    same = (sha is not None and prov.get("notebook_sha256") == sha
+            and prov.get("assignment_version") == assignment.version
             and prov.get("hidden_seed") == seed and prov.get("assignment") == assignment.name)
     return report if same else None
 
@@ -214,51 +239,105 @@ def _sha256(path: Path | None) -> str | None:
         return None
 
 
+def _lock_output(out: Path) -> Any:
+    """Hold a lock on the output folder for this run (released by the kernel, even on SIGKILL)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        return None
+    handle = open(out / ".jitgrade.lock", "a")  # noqa: SIM115 - held open for the whole run
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise UsageError(f"another jitgrade grade is writing to {out}; wait for it or use another --out") from None
+    return handle
+
+
+def _remove_temporaries(out: Path) -> int:
+    """Delete the temporary files an interrupted run left behind (a kill between write and rename)."""
+    removed = 0
+    for path in [*out.glob(".*.tmp"), *out.glob("*/.*.tmp")]:
+        if _TEMPORARY.match(path.name) and path.is_file():
+            try:
+                path.unlink()
+                removed += 1
+            except OSError:
+                pass
+    return removed
+
+
 def cmd_grade(args: argparse.Namespace) -> int:
-    """Grade every submission into --out; resumable (finished reports are kept) and crash-safe."""
+    """Grade every submission into --out; resumable (finished reports are kept) and crash-safe.
+
+    Each report is written, atomically, as soon as its submission is graded: the executed
+    notebook and the feedback page first, report.json last (its presence means done). A rerun
+    of the same command skips submissions whose report was made from the same notebook bytes,
+    assignment version, hidden seed and limits, and grades the rest; --force regrades all.
+    """
     from grader import executors
     from grader.reports import files, gradebook
+    from grader.sandbox.zygote import ZygoteError
     from grader.submissions import SubmissionError, discover
 
+    if args.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
     assignment = _load_assignment(args.assignment)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     try:
         submissions = discover(args.submissions, preferred=assignment.template)
     except SubmissionError as exc:
         raise UsageError(str(exc)) from None
-    seed = _run_seed(out, assignment, args.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    lock = _lock_output(out)
+    _remove_temporaries(out)
+    limits = _limits(assignment, args)
+    previous = _previous_run(out)
+    same_limits = previous.get("limits", limits.as_dict()) == limits.as_dict()
+    seed = _run_seed(out, assignment, args.seed, limits)
     hidden = [str(out.resolve())] + [str(Path(p).resolve()) for p in args.submissions]
-    settings = executors.Settings(str(assignment.directory / "assignment.toml"), _limits(assignment, args), seed,
+    settings = executors.Settings(executors.assignment_reference(assignment.directory), limits, seed,
                                   args.isolation, tuple(hidden), feedback=not args.no_feedback)
+    folders = _folders([s.student for s in submissions])
     reports: dict[str, dict[str, Any]] = {}
     todo = []
     for s in submissions:
-        existing = None if args.force else _up_to_date(out / _safe_name(s.student) / "report.json",
-                                                          _sha256(s.path), assignment, seed)
-        if existing is not None:
-            reports[s.student] = existing
-        else:
+        existing = None
+        if not args.force and same_limits:
+            existing = _up_to_date(out / folders[s.student] / "report.json", _sha256(s.path), assignment, seed)
+        if existing is None:
             todo.append(s)
+            continue
+        reports[s.student] = existing
+        if settings.feedback and not (out / folders[s.student] / "feedback.html").is_file():
+            from grader.reports import html
+
+            files.write_atomic(out / folders[s.student] / "feedback.html", html.feedback(existing))
+    note = "" if same_limits else " (the limits changed since the last run in this folder: regrading all)"
     print(f"jitgrade: {len(submissions)} submissions, {len(reports)} already graded, {len(todo)} to grade "
-          f"(hidden seed {seed})", file=sys.stderr)
+          f"(hidden seed {seed}){note}", file=sys.stderr)
     run = executors.executor(args.jobs, args.scheduler)
-    with _progress(len(todo)) as advance:
-        for output in run(settings, todo):
-            folder = out / _safe_name(output.student)
-            if output.executed is not None:
-                files.write_atomic(folder / "executed.ipynb", output.executed)
-            if output.feedback is not None:
-                files.write_atomic(folder / "feedback.html", output.feedback)
-            files.write_atomic(folder / "report.json", output.report)  # last: its presence means "done"
-            report = json.loads(output.report)
-            reports[output.student] = report
-            advance(output.student, report)
+    try:
+        with _progress(len(todo)) as advance:
+            for output in run(settings, todo):
+                folder = out / folders[output.student]
+                if output.executed is not None:
+                    files.write_atomic(folder / "executed.ipynb", output.executed)
+                if output.feedback is not None:
+                    files.write_atomic(folder / "feedback.html", output.feedback)
+                files.write_atomic(folder / "report.json", output.report)  # last: its presence means "done"
+                report = json.loads(output.report)
+                reports[output.student] = report
+                advance(output.student, report)
+    except ZygoteError as exc:
+        raise UsageError(f"grading stopped: {exc}; the finished reports are kept: rerun to go on") from None
     ordered = [reports[s.student] for s in submissions if s.student in reports]
     files.write_atomic(out / "gradebook.csv", gradebook.render(assignment, ordered))
     from grader.reports import html
 
     files.write_atomic(out / "summary.html", html.summary(ordered, f"{assignment.title} ({assignment.name})"))
+    if lock is not None:
+        lock.close()
     sys.stdout.write((out / "gradebook.csv").read_text())
     print(f"jitgrade: reports in {out}/ (gradebook.csv, summary.html, <student>/report.json, feedback.html)",
           file=sys.stderr)

@@ -1,23 +1,65 @@
-"""Run many submissions: in this process, on a pool of local processes, or on a Dask cluster.
+"""Run many submissions: on a pool of local processes, on a Dask cluster, or in this process.
 
 Each grading process owns one ``Grader`` (and so one sandbox zygote) for its whole life, so
 a submission pays neither interpreter start-up nor Numba compilation (the on-disk cache is
-shared). A task takes a submission and returns plain text (the canonical JSON report, the
-executed notebook, the feedback page): the parent only writes files, and whatever the
-executor, the reports are the same bytes apart from timings.
+shared). A task carries the notebook's bytes, not its path (a remote worker cannot read the
+instructor's disk), and returns plain text (the canonical JSON report, the executed notebook,
+the feedback page): the caller only writes files, and whatever the executor, the reports are
+the same bytes apart from timings.
+
+What can go wrong, and what it costs:
+- a bad notebook (crash, hang, garbage) costs only its own report: the sandbox turns it into a result;
+- a grading process that dies (the OOM killer, a stray signal) breaks the local pool: a new pool
+  takes over, and the submissions that were in flight are graded again, each alone, so that one
+  that kills its grading process every time is found and gets a report saying so (on Dask, the
+  scheduler retries on other workers, and its ``KilledWorker`` becomes that report);
+- the batch process dying (SIGKILL of its process group, Ctrl-C) takes the pool and the sandboxes
+  with it: each pool process runs in a session of its own, so a kill of the batch's group never
+  hits its zygote half-way, and it watches the batch process; when that goes, it asks its zygote
+  to stop every worker it forked, then exits.
 """
 
 from __future__ import annotations
 
 import atexit
 import concurrent.futures as cf
+import contextlib
+import functools
 import multiprocessing
-from collections.abc import Callable, Iterator, Sequence
+import multiprocessing.util
+import os
+import select
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 from grader.sandbox.limits import Limits
 from grader.submissions import Submission
+
+GRADING_PROCESS_DIED = (
+    "the grading process died {count} times while grading this notebook alone (killed by the system, "
+    "for example out of memory); it was not graded: rerun the same command to try again"
+)
+DASK_WORKER_DIED = (
+    "the Dask worker grading this notebook died every time it was tried ({error}); it was not graded: "
+    "rerun the same command to try again"
+)
+INTERNAL_ERROR = "internal grader error while grading this notebook: {error!r}; please report it"
+MAX_CRASHES = 2  # times a submission may take its grading process down, alone, before it is given up
+ZYGOTE_STOP_SECONDS = 5.0
+# Modules the fork server imports once, so that every pool process starts with them loaded.
+PRELOAD = ["grader.executors", "grader.grading", "grader.reports.html"]
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -33,6 +75,16 @@ class Settings:
 
 
 @dataclass(frozen=True)
+class Task:
+    """One submission as sent to a grading process: the notebook's file name and bytes, or why there are none."""
+
+    student: str
+    name: str
+    data: bytes | None
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
 class Output:
     """What grading one submission produced, as text ready to be written."""
 
@@ -42,86 +94,339 @@ class Output:
     feedback: str | None
 
 
-_GRADERS: dict[Settings, Any] = {}
+@dataclass(frozen=True)
+class Crashed:
+    """A task that took its grading process down every time it ran alone."""
+
+    count: int
+
+
+def task_of(submission: Submission) -> Task:
+    """Read a submission into a task (here, on the machine that has the files)."""
+    from grader import notebook as nb
+
+    s = submission
+    if s.path is None:
+        return Task(s.student, "", None, s.problem or "no notebook")
+    try:
+        if s.path.stat().st_size > nb.MAX_NOTEBOOK_BYTES or s.path.is_dir():
+            nb.read(s.path)  # raises the one-line message every front end gives
+        return Task(s.student, s.path.name, s.path.read_bytes())
+    except nb.NotebookError as exc:  # students see this: no grader-side paths
+        return Task(s.student, s.path.name, None, str(exc).replace(str(s.path), s.path.name))
+    except OSError as exc:
+        return Task(s.student, s.path.name, None, f"{s.path.name} cannot be read: {exc.strerror or exc}")
+
+
+# --------------------------------------------------------------------------- grading (in the grading process)
+
+_LOCAL = threading.local()  # this thread's Graders (Dask may run several task threads per process)
+_ALL: list[Any] = []  # every Grader of this process, to stop at exit
+_ALL_LOCK = threading.Lock()
 
 
 def _grader(settings: Settings) -> Any:
-    """This process's Grader for these settings (started once, stopped at exit)."""
-    if settings not in _GRADERS:
+    """This thread's Grader for these settings (started once, stopped when the process exits)."""
+    graders = _LOCAL.__dict__.setdefault("graders", {})
+    if settings not in graders:
         from grader.assignment import load
         from grader.grading import Grader
 
         grader = Grader(load(settings.assignment), settings.limits, settings.hidden_seed,
                         isolation=settings.isolation, hidden_paths=settings.hidden_paths)
         grader.start()
-        _GRADERS[settings] = grader
-        atexit.register(grader.close)
-    return _GRADERS[settings]
+        graders[settings] = grader
+        with _ALL_LOCK:
+            first = not _ALL
+            _ALL.append(grader)
+        if first:
+            atexit.register(stop_graders)
+            multiprocessing.util.Finalize(None, stop_graders, exitpriority=10)  # pool processes skip atexit
+    return graders[settings]
 
 
-def grade_one(settings: Settings, student: str, path: str | None, problem: str | None) -> Output:
-    """Grade one submission in this process (the task every executor runs)."""
+def _stop_zygote(zygote: Any) -> None:
+    """Ask the zygote to kill and reap every worker it forked, give it a moment, then close it."""
+    control, proc = zygote.control, zygote.proc
+    if control is not None:
+        with contextlib.suppress(OSError):
+            control.send(b'{"op": "exit"}')
+    if proc is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=ZYGOTE_STOP_SECONDS)
+    zygote.close()
+
+
+def stop_graders() -> None:
+    """Stop every sandbox of this process, workers included (at exit, or when the batch is gone)."""
+    with _ALL_LOCK:
+        graders = list(_ALL)
+        _ALL.clear()
+    for grader in graders:
+        with contextlib.suppress(Exception):  # best effort on the way out; the next one must still be stopped
+            _stop_zygote(grader.zygote)
+
+
+@functools.lru_cache(maxsize=8)
+def _assignment(path: str) -> Any:
+    from grader.assignment import load
+
+    return load(path)
+
+
+def _output(settings: Settings, result: Any, executed: Any = None) -> Output:
     from grader import notebook as nb
-    from grader.grading import Graded
     from grader.reports.files import dumps_json
-    from grader.scoring import SubmissionResult
 
-    grader = _grader(settings)
-    if path is None:
-        graded = Graded(SubmissionResult(student, "", None, grader.assignment, settings.hidden_seed,
-                                         error=problem or "no notebook"), None)
-    else:
-        try:
-            graded = grader.grade_file(path, student)
-        except Exception as exc:  # a grader bug costs this submission a report that says so, not the batch
-            error = f"internal grader error while grading this notebook: {exc!r}; please report it"
-            graded = Graded(SubmissionResult(student, path, None, grader.assignment, settings.hidden_seed,
-                                             error=error), None)
-    report = graded.result.to_dict()
+    report = result.to_dict()
     feedback = None
     if settings.feedback:
         from grader.reports import html
 
         feedback = html.feedback(report)
-    executed = nb.dumps(graded.executed) if graded.executed is not None else None
-    return Output(student, dumps_json(report), executed, feedback)
+    return Output(result.student, dumps_json(report), nb.dumps(executed) if executed is not None else None, feedback)
 
 
-def _task(settings: Settings, s: Submission) -> tuple[Settings, str, str | None, str | None]:
-    return settings, s.student, str(s.path) if s.path else None, s.problem
+def not_graded(settings: Settings, task: Task, error: str) -> Output:
+    """The report of a submission that could not be graded, saying why (no sandbox needed)."""
+    from grader.scoring import SubmissionResult
+
+    result = SubmissionResult(task.student, task.name, None, _assignment(settings.assignment),
+                              settings.hidden_seed, error=error)
+    return _output(settings, result)
+
+
+def grade_one(settings: Settings, task: Task) -> Output:
+    """Grade one submission in this process (the task every executor runs)."""
+    from grader import notebook as nb
+
+    if task.data is None:
+        return not_graded(settings, task, task.problem or "no notebook")
+    try:
+        notebook = nb.loads(task.data, task.name)
+    except nb.NotebookError as exc:
+        return not_graded(settings, task, str(exc))
+    grader = _grader(settings)
+    try:
+        graded = grader.grade(notebook, task.student)
+    except Exception as exc:  # a grader bug costs this submission a report that says so, not the batch
+        return not_graded(settings, task, INTERNAL_ERROR.format(error=exc))
+    return _output(settings, graded.result, graded.executed)
+
+
+# --------------------------------------------------------------------------- pool processes
+
+
+def _start_pool_process(batch_pid: int) -> None:
+    """Initializer of every pool process: a session of its own, and follow the batch process out."""
+    with contextlib.suppress(OSError):
+        os.setsid()
+    signal.signal(signal.SIGTERM, _stop_and_exit)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the batch process's to handle
+    threading.Thread(target=_watch, args=(batch_pid,), name="jitgrade-watch-batch", daemon=True).start()
+
+
+def _watch(batch_pid: int) -> None:
+    """Wait for the batch process to end, then stop this process's sandboxes and exit."""
+    try:
+        fd = os.pidfd_open(batch_pid)  # Linux >= 5.3: readable once the process has exited
+    except ProcessLookupError:
+        _stop_and_exit()
+    except (AttributeError, OSError):
+        fd = None
+    if fd is not None:
+        select.select([fd], [], [])
+    else:
+        while _alive(batch_pid):
+            time.sleep(0.25)
+    _stop_and_exit()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stop_and_exit(*_: object) -> None:
+    stop_graders()
+    os._exit(1)
+
+
+def _context() -> Any:
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)  # ignored once the fork server runs
+    return context
+
+
+def _new_pool(jobs: int) -> cf.ProcessPoolExecutor:
+    return cf.ProcessPoolExecutor(max_workers=jobs, mp_context=_context(), initializer=_start_pool_process,
+                                  initargs=(os.getpid(),))
+
+
+def _stop_pool(pool: cf.ProcessPoolExecutor, finished: bool) -> None:
+    """Shut a pool down: politely when its work is done, at once otherwise (its processes stop their sandboxes)."""
+    if finished:
+        pool.shutdown(wait=True)
+        return
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            process.terminate()  # SIGTERM: _stop_and_exit, which reaps the sandbox workers first
+    for process in processes:
+        with contextlib.suppress(OSError, ValueError, AssertionError):
+            process.join(ZYGOTE_STOP_SECONDS + 1)
+
+
+def run_pool(fn: Callable[[T], R], items: Iterable[T], jobs: int) -> Iterator[tuple[T, R | Crashed]]:
+    """fn(item) for every item on `jobs` local processes, as results arrive; survives processes dying.
+
+    At most 2 * jobs items are in flight (the others are not even read yet). When a process dies,
+    a new pool takes over and the items that were in flight run again one at a time, alone in the
+    pool: one that takes its process down MAX_CRASHES times so comes back as ``Crashed``. Any other
+    exception raised by fn is raised here, once the pool is stopped.
+    """
+    source = enumerate(items)
+    fresh: deque[tuple[int, T]] = deque()  # taken back from a pool that broke before it got them
+    suspects: deque[tuple[int, T]] = deque()  # in flight when a process died: each runs alone
+    crashes: Counter[int] = Counter()
+    barren = 0  # pools in a row that broke before finishing anything
+    while True:
+        pool = _new_pool(jobs)
+        running: dict[cf.Future[R], tuple[int, T]] = {}
+        alone: tuple[int, T] | None = None
+        lost: list[tuple[int, T]] = []
+        completed = broken = False
+        try:
+            while not broken:
+                entry: tuple[int, T] | None = None
+                try:
+                    if suspects and alone is None:
+                        entry = alone = suspects.popleft()
+                        running[pool.submit(fn, entry[1])] = entry
+                    while not suspects and alone is None and len(running) < 2 * jobs:
+                        entry = fresh.popleft() if fresh else next(source, None)
+                        if entry is None:
+                            break
+                        running[pool.submit(fn, entry[1])] = entry
+                    entry = None
+                except BrokenProcessPool:
+                    (suspects if entry is alone else fresh).appendleft(entry)  # type: ignore[arg-type]
+                    alone = None if entry is alone else alone
+                    broken = True
+                    break
+                if not running:
+                    completed = True
+                    return
+                done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                for future in done:
+                    entry = running.pop(future)
+                    try:
+                        result = future.result()
+                    except BrokenProcessPool:
+                        lost.append(entry)
+                        broken = True
+                        continue
+                    barren = 0
+                    alone = None if entry is alone else alone
+                    yield entry[1], result
+            # A process died: whatever had not finished was in flight.
+            for future, entry in running.items():
+                if future.done() and future.exception() is None:
+                    barren = 0
+                    yield entry[1], future.result()
+                else:
+                    lost.append(entry)
+            barren += 1
+            if barren > 2 * MAX_CRASHES:
+                raise BrokenProcessPool(f"the grading processes died {barren} times in a row, before finishing "
+                                        "anything: see the messages above")
+            if alone is not None and lost == [alone]:
+                crashes[alone[0]] += 1
+                if crashes[alone[0]] >= MAX_CRASHES:
+                    yield alone[1], Crashed(crashes[alone[0]])
+                else:
+                    suspects.appendleft(alone)
+            else:
+                suspects.extend(lost)
+        finally:
+            _stop_pool(pool, completed)
+
+
+# --------------------------------------------------------------------------- executors
 
 
 def run_inline(settings: Settings, submissions: Sequence[Submission]) -> Iterator[Output]:
-    """Grade one after the other in this process."""
+    """Grade one after the other in this process (library use; the CLI always uses a pool)."""
     for s in submissions:
-        yield grade_one(*_task(settings, s))
+        yield grade_one(settings, task_of(s))
 
 
 def run_local(settings: Settings, submissions: Sequence[Submission], jobs: int) -> Iterator[Output]:
     """Grade on `jobs` local processes; results arrive as they finish."""
-    context = multiprocessing.get_context("forkserver")
-    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = [pool.submit(grade_one, *_task(settings, s)) for s in submissions]
-        for future in cf.as_completed(futures):
-            yield future.result()
+    tasks = (task_of(s) for s in submissions)
+    for task, result in run_pool(functools.partial(grade_one, settings), tasks, jobs):
+        if isinstance(result, Crashed):
+            yield not_graded(settings, task, GRADING_PROCESS_DIED.format(count=result.count))
+        else:
+            yield result
 
 
 def run_dask(settings: Settings, submissions: Sequence[Submission], address: str) -> Iterator[Output]:
-    """Grade on a dask.distributed cluster (its workers need jitgrade installed)."""
+    """Grade on a dask.distributed cluster (its workers need jitgrade installed); results arrive as they finish."""
     try:
-        from dask.distributed import Client, as_completed
+        from distributed import Client, KilledWorker, as_completed
     except ImportError:
         raise RuntimeError("--scheduler needs dask.distributed: pip install 'jitgrade[dask]'") from None
-    with Client(address) as client:
-        futures = [client.submit(grade_one, *_task(settings, s), pure=False) for s in submissions]
-        for future in as_completed(futures):
-            yield future.result()
+    batch = uuid.uuid4().hex[:12]
+    with Client(address, set_as_default=False) as client:
+        threads = sum(client.nthreads().values()) or 1
+        window = max(4, 2 * threads)  # enough queued to keep every worker busy, few notebooks in memory
+        tasks = (task_of(s) for s in submissions)
+        running: dict[Any, Task] = {}
+        stream = as_completed()
+
+        def submit() -> None:
+            task = next(tasks, None)
+            if task is not None:
+                future = client.submit(grade_one, settings, task, pure=False, key=f"jitgrade-{batch}-{task.student}")
+                running[future] = task
+                stream.add(future)
+
+        for _ in range(window):
+            submit()
+        for future in stream:
+            task = running.pop(future)
+            try:
+                output = future.result()
+            except KilledWorker as exc:
+                output = not_graded(settings, task, DASK_WORKER_DIED.format(error=exc))
+            finally:
+                future.release()
+            submit()
+            yield output
 
 
 def executor(jobs: int, scheduler: str | None) -> Callable[[Settings, Sequence[Submission]], Iterator[Output]]:
     """The executor for the command-line options."""
     if scheduler:
         return lambda settings, subs: run_dask(settings, subs, scheduler)
-    if jobs > 1:
-        return lambda settings, subs: run_local(settings, subs, jobs)
-    return run_inline
+    return lambda settings, subs: run_local(settings, subs, max(1, jobs))
+
+
+def assignment_reference(directory: Path) -> str:
+    """How grading processes should name an assignment: by name when bundled (resolvable wherever
+    jitgrade is installed, e.g. on Dask workers), else by the absolute path of its definition."""
+    from grader.assignment import assignment_roots
+
+    directory = directory.resolve()
+    if any(directory.parent == root.resolve() for root in assignment_roots()):
+        return directory.name
+    return str(directory / "assignment.toml")
