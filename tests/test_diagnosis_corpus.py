@@ -34,7 +34,8 @@ def test_corpus_ids_are_unique_and_name_known_checks() -> None:
     assert len(ids) == len(set(ids))
     for b in CORPUS:
         assert set(b.replace) <= set(helpers.FUNCTIONS), b.id
-        named = {*b.diagnosis_contains, *b.message_contains, *b.passes, *b.not_diagnosed}
+        named = {*b.diagnosis_contains, *b.message_contains, *b.passes, *b.fails, *b.not_diagnosed}
+        assert not set(b.passes) & set(b.fails), b.id
         assert all(cid.split(".")[0] in helpers.FUNCTIONS for cid in named), b.id
 
 
@@ -57,11 +58,11 @@ def test_bug_loses_points_only_where_wrong_and_is_diagnosed(bug: Bug, grade: Any
     tests = helpers.by_id(report)
 
     # the named checks: failing with the right diagnosis or message, or passing when listed in `passes`
-    for cid in (*bug.diagnosis_contains, *bug.message_contains, *bug.passes, *bug.not_diagnosed):
+    for cid in (*bug.diagnosis_contains, *bug.message_contains, *bug.passes, *bug.fails, *bug.not_diagnosed):
         assert cid in tests, f"no check {cid} in the report\n{context}"
     for cid in bug.passes:
         assert tests[cid]["score"] >= tests[cid]["max_score"] - FULL, f"{cid} should keep its points\n{context}"
-    for cid in (*bug.diagnosis_contains, *bug.message_contains):
+    for cid in (*bug.diagnosis_contains, *bug.message_contains, *bug.fails):
         if cid not in bug.passes:
             assert tests[cid]["score"] < tests[cid]["max_score"] - FULL, f"{cid} should lose points\n{context}"
     for cid, expected in bug.diagnosis_contains.items():

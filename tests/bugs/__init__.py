@@ -43,6 +43,7 @@ class Bug:
         such as no_mutation or restores_x, or for the note of a check that passes).
     passes: check ids that must keep all their points although their problem loses points. Every other
         check named in diagnosis_contains or message_contains must lose points.
+    fails: further check ids that must lose points (whatever they say).
     not_diagnosed: check id -> a substring its diagnosis must NOT contain (a known wrong diagnosis).
     tolerated: substrings of wrong diagnoses the grader is known to give for this bug, accepted here so
         that the rest of the grade stays checked; a separate xfail entry shows each such defect.
@@ -57,6 +58,7 @@ class Bug:
     diagnosis_contains: Mapping[str, str | tuple[str, ...]] = field(default_factory=dict)
     message_contains: Mapping[str, str] = field(default_factory=dict)
     passes: tuple[str, ...] = ()
+    fails: tuple[str, ...] = ()
     not_diagnosed: Mapping[str, str] = field(default_factory=dict)
     tolerated: tuple[str, ...] = ()
     assignment: str = "mlp"

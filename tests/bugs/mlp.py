@@ -503,6 +503,22 @@ def mlp_loss(X, y, params, reg):
     return loss, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
 '''
 
+# placeholders left in: a constant loss and zero gradients
+LOSS_PLACEHOLDER = '''
+def mlp_loss(X, y, params, reg):
+    loss = 0.0
+    grads = {name: np.zeros_like(value) for name, value in params.items()}
+    # TODO forward and backward pass
+    return loss, grads
+'''
+
+CE_PLACEHOLDER = '''
+def softmax_cross_entropy(z, y):
+    loss, dz = 0.0, np.zeros_like(z)
+    # TODO
+    return loss, dz
+'''
+
 # two mistakes at once
 LOSS_NO_REG_AT_ALL = '''
 def mlp_loss(X, y, params, reg):
@@ -673,6 +689,13 @@ XFAIL_SIGN_IN_MLP_LOSS = (
     "mlp_loss.grad_*: no diagnosis for a flipped dz in mlp_loss: dz_sign_flipped and onehot_not_subtracted are "
     "in reference.bugs.CROSS_ENTROPY_BUGS but not in GRADIENT_BUGS, so diagnose_gradient never tries them "
     "(two_layer_loss_and_grads even rejects them as unknown); add them to GRADIENT_BUGS")
+XFAIL_PLACEHOLDER = (
+    "mlp_loss.grad_* and mlp_loss.gradient_matches_own_loss (and softmax_cross_entropy.gradient_matches_own_loss): "
+    "placeholders returning (0.0, zero gradients) earn the gradient points, 32.4 of mlp_loss's 40 in all: "
+    "grader/checks/mlp.py _check_gradient carries credit forward when directional_check finds the gradient "
+    "consistent with the student's own loss, and a constant loss with a zero gradient is trivially consistent "
+    "(0 == 0). Carry credit forward (and pass the gradcheck checks) only for a loss that actually varies: e.g. "
+    "require a nonzero finite difference along some direction, or a loss value explained by diagnose_loss")
 XFAIL_IGNORES_H = (
     "numerical_gradient.uses_h: a hard-coded step (h ignored) fails with only the generic value message and no "
     "diagnosis; grader/checks/numgrad.py _grade diagnoses only one-sided differences (compare with central "
@@ -819,6 +842,10 @@ BUGS: list[Bug] = [
         diagnosis_contains=both(*GRADS, text=SIGN), xfail=XFAIL_SIGN_IN_MLP_LOSS),
     bug("loss_onehot_not_subtracted_inline", {"mlp_loss": LOSS_ONEHOT_NOT_SUBTRACTED}, {"mlp_loss"},
         diagnosis_contains=both(*GRADS, text=ONEHOT), xfail=XFAIL_SIGN_IN_MLP_LOSS),
+    bug("loss_and_ce_placeholders_earn_no_gradient_points", {"mlp_loss": LOSS_PLACEHOLDER, CE: CE_PLACEHOLDER},
+        {CE, "mlp_loss"},
+        fails=(*hidden_too(*GRADS), "mlp_loss.square_weights", "mlp_loss.gradient_matches_own_loss",
+               f"{CE}.gradient_matches_own_loss"), xfail=XFAIL_PLACEHOLDER),
     bug("loss_correct_einsum_onehot", {"mlp_loss": LOSS_CORRECT_EINSUM}, set()),
     # ----------------------------------------------------------------- mlp_loss, two mistakes
     bug("loss_missing_1_over_n_and_reg_factor_2", {"mlp_loss": LOSS_NO_1_N_REG_2}, {"mlp_loss"},
