@@ -140,17 +140,32 @@ def plan(assignment: Assignment, include_hidden: bool = True) -> list[PlannedChe
             )
         weighted = [(c, problem.weights.get(c.name, c.weight)) for c in checks]
         weighted = [(c, w) for c, w in weighted if w > 0]
-        total = sum(w for _, w in weighted)
+        entries: list[tuple[Check, bool, float]] = []  # (check, hidden, share of the problem's weight)
         for c, w in weighted:
-            points = problem.points * w / total
             if c.randomized and include_hidden and assignment.hidden_cases > 0 and assignment.hidden_share > 0:
-                visible = points * (1.0 - assignment.hidden_share)
-                if visible > 0:
-                    planned.append(PlannedCheck(c, problem, False, visible))
-                planned.append(PlannedCheck(c, problem, True, points - visible))
+                if assignment.hidden_share < 1:
+                    entries.append((c, False, w * (1.0 - assignment.hidden_share)))
+                entries.append((c, True, w * assignment.hidden_share))
             else:
-                planned.append(PlannedCheck(c, problem, False, points))
+                entries.append((c, False, w))
+        points = apportion(problem.points, [share for _, _, share in entries])
+        planned += [PlannedCheck(c, problem, hidden, p) for (c, hidden, _), p in zip(entries, points, strict=True)]
     return planned
+
+
+POINT_STEP = 1e-4  # points are whole multiples of this, so that reports add up exactly
+
+
+def apportion(total: float, weights: list[float]) -> list[float]:
+    """Split `total` in proportion to `weights` into multiples of POINT_STEP that sum to `total`
+    (largest remainders get the leftover steps)."""
+    steps = round(total / POINT_STEP)
+    exact = [steps * w / sum(weights) for w in weights]
+    whole = [int(e) for e in exact]
+    by_remainder = sorted(range(len(exact)), key=lambda i: exact[i] - whole[i], reverse=True)
+    for i in by_remainder[: steps - sum(whole)]:
+        whole[i] += 1
+    return [round(n * POINT_STEP, 4) for n in whole]
 
 
 def derive_seed(*parts: object) -> int:
