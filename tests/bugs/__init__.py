@@ -104,8 +104,8 @@ def hidden_too(*check_ids: str) -> tuple[str, ...]:
 def conftest_helpers() -> ModuleType:
     """tests/conftest.py as a module of its own (solution_cells, by_id, lost...).
 
-    ``from conftest import ...`` is not reliable: pytest drops a rootless ``conftest`` from sys.modules
-    before importing the next one, so after tests/reference/ is collected, ``conftest`` is that folder's.
+    Loaded by path rather than with ``from conftest import ...``: pytest drops a rootless ``conftest`` from
+    sys.modules before importing the next one, so any other conftest.py under tests/ would shadow it.
     """
     name = "_jitgrade_tests_conftest"
     if name not in sys.modules:
