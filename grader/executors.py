@@ -391,7 +391,7 @@ def run_dask(settings: Settings, submissions: Sequence[Submission], address: str
         window = max(4, 2 * threads)  # enough queued to keep every worker busy, few notebooks in memory
         tasks = (task_of(s) for s in submissions)
         running: dict[Any, Task] = {}
-        stream = as_completed()
+        stream = as_completed(loop=client.loop)
 
         def submit() -> None:
             task = next(tasks, None)
