@@ -168,6 +168,10 @@ def load(name_or_path: str | Path) -> Assignment:
         if not isinstance(table, dict):
             raise AssignmentError(f"{where}: [problems.{name}] must be a table")
         weights = table.get("checks", {})
+        if not isinstance(weights, dict) or any(not isinstance(w, (int, float)) or w < 0 for w in weights.values()):
+            raise AssignmentError(
+                f"{where}: [problems.{name}.checks] weights must be numbers >= 0 (0 disables a check)"
+            )
         problems.append(
             Problem(
                 name,

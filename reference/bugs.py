@@ -12,7 +12,7 @@ from collections.abc import Collection, Mapping
 
 import numpy as np
 
-from reference.activations import relu, sigmoid, sigmoid_grad, softmax, tanh, tanh_grad
+from reference.activations import log_softmax, relu, sigmoid, sigmoid_grad, softmax, tanh, tanh_grad
 
 SOFTMAX_BUGS = ("softmax_wrong_axis", "softmax_no_max_shift")
 SIGMOID_GRAD_BUGS = ("sigmoid_applied_twice", "tanh_derivative")
@@ -36,6 +36,8 @@ LOSS_BUGS = (
     "activation_missing",
 )
 GRADIENT_BUGS = (
+    "dz_sign_flipped",
+    "onehot_not_subtracted",
     "missing_1_over_n",
     "extra_1_over_n",
     "reg_missing",
@@ -92,12 +94,11 @@ def cross_entropy_variant(
     n = z.shape[0]
     p = softmax(z)
     rows = np.arange(n)
-    with np.errstate(divide="ignore"):
-        losses = (
-            -np.log(p[rows, y])
-            if "softmax_no_max_shift" not in bugs
-            else -np.log(softmax_variant(z, "softmax_no_max_shift")[rows, y])
-        )
+    if "softmax_no_max_shift" in bugs:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            losses = -np.log(softmax_variant(z, "softmax_no_max_shift")[rows, y])
+    else:
+        losses = -log_softmax(z)[rows, y]  # finite even where a probability underflows
     loss_scale = 1.0 / n if reduction == "mean" else 1.0
     if "loss_summed" in bugs:
         loss_scale = 1.0

@@ -100,17 +100,6 @@ def test_hidden_seed_changes_only_hidden_entries(grade: Any) -> None:
     assert a == b
 
 
-XFAIL_RANDOM_STATE = (
-    "the sandbox worker seeds the student's random state once (np.random.seed(0) in grader/sandbox/worker.py) and "
-    "grader/checks/runner.py run_checks runs visible and hidden entries interleaved in plan order, so what a "
-    "student's code draws in the hidden cases (whose shapes depend on the hidden seed) shifts the random state "
-    "seen by every later visible check: a numerical_gradient that samples coordinates passes "
-    "numerical_gradient.uses_h with hidden seed 7 and fails it with 8, and its visible entries differ from the "
-    "student's visible-only self-check. Fix: reseed the worker before each check, e.g. "
-    "session.seed(derive_seed(seed, planned.id)) in run_check")
-
-
-@pytest.mark.xfail(strict=True, reason=XFAIL_RANDOM_STATE)
 def test_visible_entries_do_not_depend_on_the_hidden_seed_for_code_that_draws_random_numbers(grade: Any) -> None:
     a, b = _visible_entries_across_hidden_seeds(helpers.solution_cells("mlp", BUGGY), grade)
     assert {i: (a[i]["score"], b[i]["score"]) for i in a if a[i] != b[i]} == {}
@@ -215,15 +204,6 @@ def _hard_coded_reports(assignment: str, grade: Any) -> tuple[dict[str, Any], di
     return report, helpers.by_id(report), helpers.by_id(grade(cells, assignment, seed=None))
 
 
-# Zero gradients with a constant loss are "the exact gradient of your own loss" (see the xfail below).
-CARRIED_FORWARD = {f"mlp_loss.grad_{k}[hidden]" for k in ("W1", "b1", "W2", "b2")}
-XFAIL_CARRIED_FORWARD = (
-    "mlp_loss.grad_*[hidden]: the hard-coded mlp_loss falls back to (0.0, zero gradients) on the hidden cases and "
-    "keeps every hidden gradient point, because grader/checks/mlp.py _check_gradient carries credit forward when "
-    "the gradient matches finite differences of the student's own loss, and a constant loss with zero gradients "
-    "matches trivially (see tests/bugs/mlp.py loss_and_ce_placeholders_earn_no_gradient_points)")
-
-
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_hard_coded_visible_answers_fail_the_hidden_cases(assignment: str, grade: Any) -> None:
     report, tests, self_check = _hard_coded_reports(assignment, grade)
@@ -233,15 +213,17 @@ def test_hard_coded_visible_answers_fail_the_hidden_cases(assignment: str, grade
     # the table answers every visible random case...
     assert {i: tests[i]["message"][:200] for i in visible_twins if not _full(tests[i])} == {}
     # ...and none of the hidden ones
-    assert {i: tests[i]["score"] for i in hidden if tests[i]["score"] > 0 and i not in CARRIED_FORWARD} == {}
+    assert {i: tests[i]["score"] for i in hidden if tests[i]["score"] > 0} == {}
     # graded on visible cases only (a student's self-check), the hard-coded answers earn the randomized points
     assert all(_full(self_check[i]) for i in visible_twins)
 
 
-@pytest.mark.xfail(strict=True, reason=XFAIL_CARRIED_FORWARD)
 def test_hard_coded_visible_answers_earn_no_hidden_gradient_points(grade: Any) -> None:
+    # their fallback (0.0, zero gradients) is "the exact gradient of their own loss", but of a constant one:
+    # no credit is carried forward from it
     report, tests, _ = _hard_coded_reports("mlp", grade)
-    assert {i: tests[i]["score"] for i in CARRIED_FORWARD if tests[i]["score"] > 0} == {}
+    gradients = [f"mlp_loss.grad_{k}[hidden]" for k in ("W1", "b1", "W2", "b2")]
+    assert {i: tests[i]["score"] for i in gradients if tests[i]["score"] > 0} == {}
     hidden_points = sum(t["max_score"] for t in report["tests"] if t["visibility"] == "hidden")
     assert report["score"] <= report["max_score"] - hidden_points + 1e-6
 
@@ -367,24 +349,12 @@ def test_unknown_check_names_in_weights_raise_a_clear_error(tmp_path: Path) -> N
     assert "softmax" in text and "values_3d" in text and "values_2d" in text  # the problem, the typo, the choices
 
 
-XFAIL_VALIDATION = (
-    "grader/assignment.py load() does not validate [problems.X.checks] weights: {reason}; "
-    "grader/checks/base.py plan() then {effect}. Validate weights when loading (a weight must be >= 0, known, "
-    "and every problem needs a positive total)")
-
-
-@pytest.mark.xfail(strict=True, reason=XFAIL_VALIDATION.format(
-    reason="a negative weight is accepted", effect="silently drops the check (w > 0 filter) like a weight of 0"))
 def test_a_negative_weight_is_rejected(tmp_path: Path) -> None:
     folder = _assignment_copy(tmp_path, "[problems.softmax.checks]\nfloat32 = -1\n")
     with pytest.raises((ValueError, AssignmentError), match="float32"):
         plan(load(folder))
 
 
-@pytest.mark.xfail(strict=True, reason=XFAIL_VALIDATION.format(
-    reason="a problem whose checks all have weight 0 is accepted",
-    effect="plans no check for it, yet its points stay in max_score, so even the master solution cannot reach "
-           "full marks (90/100 here)"))
 def test_a_problem_without_any_weighted_check_is_rejected(tmp_path: Path) -> None:
     zero = "\n".join(f"{c} = 0" for c in ("values_1d", "values_2d", "rows_sum_to_one", "shift_invariance",
                                            "extreme_logits", "float32", "no_mutation"))

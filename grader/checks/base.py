@@ -140,6 +140,10 @@ def plan(assignment: Assignment, include_hidden: bool = True) -> list[PlannedChe
             )
         weighted = [(c, problem.weights.get(c.name, c.weight)) for c in checks]
         weighted = [(c, w) for c, w in weighted if w > 0]
+        if not weighted:
+            raise ValueError(
+                f"problem {problem.name}: every check has weight 0; give one a positive weight or remove the problem"
+            )
         entries: list[tuple[Check, bool, float]] = []  # (check, hidden, share of the problem's weight)
         for c, w in weighted:
             if c.randomized and include_hidden and assignment.hidden_cases > 0 and assignment.hidden_share > 0:

@@ -8,10 +8,12 @@ unit directions v. Each direction costs two calls whatever the size of x.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
+from grader.checks.base import CheckFailed
 from reference.numgrad import random_directions
 
 # Central differences with h = 1e-6 on the losses graded here (values ~1, third derivatives ~1):
@@ -20,6 +22,12 @@ from reference.numgrad import random_directions
 STEP = 1e-6
 ATOL = 1e-6
 RTOL = 1e-5
+# A loss whose directional derivatives all stay below this does not depend on the parameters
+# (a placeholder such as `return 0.0, zeros`): agreeing with it proves nothing.
+FLAT = 1e-7
+FLAT_MESSAGE = (
+    "your loss does not change when the parameters change (a placeholder?), so agreeing with it proves nothing"
+)
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,7 @@ class DirectionalCheck:
     analytic: float
     numerical: float
     direction: int
+    flat: bool = False
 
     def describe(self, what: str) -> str:
         """Both sides, as a gradcheck failure message would show them."""
@@ -46,13 +55,32 @@ def directional_check(
     directions = random_directions(x.shape, count, seed)
     worst = DirectionalCheck(True, 0.0, 0.0, 0)
     worst_excess = -1.0
+    largest = 0.0
     for i, v in enumerate(directions):
         numerical = (loss_at(x + STEP * v) - loss_at(x - STEP * v)) / (2 * STEP)
         analytic = float(np.sum(gradient * v))
+        largest = max(largest, abs(numerical)) if np.isfinite(numerical) else np.inf
         excess = (
             abs(numerical - analytic) / (ATOL + RTOL * abs(numerical)) if np.isfinite(analytic + numerical) else np.inf
         )
         if excess > worst_excess:
             worst_excess = excess
             worst = DirectionalCheck(bool(excess <= 1.0), analytic, float(numerical), i)
-    return worst
+    return replace(worst, flat=bool(largest < FLAT))
+
+
+def assert_own_gradient(
+    loss_at: Callable[[np.ndarray], float],
+    gradient: np.ndarray,
+    x: np.ndarray,
+    seed: int,
+    what: str,
+    details: dict[str, Any],
+) -> None:
+    """Fail unless `gradient` is the gradient of the student's own (non-constant) loss at x."""
+    result = directional_check(loss_at, gradient, x, count=3, seed=seed)
+    numbers = {**details, "analytic": result.analytic, "numerical": result.numerical}
+    if result.flat:
+        raise CheckFailed(FLAT_MESSAGE, details=numbers)
+    if not result.consistent:
+        raise CheckFailed(f"{what} is not the gradient of your own loss: " + result.describe(what), details=numbers)

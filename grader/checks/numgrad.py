@@ -102,15 +102,18 @@ def fragile_values(seed: int, shape: tuple[int, ...], h: float) -> np.ndarray:
     return out.reshape(shape)
 
 
-def one_sided(fn: KnownFunction, h: float) -> np.ndarray:
-    """What a forward difference (f(x + h e_i) - f(x)) / h returns, for diagnosis."""
+def differences(fn: KnownFunction, h: float, central: bool) -> np.ndarray:
+    """What central (f(x + h e_i) - f(x - h e_i)) / 2h or forward (f(x + h e_i) - f(x)) / h differences
+    return for this function, to recognize a submission's method."""
     x = fn.x.astype(np.float64)
     base = fn.f(x)
     out = np.empty(x.size)
     for i in range(x.size):
-        shifted = x.copy().reshape(-1)
-        shifted[i] += h
-        out[i] = (fn.f(shifted.reshape(x.shape)) - base) / h
+        up, down = x.copy().reshape(-1), x.copy().reshape(-1)
+        up[i] += h
+        down[i] -= h
+        lower = fn.f(down.reshape(x.shape)) if central else base
+        out[i] = (fn.f(up.reshape(x.shape)) - lower) / (2 * h if central else h)
     return out.reshape(x.shape)
 
 
@@ -124,11 +127,15 @@ def _grade(ctx: CheckContext, fn: KnownFunction, h: float | None = None) -> None
     step = DEFAULT_STEP if h is None else h
 
     def diagnose(value: np.ndarray) -> str | None:
-        if value.shape == x.shape and np.allclose(value, one_sided(fn, step), rtol=1e-6, atol=1e-9):
+        if value.shape != x.shape:
+            return None
+        if np.allclose(value, differences(fn, step, central=False), rtol=1e-6, atol=1e-9):
             return (
                 "this is a one-sided difference (f(x + h) - f(x)) / h, accurate only to O(h); "
                 "use the central difference (f(x + h) - f(x - h)) / (2h), accurate to O(h^2)"
             )
+        if h is not None and np.allclose(value, differences(fn, DEFAULT_STEP, central=True), rtol=1e-9, atol=1e-12):
+            return f"the step h passed in ({h:g}) is ignored: the result is that of h = {DEFAULT_STEP:g}; use h"
         return None
 
     assert_close(found, fn.gradient(fn.x), CENTRAL, "numerical_gradient(f, x)", details, diagnose)

@@ -10,7 +10,18 @@ from typing import Any
 
 from grader.assignment import Assignment
 from grader.checks import activations, loss, mlp, numgrad  # noqa: F401  (importing them registers their checks)
-from grader.checks.base import REGISTRY, CheckContext, CheckFailed, Outcome, Passed, PlannedCheck, Session, plan
+from grader.checks.base import (
+    REGISTRY,
+    CheckContext,
+    CheckFailed,
+    Outcome,
+    Passed,
+    PlannedCheck,
+    Session,
+    derive_seed,
+    plan,
+)
+from grader.sandbox.exceptions import SandboxError
 
 __all__ = ["REGISTRY", "Outcome", "plan", "run_check", "run_checks"]
 
@@ -28,6 +39,12 @@ def run_check(
         max_score=planned.points,
         hidden=planned.hidden,
     )
+    try:
+        # Every check starts from its own random state, so that code which draws random numbers gets
+        # the same inputs whatever ran before (visible results never depend on the hidden seed).
+        session.seed(derive_seed(seed, planned.id))
+    except SandboxError:
+        pass  # the notebook's process is gone; the check's own calls will say so
     try:
         note = planned.check.func(ctx)
     except CheckFailed as failure:

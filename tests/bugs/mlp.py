@@ -675,32 +675,6 @@ CE = "softmax_cross_entropy"
 GRADS = ("mlp_loss.grad_W1", "mlp_loss.grad_b1", "mlp_loss.grad_W2", "mlp_loss.grad_b2")
 CARRIED = "credit carried forward"
 
-# Known grader defects (each entry below that carries one is a strict xfail).
-XFAIL_LOG_UNDERFLOW = (
-    "softmax_cross_entropy.extreme_logits: any non-finite loss is diagnosed as softmax_no_max_shift ('subtract the "
-    "row maximum'), but this student did subtract it; the inf comes from log(softmax) underflowing to log(0) for "
-    "the true class (grader/checks/loss.py _check_loss hard-codes the diagnosis; the fix is log-softmax, "
-    "shifted - log(sum(exp(shifted))))")
-XFAIL_VARIANT_LOSS_UNDERFLOW = (
-    "softmax_cross_entropy.extreme_logits: no diagnosis for a summed loss, because reference/bugs.py "
-    "cross_entropy_variant computes every loss variant as -log(softmax(z)[i, y]), which is inf on the extreme "
-    "case, so first_match skips all of them (compute the variants from log-softmax)")
-XFAIL_SIGN_IN_MLP_LOSS = (
-    "mlp_loss.grad_*: no diagnosis for a flipped dz in mlp_loss: dz_sign_flipped and onehot_not_subtracted are "
-    "in reference.bugs.CROSS_ENTROPY_BUGS but not in GRADIENT_BUGS, so diagnose_gradient never tries them "
-    "(two_layer_loss_and_grads even rejects them as unknown); add them to GRADIENT_BUGS")
-XFAIL_PLACEHOLDER = (
-    "mlp_loss.grad_* and mlp_loss.gradient_matches_own_loss (and softmax_cross_entropy.gradient_matches_own_loss): "
-    "placeholders returning (0.0, zero gradients) earn the gradient points, 32.4 of mlp_loss's 40 in all: "
-    "grader/checks/mlp.py _check_gradient carries credit forward when directional_check finds the gradient "
-    "consistent with the student's own loss, and a constant loss with a zero gradient is trivially consistent "
-    "(0 == 0). Carry credit forward (and pass the gradcheck checks) only for a loss that actually varies: e.g. "
-    "require a nonzero finite difference along some direction, or a loss value explained by diagnose_loss")
-XFAIL_IGNORES_H = (
-    "numerical_gradient.uses_h: a hard-coded step (h ignored) fails with only the generic value message and no "
-    "diagnosis; grader/checks/numgrad.py _grade diagnoses only one-sided differences (compare with central "
-    "differences at the default step 1e-5 and say that h is ignored)")
-
 BUGS: list[Bug] = [
     # ----------------------------------------------------------------- softmax
     bug("softmax_wrong_axis", {"softmax": SOFTMAX_AXIS_0}, {"softmax"},
@@ -739,7 +713,7 @@ BUGS: list[Bug] = [
                             "mlp_loss.loss_without_reg": LOSS_SUMMED},
         passes=hidden_too(f"{CE}.gradient", *GRADS)),
     bug("ce_loss_summed_diagnosed_on_extreme_logits", {CE: CE_SUMMED}, {CE, "mlp_loss"},
-        diagnosis_contains={f"{CE}.extreme_logits": LOSS_SUMMED}, xfail=XFAIL_VARIANT_LOSS_UNDERFLOW),
+        diagnosis_contains={f"{CE}.extreme_logits": LOSS_SUMMED}),
     bug("ce_dz_sign_flipped", {CE: CE_SIGN_FLIPPED}, {CE, "mlp_loss"},
         diagnosis_contains=both(f"{CE}.gradient", text=SIGN), passes=hidden_too(f"{CE}.loss_value")),
     bug("ce_onehot_not_subtracted", {CE: CE_NO_ONEHOT}, {CE, "mlp_loss"},
@@ -747,8 +721,10 @@ BUGS: list[Bug] = [
     bug("ce_mutates_z", {CE: CE_MUTATES_Z}, {CE}, message_contains={f"{CE}.no_mutation": MUTATION}),
     bug("ce_no_max_shift", {CE: CE_NO_SHIFT}, {CE}, diagnosis_contains={f"{CE}.extreme_logits": NO_MAX_SHIFT},
         passes=hidden_too(f"{CE}.loss_value", f"{CE}.gradient")),
+    # it does subtract the max: the inf comes from log(0), and the diagnosis says to use log-softmax
     bug("ce_log_of_shifted_softmax_not_told_to_shift", {CE: CE_LOG_OF_SOFTMAX}, {CE},
-        not_diagnosed={f"{CE}.extreme_logits": NO_MAX_SHIFT}, xfail=XFAIL_LOG_UNDERFLOW),
+        diagnosis_contains={f"{CE}.extreme_logits": "log-softmax"},
+        not_diagnosed={f"{CE}.extreme_logits": NO_MAX_SHIFT}),
     # ----------------------------------------------------------------- mlp_forward
     bug("forward_b1_missing", {"mlp_forward": FORWARD_NO_B1}, {"mlp_forward"},
         diagnosis_contains={**both("mlp_forward.scores", text=B1_MISSING), "mlp_forward.batch_of_one": B1_MISSING}),
@@ -839,13 +815,13 @@ BUGS: list[Bug] = [
         message_contains={"mlp_loss.grad_W1": CARRIED},
         passes=hidden_too("mlp_loss.grad_W1", "mlp_loss.grad_W2", "mlp_loss.grad_b2")),
     bug("loss_dz_sign_flipped_inline", {"mlp_loss": LOSS_SIGN_FLIPPED}, {"mlp_loss"},
-        diagnosis_contains=both(*GRADS, text=SIGN), xfail=XFAIL_SIGN_IN_MLP_LOSS),
+        diagnosis_contains=both(*GRADS, text=SIGN)),
     bug("loss_onehot_not_subtracted_inline", {"mlp_loss": LOSS_ONEHOT_NOT_SUBTRACTED}, {"mlp_loss"},
-        diagnosis_contains=both(*GRADS, text=ONEHOT), xfail=XFAIL_SIGN_IN_MLP_LOSS),
+        diagnosis_contains=both(*GRADS, text=ONEHOT)),
     bug("loss_and_ce_placeholders_earn_no_gradient_points", {"mlp_loss": LOSS_PLACEHOLDER, CE: CE_PLACEHOLDER},
         {CE, "mlp_loss"},
         fails=(*hidden_too(*GRADS), "mlp_loss.square_weights", "mlp_loss.gradient_matches_own_loss",
-               f"{CE}.gradient_matches_own_loss"), xfail=XFAIL_PLACEHOLDER),
+               f"{CE}.gradient_matches_own_loss")),
     bug("loss_correct_einsum_onehot", {"mlp_loss": LOSS_CORRECT_EINSUM}, set()),
     # ----------------------------------------------------------------- mlp_loss, two mistakes
     bug("loss_missing_1_over_n_and_reg_factor_2", {"mlp_loss": LOSS_NO_1_N_REG_2}, {"mlp_loss"},
@@ -890,11 +866,9 @@ BUGS: list[Bug] = [
         passes=hidden_too("numerical_gradient.quadratic", "numerical_gradient.sines")),
     bug("numgrad_ignores_h", {"numerical_gradient": NUMGRAD_HARDCODED_H}, {"numerical_gradient"},
         message_contains={"numerical_gradient.uses_h": "h = 1e-3"},
+        diagnosis_contains={"numerical_gradient.uses_h": "is ignored"},
         passes=("numerical_gradient.mlp_loss",
                 *hidden_too("numerical_gradient.quadratic", "numerical_gradient.sines"))),
-    # any diagnosis that talks about the step h would do
-    bug("numgrad_ignores_h_diagnosed", {"numerical_gradient": NUMGRAD_HARDCODED_H}, {"numerical_gradient"},
-        diagnosis_contains={"numerical_gradient.uses_h": " h"}, xfail=XFAIL_IGNORES_H),
     bug("numgrad_samples_random_coordinates", {"numerical_gradient": NUMGRAD_SAMPLED}, {"numerical_gradient"},
         message_contains={"numerical_gradient.deterministic": "without random sampling"}),
     bug("numgrad_step_copies_correct", {"numerical_gradient": NUMGRAD_COPIES}, set()),

@@ -62,14 +62,6 @@ XFAIL_SIGMOID_GRAD_IN_MLP_LOSS = (
     "diagnose_gradient knows no variant for a wrong activation derivative other than a missing one or one taken "
     "at u (reference/bugs.py GRADIENT_BUGS), although sigmoid_grad's own checks name the mistake")
 
-XFAIL_BIAS_MEAN_IN_SUM = (
-    "mlp_loss.grad_b1/grad_b2 (sum reduction): db = mean(dz) is diagnosed as 'extra 1/N ... dL/dz = softmax(z) - "
-    "onehot(y), not divided by N' although dz and dW1, dW2 are right: with a summed loss the variants "
-    "extra_1_over_n and bias_mean give the same bias gradient, and diagnose_gradient (grader/checks/diagnosis.py) "
-    "judges each gradient alone and takes the first in GRADIENT_BUGS order; it should prefer bias_mean when the "
-    "weight gradients are right (diagnose the four gradients jointly) or name both causes")
-
-
 def _loss(name: str, edits: Edit | tuple[Edit, ...], **kwargs: object) -> Bug:
     return bug(name, {"mlp_loss": edits}, {"mlp_loss"}, assignment=VARIANT, **kwargs)
 
@@ -162,12 +154,13 @@ BUGS: list[Bug] = [
     _loss("loss_bias_summed_over_wrong_axis", BIAS_WRONG_AXIS,
           diagnosis_contains={**both("mlp_loss.grad_b1", "mlp_loss.grad_b2", text=m.WRONG_BIAS_AXIS),
                               "mlp_loss.output_structure": m.WRONG_BIAS_AXIS}),
+    # with a summed loss, averaging db over the batch and an extra 1/N give the same db; only the first
+    # leaves dW1 and dW2 right, and the diagnosis, judged on all gradients together, says so
     _loss("loss_bias_mean", BIAS_MEAN,
           message_contains={"mlp_loss.grad_b1": "db1 is wrong", "mlp_loss.grad_b2": "db2 is wrong"},
-          passes=hidden_too("mlp_loss.grad_W1", "mlp_loss.grad_W2"), tolerated=(EXTRA_1_N,)),
-    _loss("loss_bias_mean_diagnosed", BIAS_MEAN,
           diagnosis_contains=both("mlp_loss.grad_b1", "mlp_loss.grad_b2", text=m.BIAS_MEAN),
-          not_diagnosed={"mlp_loss.grad_b1": EXTRA_1_N}, xfail=XFAIL_BIAS_MEAN_IN_SUM),
+          not_diagnosed={"mlp_loss.grad_b1": EXTRA_1_N},
+          passes=hidden_too("mlp_loss.grad_W1", "mlp_loss.grad_W2")),
     _loss("loss_sigmoid_derivative_missing", MASK_MISSING,
           diagnosis_contains={**both("mlp_loss.grad_W1", "mlp_loss.grad_b1", text=(m.MASK_MISSING, SIGMOID_BACKPROP)),
                               "mlp_loss.square_weights": m.MASK_MISSING},
