@@ -168,10 +168,14 @@ def load(name_or_path: str | Path) -> Assignment:
         if not isinstance(table, dict):
             raise AssignmentError(f"{where}: [problems.{name}] must be a table")
         weights = table.get("checks", {})
-        if not isinstance(weights, dict) or any(not isinstance(w, (int, float)) or w < 0 for w in weights.values()):
-            raise AssignmentError(
-                f"{where}: [problems.{name}.checks] weights must be numbers >= 0 (0 disables a check)"
-            )
+        if not isinstance(weights, dict):
+            raise AssignmentError(f"{where}: [problems.{name}.checks] must be a table of check = weight")
+        for check_name, weight in weights.items():
+            if not isinstance(weight, (int, float)) or weight < 0:
+                raise AssignmentError(
+                    f"{where}: [problems.{name}.checks] {check_name} = {weight!r}: "
+                    "a weight is a number >= 0 (0 disables the check)"
+                )
         problems.append(
             Problem(
                 name,

@@ -24,8 +24,15 @@ from grader.notebook import loads  # noqa: E402
 from grader.sandbox.limits import Limits  # noqa: E402
 from grader.sandbox.zygote import Zygote  # noqa: E402
 
-FUNCTIONS = ("softmax", "sigmoid", "sigmoid_grad", "softmax_cross_entropy", "mlp_forward", "mlp_loss",
-             "numerical_gradient")
+FUNCTIONS = (
+    "softmax",
+    "sigmoid",
+    "sigmoid_grad",
+    "softmax_cross_entropy",
+    "mlp_forward",
+    "mlp_loss",
+    "numerical_gradient",
+)
 # Short limits keep the attack notebooks fast; real assignments use 30 s per cell, 10 s per call.
 FAST = Limits(cell_timeout=3.0, call_timeout=2.0, notebook_timeout=30.0, max_restarts=5)
 _MARKER = re.compile(r"^[ \t]*### (BEGIN|END) (SOLUTION|HIDDEN)[ \t]*\n", re.MULTILINE)
@@ -97,8 +104,13 @@ GradeFn = Callable[..., dict[str, Any]]
 def grade(zygote: Zygote) -> GradeFn:
     """grade(cells, assignment='mlp', seed=7, limits=FAST) -> the canonical report dict."""
 
-    def run(cells: Sequence[str], assignment: str = "mlp", seed: int | None = 7, limits: Limits = FAST,
-            name: str = "student") -> dict[str, Any]:
+    def run(
+        cells: Sequence[str],
+        assignment: str = "mlp",
+        seed: int | None = 7,
+        limits: Limits = FAST,
+        name: str = "student",
+    ) -> dict[str, Any]:
         a = load(assignment)
         notebook = loads(json.dumps(notebook_json(cells, assignment)).encode(), f"{name}.ipynb")
         grader = Grader(a, limits, seed, include_hidden=seed is not None, zygote=zygote)

@@ -35,6 +35,7 @@ from grader.assignment import Assignment
 from grader.grading import Grader
 from grader.notebook import loads
 from grader.sandbox.limits import Limits
+from grader.sandbox.session import Sandbox
 from grader.sandbox.zygote import Zygote, bwrap_usable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -226,8 +227,6 @@ CELL_ATTACKS = [
     CellAttack("signal_handlers_then_infinite_loop", SIGNAL_HANDLERS + "while True:\n    pass", "timeout",
                r"^cell 3 did not finish within 3 s"),
     CellAttack("memory_bomb_array", "x = np.ones((10**6, 10**5))", "error", r"^MemoryError", SMALL_MEMORY),
-    CellAttack("memory_bomb_list", "chunks = []\nwhile True:\n    chunks.append(bytearray(10**6))", "error",
-               r"^MemoryError", SMALL_MEMORY),
     CellAttack("sys_exit", "import sys\nsys.exit(3)", "error", r"^SystemExit: 3$"),
     CellAttack("os_exit", "import os\nos._exit(7)", "crashed",
                r"^the notebook's process exited with code 7 during cell 3 \(os\._exit\(\)"),
@@ -366,7 +365,7 @@ for fd in sorted(int(name) for name in os.listdir('/proc/self/fd')):
 FUNCTION_ATTACKS = [
     FunctionAttack("memory_bomb_array", "y = np.ones((10**6, 10**5))\n" + SIGMOID,
                    r"^sigmoid\(\): the worker hit the memory limit of 0\.5 GiB", limits=SMALL_MEMORY),
-    FunctionAttack("memory_bomb_list", "chunks = []\nwhile True:\n    chunks.append(np.ones(10**6))",
+    FunctionAttack("memory_bomb_list", "chunks = []\nwhile True:\n    chunks.append(np.empty(10**6))",
                    r"^sigmoid\(\): the worker hit the memory limit of 0\.5 GiB", limits=SMALL_MEMORY),
     FunctionAttack("sys_exit", "import sys\nsys.exit(3)",
                    r"^sigmoid\(\) raised SystemExit: 3 \(File .*line 3, in sigmoid\)"),
@@ -650,26 +649,26 @@ def test_processes_and_signals_are_refused(isolated: Attacker, case: ProcessAtta
     assert_survived(run)
     assert_only_cell_failed(run, AT, "error", case.error)
     assert_full_points_except(run)
-    assert proc_count() < before + 100, "the number of processes on the machine grew"
+    assert proc_count() < before + 500, "the number of processes on the machine exploded"
 
 
 @pytest.mark.xfail(condition=bwrap_usable(), strict=True, reason=(
-    "With max_processes > 1 the worker gets no seccomp filter at all (worker.py child_main installs it only when "
-    "no_subprocesses), so the ban on signalling other processes goes too, and a cell can kill the zygote. Inside "
-    "bubblewrap that tears the pid namespace down: the worker dies during whichever later cell is running, "
-    "session.py Sandbox._died reports finish()'s zygote_lost status as 'the notebook's process exited with code "
-    "None during cell N' (the wrong cell, an unclear message), and every restart replays the killing cell, "
-    "poisoning another innocent cell each time until max_restarts: correct functions are reported as not "
-    "defined. Fix: split confine.seccomp_program so the signal/ptrace/inet rules are always installed and "
-    "max_processes only lifts the fork/clone rules; and make _died name a lost zygote."))
+    "With max_processes > 1, worker.py child_main installs no seccomp filter at all (only when no_subprocesses), "
+    "so the ban on signalling other processes goes with the ban on forks, and a cell can SIGKILL the zygote "
+    "(os.getppid()). Inside bubblewrap that tears down the pid namespace: the worker dies during the killing cell "
+    "or a later one (a race), Zygote.finish returns {'zygote_lost': True, 'exitcode': None}, and session.py "
+    "Sandbox._died renders it as \"the notebook's process exited with code None during cell N\" (unclear, and N "
+    "may be an innocent cell, which is then poisoned: its functions are graded as not defined). Fix: split "
+    "confine.seccomp_program so the kill/tgkill/ptrace/process_vm/inet rules are always installed and "
+    "max_processes > 1 only lifts the fork/clone rules; and have _died say that the sandbox's fork server was "
+    "killed when finish() reports zygote_lost."))
 def test_killing_the_zygote_when_subprocesses_are_allowed(mlp: Assignment) -> None:
     limits = FAST.override(max_processes=4)
     with Zygote() as z:
-        run = grade_with(z, mlp, with_cells_at(AT, "import os, time\nos.kill(os.getppid(), 9)\ntime.sleep(0.5)"),
-                         limits)
+        run = grade_with(z, mlp, with_cells_at(AT, "import os\nos.kill(os.getppid(), 9)"), limits)
     assert_survived(run, limits)
+    assert all(c["status"] == "ok" for i, c in run.cells.items() if i != AT), run.execution["cells"]
     assert_full_points_except(run)
-    assert all(c["status"] in ("ok", "error") for i, c in run.cells.items() if i != AT), run.execution["cells"]
     assert not any("code None" in str(e) for e in run.execution["events"]), run.execution["events"]
 
 
@@ -805,7 +804,32 @@ def test_a_function_that_kills_the_worker_is_not_retried_forever(attack: Attacke
     "refresh record.events and record.restarts from the sandbox after run_checks (e.g. a Sandbox.record() "
     "method called once grading is done)."))
 def test_call_timeouts_and_restarts_are_in_the_execution_record(attack: Attacker) -> None:
-    run = attack(solution_cells(replace={"sigmoid": function_source("sigmoid", "while True:\n    pass")}))
-    assert_survived(run)
+    limits = FAST.override(call_timeout=1.0, timeouts_per_function=1)
+    run = attack(solution_cells(replace={"sigmoid": function_source("sigmoid", "while True:\n    pass")}), limits)
+    assert_survived(run, limits)
     assert run.execution["restarts"] >= 1
     assert any("sigmoid()" in event and "timed out" in event for event in run.execution["events"])
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "A top-level cell that fills memory and keeps it (chunks = [] / while True: chunks.append(np.ones(10**5)): "
+    "MemoryError with the list still bound in the namespace) is recorded as an ordinary 'error' cell, so "
+    "session.py replays it on every restart. The worker is left at its RLIMIT_AS: the next cell's bookkeeping "
+    "raises MemoryError inside Worker.serve, which worker.py child_main swallows (except BaseException: pass; "
+    "os._exit(0)), and Sandbox._died reports the innocent next cell as 'exited with code 0 during cell 4 "
+    "(os._exit() or a crash of the interpreter)' and poisons it; the restart replays the bomb and the following "
+    "cell dies the same way, until every later cell is poisoned. A correct notebook then scores 0 (functions "
+    "'not defined'), and because deaths in calls are not strikes, each of the ~150 calls replays the bomb again "
+    "(~50 s of grading at 512 MB). Fix: in child_main write the traceback to fd 2 before exiting non-zero (so "
+    "_died's 'MemoryError' hint applies); mark a cell that ended in MemoryError as not to be replayed and restart "
+    "the worker before the next cell (or drop the cell's new globals and sys.last_traceback)."))
+def test_memory_held_by_a_cell_does_not_poison_the_cells_after_it(zygote: Zygote) -> None:
+    cells = with_cells_at(AT, "chunks = []\nwhile True:\n    chunks.append(np.ones(10**5))")
+    started = time.monotonic()
+    with Sandbox(zygote, list(enumerate(cells)), SMALL_MEMORY) as sandbox:
+        record = sandbox.execute()
+    assert time.monotonic() - started < wall_bound(SMALL_MEMORY)
+    bomb = record.cells[AT]
+    assert bomb.status in ("error", "crashed") and "emory" in (bomb.error or ""), bomb
+    assert [c.status for c in record.cells if c.index != AT] == ["ok"] * (len(cells) - 1), \
+        [(c.index, c.status, c.error) for c in record.cells]

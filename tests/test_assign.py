@@ -44,7 +44,9 @@ def test_template_has_stubs_no_solutions_no_hidden_material_no_outputs(name: str
     assert "BEGIN HIDDEN" not in joined and "Instructor notes" not in joined
     assert all(nb.HIDDEN_TAG not in nb.tags(c) for c in template.cells)
     assert joined.count(STUB) == 7  # one stub per student function
-    assert all(not c.get("outputs") and c.get("execution_count") is None for c in template.cells if c.cell_type == "code")
+    assert all(
+        not c.get("outputs") and c.get("execution_count") is None for c in template.cells if c.cell_type == "code"
+    )
     assert set(template.metadata) <= {"kernelspec", "jitgrade"}
     assert template.metadata["jitgrade"]["assignment"] == name
 

@@ -18,8 +18,15 @@ def test_bundled_assignments_are_listed_and_load() -> None:
     a = load("mlp")
     assert (a.name, a.activation, a.reduction) == ("mlp", "relu", "mean")
     assert a.max_score == 100
-    assert [p.name for p in a.problems] == ["softmax", "sigmoid", "sigmoid_grad", "softmax_cross_entropy",
-                                            "mlp_forward", "mlp_loss", "numerical_gradient"]
+    assert [p.name for p in a.problems] == [
+        "softmax",
+        "sigmoid",
+        "sigmoid_grad",
+        "softmax_cross_entropy",
+        "mlp_forward",
+        "mlp_loss",
+        "numerical_gradient",
+    ]
     assert a.tolerance("float32").rtol > a.tolerance("float64").rtol
 
 
@@ -56,8 +63,9 @@ def write(tmp_path: Path, replace: dict[str, str]) -> Path:
         ({"hidden_share = 0.5": "hidden_share = 1.5"}, "hidden_share"),
     ],
 )
-def test_invalid_definitions_fail_with_a_message_naming_the_problem(tmp_path: Path, replace: dict[str, str],
-                                                                    message: str) -> None:
+def test_invalid_definitions_fail_with_a_message_naming_the_problem(
+    tmp_path: Path, replace: dict[str, str], message: str
+) -> None:
     with pytest.raises(AssignmentError, match=message):
         load(write(tmp_path, replace))
 
@@ -68,8 +76,12 @@ def test_unknown_assignment_names_list_the_available_ones() -> None:
 
 
 def test_check_weights_in_the_definition_reshape_the_plan(tmp_path: Path) -> None:
-    folder = write(tmp_path, {"[problems.softmax]\npoints = 10\n":
-                              "[problems.softmax]\npoints = 10\n[problems.softmax.checks]\nfloat32 = 0\nvalues_2d = 6\n"})
+    folder = write(
+        tmp_path,
+        {
+            "[problems.softmax]\npoints = 10\n": "[problems.softmax]\npoints = 10\n[problems.softmax.checks]\nfloat32 = 0\nvalues_2d = 6\n"
+        },
+    )
     planned = [c for c in plan(load(folder)) if c.problem.name == "softmax"]
     assert "float32" not in {c.check.name for c in planned}
     assert sum(c.points for c in planned) == pytest.approx(10)

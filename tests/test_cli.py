@@ -15,7 +15,6 @@ from xml.etree import ElementTree as ET
 
 import jsonschema
 import pytest
-
 from conftest import solution_cells, write_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,16 +24,36 @@ FAST = ["--cell-timeout", "3", "--call-timeout", "2"]
 
 
 def jitgrade(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "grader", *args], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, **(env or {})}, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "grader", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
 def carol(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, Path]:
     out = tmp_path_factory.mktemp("carol")
-    run = jitgrade("check", str(EXAMPLES / "carol.ipynb"), "--seed", "4", *FAST, "--json", str(out / "r.json"),
-                   "--junit", str(out / "r.xml"), "--gradescope", str(out / "gs.json"), "--html", str(out / "r.html"),
-                   "--annotations", "github")
+    run = jitgrade(
+        "check",
+        str(EXAMPLES / "carol.ipynb"),
+        "--seed",
+        "4",
+        *FAST,
+        "--json",
+        str(out / "r.json"),
+        "--junit",
+        str(out / "r.xml"),
+        "--gradescope",
+        str(out / "gs.json"),
+        "--html",
+        str(out / "r.html"),
+        "--annotations",
+        "github",
+    )
     return run, out
 
 
@@ -51,8 +70,9 @@ def test_every_format_says_the_same_as_the_json(carol: tuple) -> None:
     jsonschema.validate(report, SCHEMA)
     gradescope = json.loads((out / "gs.json").read_text())
     assert gradescope["score"] == report["score"] and gradescope["max_score"] == report["max_score"]
-    assert [(t["name"], t["status"], t["score"]) for t in gradescope["tests"]] == \
-        [(t["name"], t["status"], t["score"]) for t in report["tests"]]
+    assert [(t["name"], t["status"], t["score"]) for t in gradescope["tests"]] == [
+        (t["name"], t["status"], t["score"]) for t in report["tests"]
+    ]
     junit = ET.parse(out / "r.xml").getroot()
     cases = {c.get("name"): c for c in junit.iter("testcase")}
     assert set(cases) == {t["id"] for t in report["tests"]}
@@ -147,8 +167,13 @@ def test_grade_a_platform_zip_export(tmp_path: Path) -> None:
     run = jitgrade("grade", str(export), "-a", "mlp", "--out", str(out), *FAST)
     assert run.returncode == 0, run.stderr
     rows = {r["student"]: r for r in csv.DictReader((out / "gradebook.csv").open())}
-    assert set(rows) == {"Alice Smith_1234_assignsubmission_file_", "Carol Jones_5678_assignsubmission_file_",
-                         "Empty Person_999_assignsubmission_file_", "bob", "Zed"}
+    assert set(rows) == {
+        "Alice Smith_1234_assignsubmission_file_",
+        "Carol Jones_5678_assignsubmission_file_",
+        "Empty Person_999_assignsubmission_file_",
+        "bob",
+        "Zed",
+    }
     assert float(rows["Alice Smith_1234_assignsubmission_file_"]["score"]) == 100
     assert rows["Empty Person_999_assignsubmission_file_"]["error"].startswith("no notebook")
     assert "not a notebook" in rows["Zed"]["error"]

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import FAST, by_id, lost
+
 from grader.assignment import load
 from grader.grading import Grader
 from grader.sandbox.zygote import Zygote
@@ -20,8 +20,10 @@ EXPECTED = {
     "bob": ({"mlp_loss"}, {"mlp_loss.grad_W1": "missing 1/N"}),
     "carol": ({"mlp_loss"}, {"mlp_loss.grad_W2": "regularization gradient reg * W is missing"}),
     "dave": ({"softmax", "softmax_cross_entropy"}, {"softmax.extreme_logits": "subtract the row maximum"}),
-    "erin": ({"sigmoid_grad", "mlp_loss"}, {"sigmoid_grad.values": "applies the sigmoid again",
-                                             "mlp_loss.grad_W1": "upstream gradient"}),
+    "erin": (
+        {"sigmoid_grad", "mlp_loss"},
+        {"sigmoid_grad.values": "applies the sigmoid again", "mlp_loss.grad_W1": "upstream gradient"},
+    ),
     "frank": ({"numerical_gradient"}, {"numerical_gradient.quadratic": "one-sided difference"}),
     "grace": ({"mlp_forward"}, {"mlp_forward.scores": "does not add the bias b2"}),
     "heidi": ({"sigmoid_grad", "softmax_cross_entropy", "mlp_forward", "mlp_loss", "numerical_gradient"}, {}),
@@ -63,8 +65,9 @@ def test_master_scores_full_marks_and_template_scores_zero(zygote: Zygote, name:
     assignment = load(name)
     grader = Grader(assignment, FAST, hidden_seed=5, zygote=zygote)
     master = grader.grade_file(assignment.master).result.to_dict()
-    assert master["score"] == pytest.approx(assignment.max_score), [t["id"] for t in master["tests"]
-                                                                     if t["status"] != "passed"]
+    assert master["score"] == pytest.approx(assignment.max_score), [
+        t["id"] for t in master["tests"] if t["status"] != "passed"
+    ]
     template = grader.grade_file(ROOT / "student_template" / assignment.template).result.to_dict()
     assert template["score"] == 0
     assert all("not implemented yet" in t["message"] for t in template["tests"])

@@ -16,15 +16,25 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def execute(path: Path, allow_errors: bool) -> nbformat.NotebookNode:
     notebook = nbformat.read(path, as_version=4)
-    client = NotebookClient(notebook, timeout=120, kernel_name="python3", allow_errors=allow_errors,
-                            resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(
+        notebook,
+        timeout=120,
+        kernel_name="python3",
+        allow_errors=allow_errors,
+        resources={"metadata": {"path": str(path.parent)}},
+    )
     client.execute()
     return notebook
 
 
 def errors(notebook: nbformat.NotebookNode) -> list[tuple[str, str]]:
-    return [(c.get("id", "?"), o["ename"]) for c in notebook.cells if c.cell_type == "code"
-            for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    return [
+        (c.get("id", "?"), o["ename"])
+        for c in notebook.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
 
 
 def stream_text(notebook: nbformat.NotebookNode, cell_id: str) -> str:

@@ -14,8 +14,9 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "assignments" / "mlp" / "exa
 
 
 def test_one_item_per_check_and_failures_explained(pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest_subprocess("--jitgrade", str(EXAMPLES / "carol.ipynb"), "--jitgrade-seed", "3",
-                                           "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess(
+        "--jitgrade", str(EXAMPLES / "carol.ipynb"), "--jitgrade-seed", "3", "-p", "no:cacheprovider"
+    )
     total = len(plan(load("mlp")))
     outcomes = result.parseoutcomes()
     assert outcomes["passed"] + outcomes["failed"] == total

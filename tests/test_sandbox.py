@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import FAST
+
 from grader.sandbox.exceptions import CallTimeout, MissingFunction, NotImplementedByStudent, StudentError, WorkerDied
 from grader.sandbox.protocol import Refused
 from grader.sandbox.session import Sandbox
@@ -59,7 +59,7 @@ def test_grader_functions_are_evaluated_on_the_grader_side(sandbox: Sandbox) -> 
 
     def square_sum(x: np.ndarray) -> float:
         seen.append(x.copy())
-        return float(np.sum(x ** 2))
+        return float(np.sum(x**2))
 
     result = sandbox.call("apply", square_sum, np.ones(3), functions=[square_sum])
     assert result.value == pytest.approx(3 + 12)

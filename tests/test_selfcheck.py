@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
 from conftest import solution_sources
-from grader.selfcheck import Checker, checker
+
 from grader.assignment import load
+from grader.selfcheck import Checker, checker
 
 
 def namespace(replace: dict[str, str] | None = None) -> dict[str, Any]:
@@ -36,7 +36,9 @@ def test_a_bug_is_reported_with_its_cause() -> None:
 
 def test_checker_binds_to_the_callers_globals_and_restores_the_random_state(capsys: Any) -> None:
     ns = namespace()
-    exec("from grader.selfcheck import checker\ncheck = checker('mlp')\nstate = np.random.get_state()[1][:5].copy()", ns)
+    exec(
+        "from grader.selfcheck import checker\ncheck = checker('mlp')\nstate = np.random.get_state()[1][:5].copy()", ns
+    )
     exec("check('numerical_gradient')", ns)
     assert "visible checks passed" in capsys.readouterr().out
     assert np.array_equal(np.random.get_state()[1][:5], ns["state"])

@@ -5,6 +5,7 @@ Importing this module registers every check (one module per group of problems).
 
 from __future__ import annotations
 
+import contextlib
 import traceback
 from typing import Any
 
@@ -39,12 +40,11 @@ def run_check(
         max_score=planned.points,
         hidden=planned.hidden,
     )
-    try:
-        # Every check starts from its own random state, so that code which draws random numbers gets
-        # the same inputs whatever ran before (visible results never depend on the hidden seed).
+    # Every check starts from its own random state, so that code which draws random numbers gets the
+    # same inputs whatever ran before (visible results never depend on the hidden seed). When the
+    # notebook's process is gone, the check's own calls will say so.
+    with contextlib.suppress(SandboxError):
         session.seed(derive_seed(seed, planned.id))
-    except SandboxError:
-        pass  # the notebook's process is gone; the check's own calls will say so
     try:
         note = planned.check.func(ctx)
     except CheckFailed as failure:
