@@ -76,12 +76,8 @@ def test_unknown_assignment_names_list_the_available_ones() -> None:
 
 
 def test_check_weights_in_the_definition_reshape_the_plan(tmp_path: Path) -> None:
-    folder = write(
-        tmp_path,
-        {
-            "[problems.softmax]\npoints = 10\n": "[problems.softmax]\npoints = 10\n[problems.softmax.checks]\nfloat32 = 0\nvalues_2d = 6\n"
-        },
-    )
+    weights = "[problems.softmax.checks]\nfloat32 = 0\nvalues_2d = 6\n"
+    folder = write(tmp_path, {"[problems.softmax]\npoints = 10\n": "[problems.softmax]\npoints = 10\n" + weights})
     planned = [c for c in plan(load(folder)) if c.problem.name == "softmax"]
     assert "float32" not in {c.check.name for c in planned}
     assert sum(c.points for c in planned) == pytest.approx(10)
