@@ -33,7 +33,9 @@ from conftest import FAST, by_id, lost, notebook_json, solution_cells
 
 from grader.assignment import Assignment
 from grader.grading import Grader
+from grader.notebook import dumps as notebook_dumps
 from grader.notebook import loads
+from grader.reports import files
 from grader.sandbox.limits import Limits
 from grader.sandbox.session import Sandbox
 from grader.sandbox.zygote import Zygote, bwrap_usable
@@ -833,3 +835,26 @@ def test_memory_held_by_a_cell_does_not_poison_the_cells_after_it(zygote: Zygote
     assert bomb.status in ("error", "crashed") and "emory" in (bomb.error or ""), bomb
     assert [c.status for c in record.cells if c.index != AT] == ["ok"] * (len(cells) - 1), \
         [(c.index, c.status, c.error) for c in record.cells]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "Strings from the worker are trusted to be valid Unicode, but json.loads in protocol.FrameReader.read turns "
+    "the worker's \\ud800 escapes into lone surrogates. A cell that prints or raises with a lone surrogate (e.g. "
+    "bytes decoded with errors='surrogateescape') puts one into execution.cells[].error, test messages and the "
+    "executed notebook; reports/files.py write_atomic then fails with UnicodeEncodeError ('surrogates not "
+    "allowed') on data.encode('utf-8'). 'jitgrade check --json' crashes, and 'jitgrade grade' (cli.py "
+    "cmd_grade, files.write_atomic(folder / 'executed.ipynb', ...)) aborts the whole class run at that "
+    "submission, so the later, innocent submissions get no report. Fix: scrub every string received from the "
+    "worker at the trust boundary (e.g. in FrameReader.read or Sandbox._read: s.encode('utf-8', 'replace')"
+    ".decode()), and make write_atomic encode with errors='replace' as a last line of defence."))
+def test_lone_surrogates_in_outputs_and_errors_do_not_break_the_reports(attack: Attacker, tmp_path: Path) -> None:
+    raising = function_source("sigmoid", "raise ValueError('bad \\udcff byte')")
+    cells = solution_cells(replace={"sigmoid": raising})
+    run = attack(cells[:AT] + ["print('\\ud800 lone surrogate')\nraise ValueError('bad \\udcff byte')"] + cells[AT:])
+    assert_survived(run)
+    assert_full_points_except(run, "sigmoid")
+    assert run.cells[AT]["status"] == "error"
+    assert run.executed is not None
+    files.write_atomic(tmp_path / "report.json", files.dumps_json(run.report))
+    files.write_atomic(tmp_path / "executed.ipynb", notebook_dumps(run.executed))
+    assert json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))["score"] == run.report["score"]
