@@ -375,6 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "bwrap_skipped": None if "bwrap" in isolations else "bwrap_usable() is False on this machine",
         "limits": limits.as_dict(),
     })
+    report.notes["load_average_before"] = os.getloadavg()
     bench_start(report, isolations, cells, limits, args.quick)
     zygote = Zygote(isolation=isolations[-1])
     try:
@@ -382,6 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bench_round_trips(report, zygote, cells, limits, args.quick)
     finally:
         zygote.close()
+    report.notes["load_average_after"] = os.getloadavg()
     report.notes["start_summary"] = summary(report)
     report.print_table()
     print()
