@@ -221,6 +221,7 @@ class CellAttack:
     error: str | None = None  # regex the cell's error must match
     limits: Limits = FAST
     imports: str | None = None  # a module that must appear in execution.import_attempts
+    needs: tuple[str, ...] = ()  # isolation layers, any of which makes the refusal assertable
 
 
 CELL_ATTACKS = [
@@ -241,7 +242,7 @@ CELL_ATTACKS = [
                r"killed by signal 15 during cell 3"),
     CellAttack("raise_own_memory_limit", "import resource\nresource.setrlimit(resource.RLIMIT_AS, "
                "(resource.RLIM_INFINITY, resource.RLIM_INFINITY))", "error",
-               r"^ValueError: not allowed to raise maximum limit"),
+               r"^ValueError: not allowed to raise maximum limit", needs=("no-privileges", "bwrap")),
     CellAttack("read_stdin", "name = input('your name? ')", "error", r"^EOFError"),
     CellAttack("megabytes_printed", FLOOD_PRINT, "ok"),
     CellAttack("megabytes_written_to_fds", "import os\nos.write(1, b'x' * 10**7)\nos.write(2, b'y' * 10**7)", "ok"),
@@ -269,6 +270,7 @@ CELL_ATTACKS = [
 
 @pytest.mark.parametrize("case", CELL_ATTACKS, ids=[c.id for c in CELL_ATTACKS])
 def test_attack_in_a_cell_costs_nothing_else(attack: Attacker, case: CellAttack) -> None:
+    require(attack.baseline(), *case.needs)
     run = attack(with_cells_at(AT, case.source), case.limits)
     assert_survived(run, case.limits)
     assert_only_cell_failed(run, AT, case.status, case.error)
