@@ -275,6 +275,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
     of the same command skips submissions whose report was made from the same notebook bytes,
     assignment version, hidden seed and limits, and grades the rest; --force regrades all.
     """
+    from concurrent.futures.process import BrokenProcessPool
+
     from grader import executors
     from grader.reports import files, gradebook
     from grader.sandbox.zygote import ZygoteError
@@ -329,7 +331,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
                 report = json.loads(output.report)
                 reports[output.student] = report
                 advance(output.student, report)
-    except ZygoteError as exc:
+    except (ZygoteError, BrokenProcessPool) as exc:
         raise UsageError(f"grading stopped: {exc}; the finished reports are kept: rerun to go on") from None
     ordered = [reports[s.student] for s in submissions if s.student in reports]
     files.write_atomic(out / "gradebook.csv", gradebook.render(assignment, ordered))

@@ -56,7 +56,7 @@ INTERNAL_ERROR = "internal grader error while grading this notebook: {error!r}; 
 MAX_CRASHES = 2  # times a submission may take its grading process down, alone, before it is given up
 ZYGOTE_STOP_SECONDS = 5.0
 # Modules the fork server imports once, so that every pool process starts with them loaded.
-PRELOAD = ["grader.executors", "grader.grading", "grader.reports.html"]
+PRELOAD = ["grader.executors", "grader.grading", "grader.checks.runner", "grader.reports.html"]
 
 T = TypeVar("T")
 R = TypeVar("R")
