@@ -119,6 +119,7 @@ class Grader:
             from grader.checks.runner import run_checks  # the Numba reference loads while the notebook ran
 
             outcomes = run_checks(sandbox, self.assignment, self.hidden_seed)
+            record = sandbox.record()  # with the restarts and events the calls caused
         result = SubmissionResult(
             student=student,
             notebook=Path(notebook.name).name,

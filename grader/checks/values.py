@@ -46,10 +46,25 @@ def _last_student_frame(traceback: list[str]) -> str:
     return ""
 
 
+def _refused_inside(value: Any, depth: int = 0) -> Refused | None:
+    """The first value the channel refused, anywhere inside a returned container."""
+    if isinstance(value, Refused):
+        return value
+    if depth < 32 and isinstance(value, (list, tuple, dict)):
+        for item in value.values() if isinstance(value, dict) else value:
+            found = _refused_inside(item, depth + 1)
+            if found is not None:
+                return found
+    return None
+
+
 def describe(value: Any) -> str:
     """A short description of a returned value, for messages."""
     if isinstance(value, Refused):
         return f"a {value.type}, which cannot be graded: {value.why}"
+    inner = _refused_inside(value)
+    if inner is not None:
+        return f"a {type(value).__name__} holding a {inner.type}, which cannot be graded: {inner.why}"
     if value is None:
         return "None (did the function forget to return its result?)"
     if isinstance(value, np.ndarray):

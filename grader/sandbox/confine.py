@@ -168,8 +168,14 @@ def _errno(code: int) -> int:
     return _RET_ERRNO | code
 
 
-def seccomp_program(machine: str, own_pid: int) -> bytes | None:
-    """The filter for this architecture as packed sock_filter structs, or None when unknown."""
+def seccomp_program(machine: str, own_pid: int, allow_processes: bool = False) -> bytes | None:
+    """The filter for this architecture as packed sock_filter structs, or None when unknown.
+
+    With allow_processes (an assignment that lets student code start processes), fork and
+    clone are allowed and signals may also go to processes created after this one (its
+    children have larger pids; the grader and the zygote have smaller ones); everything else
+    stays refused.
+    """
     nr = _SYSCALLS.get(machine)
     if nr is None:
         return None
@@ -183,8 +189,7 @@ def seccomp_program(machine: str, own_pid: int) -> bytes | None:
     refused = [
         n
         for n in (
-            "fork",
-            "vfork",
+            *(() if allow_processes else ("fork", "vfork")),
             "ptrace",
             "process_vm_readv",
             "process_vm_writev",
@@ -197,7 +202,7 @@ def seccomp_program(machine: str, own_pid: int) -> bytes | None:
     for name in refused:
         p.op(_JEQ_K, nr[name], "deny", 0)
     p.op(_JEQ_K, nr["clone3"], "nosys", 0)  # glibc then falls back to clone, which we can inspect
-    p.op(_JEQ_K, nr["clone"], "clone", 0)
+    p.op(_JEQ_K, nr["clone"], "allow" if allow_processes else "clone", 0)
     p.op(_JEQ_K, nr["socket"], "socket", 0)
     p.op(_JEQ_K, nr["kill"], "signal", 0)
     p.op(_JEQ_K, nr["tkill"], "tkill", 0)
@@ -210,11 +215,16 @@ def seccomp_program(machine: str, own_pid: int) -> bytes | None:
     p.op(_LD_W_ABS, _ARG0)
     p.op(_JEQ_K, _AF_INET, "deny", 0)
     p.op(_JEQ_K, _AF_INET6, "deny", "allow")
-    p.label("signal")  # kill(pid) / tgkill(tgid): only this process, or its own group (pid 0 / -pid)
+    p.label("signal")  # kill(pid) / tgkill(tgid): this process, its own group (pid 0 / -pid), [its children]
     p.op(_LD_W_ABS, _ARG0)
     p.op(_JEQ_K, own_pid, "allow", 0)
     p.op(_JEQ_K, 0, "allow", 0)
-    p.op(_JEQ_K, -own_pid, "allow", "deny")
+    p.op(_JEQ_K, -own_pid, "allow", 0)
+    if allow_processes:
+        p.op(_JSET_K, 0x80000000, "deny", 0)  # any other negative pid: another group, or -1 (everyone)
+        p.op(_JGE_K, own_pid, "allow", "deny")
+    else:
+        p.op(_RET_K, _errno(errno.EPERM))
     p.label("tkill")  # thread ids of other processes are not distinguishable: refuse
     p.op(_RET_K, _errno(errno.EPERM))
     p.label("allow")
@@ -226,9 +236,9 @@ def seccomp_program(machine: str, own_pid: int) -> bytes | None:
     return p.assemble()
 
 
-def install_seccomp() -> bool:
+def install_seccomp(allow_processes: bool = False) -> bool:
     """Install the filter for this process and every thread or child it will have."""
-    program = seccomp_program(platform.machine(), os.getpid())
+    program = seccomp_program(platform.machine(), os.getpid(), allow_processes)
     if program is None:
         return False
     buf = ctypes.create_string_buffer(program, len(program))

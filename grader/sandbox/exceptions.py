@@ -16,12 +16,15 @@ class SandboxError(Exception):
 class CellTimeout(SandboxError):
     """A notebook cell ran longer than the per-cell limit and was stopped."""
 
-    def __init__(self, index: int, timeout: float, source: str) -> None:
+    def __init__(self, index: int, timeout: float, source: str, notebook_limit: float | None = None) -> None:
         preview = source.strip().splitlines()[0][:80] if source.strip() else ""
-        super().__init__(
-            f"cell {index} did not finish within {timeout:g} s and was stopped (it starts with: {preview!r}); "
-            "look for an infinite loop or a very long computation at the top level of that cell"
-        )
+        if notebook_limit is not None:
+            text = (f"the notebook's total time limit of {notebook_limit:g} s was reached during cell {index} "
+                    f"(it starts with: {preview!r}); the cells before it used most of the time")
+        else:
+            text = (f"cell {index} did not finish within {timeout:g} s and was stopped (it starts with: {preview!r}); "
+                    "look for an infinite loop or a very long computation at the top level of that cell")
+        super().__init__(text)
         self.index = index
         self.timeout = timeout
 
@@ -29,14 +32,21 @@ class CellTimeout(SandboxError):
 class CallTimeout(SandboxError):
     """A call of a student function ran longer than the per-call limit and was stopped."""
 
-    def __init__(self, function: str, timeout: float, skipped: bool = False) -> None:
-        if skipped:
-            text = f"{function}() was not called again: it already timed out on earlier inputs"
-        else:
-            text = f"{function}() did not return within {timeout:g} s and was stopped; look for an infinite loop"
-        super().__init__(text)
+    def __init__(self, function: str, timeout: float) -> None:
+        super().__init__(
+            f"{function}() timed out: it did not return within {timeout:g} s and was stopped; look for an infinite loop"
+        )
         self.function = function
         self.timeout = timeout
+
+
+class CallSkipped(SandboxError):
+    """A function that timed out or crashed several times is not called again."""
+
+    def __init__(self, function: str, failures: int, last: str) -> None:
+        super().__init__(f"{function}() was not called again after failing {failures} times on earlier inputs; "
+                         f"the last time: {last}")
+        self.function = function
 
 
 class WorkerDied(SandboxError):

@@ -12,7 +12,8 @@ class Limits:
 
     Timeouts are wall-clock seconds measured by the grader; memory, file size and process
     count are kernel limits on the worker. ``max_processes = 1`` means the worker alone:
-    forks and subprocesses are refused.
+    forks and subprocesses are refused. A function that times out or crashes the worker
+    ``failures_per_function`` times is not called again (each attempt costs a restart).
     """
 
     cell_timeout: float = 30.0
@@ -23,7 +24,7 @@ class Limits:
     max_processes: int = 1
     max_file_mb: int = 64
     max_restarts: int = 5
-    timeouts_per_function: int = 2
+    failures_per_function: int = 2
     max_callbacks: int = 200_000
 
     def override(self, **changes: Any) -> Limits:

@@ -151,15 +151,22 @@ def encode(
             return {"t": "int", "v": v}
         if type(v) is float:
             return {"t": "float", "v": v if math.isfinite(v) else repr(v)}
-        refused = refusal(v)
-        if refused is not None:
-            return refused
+        why = refusal(v)
+        if why is not None:
+            return why
         if isinstance(v, np.ndarray):
             payloads.append(_npy_bytes(v))
             return {"t": "array", "i": len(payloads) - 1}
         if isinstance(v, np.generic):
             payloads.append(_npy_bytes(np.asarray(v)))
             return {"t": "scalar", "i": len(payloads) - 1}
+        if type(v) in (list, tuple, dict) and (nodes + len(v) > MAX_NODES or depth >= MAX_DEPTH):  # type: ignore[arg-type]
+            return {  # refused whole, so that what is sent stays within what the other side reads
+                "t": "refused",
+                "type": f"{type(v).__name__} of {len(v)} items",  # type: ignore[arg-type]
+                "why": f"too large to grade: at most {MAX_NODES} values and {MAX_DEPTH} levels of nesting; "
+                "return an array instead",
+            }
         if type(v) in (list, tuple):
             return {"t": type(v).__name__, "v": [walk(item, depth + 1) for item in v]}  # type: ignore[attr-defined]
         if type(v) is dict:
@@ -293,6 +300,17 @@ def write_frame(fd: int, header: dict[str, Any], payloads: list[bytes] = ()) -> 
         data = data[written:]
 
 
+def _scrub(value: Any) -> Any:
+    """The same JSON value with lone surrogates in its strings replaced by '?'."""
+    if isinstance(value, str):
+        return value.encode("utf-8", errors="replace").decode("utf-8")
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    if isinstance(value, dict):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    return value
+
+
 class FrameReader:
     """Reads frames from a file descriptor, with an optional deadline and size caps.
 
@@ -336,10 +354,13 @@ class FrameReader:
         if sum(lengths) > self.limits.max_total:
             limit = self.limits.max_total / 2**20
             raise ProtocolError(f"frame too large: {sum(lengths) / 2**20:.1f} MiB of arrays (limit {limit:.0f} MiB)")
+        raw = self._take(head_len, deadline)
         try:
-            header = json.loads(self._take(head_len, deadline))
+            header = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ProtocolError(f"frame header is not JSON: {exc}") from None
         if not isinstance(header, dict):
             raise ProtocolError("frame header is not a JSON object")
+        if b"\\ud" in raw.lower():  # JSON may carry lone UTF-16 surrogates, which no file or terminal accepts
+            header = _scrub(header)
         return header, [self._take(n, deadline) for n in lengths]

@@ -15,6 +15,7 @@ from typing import Any
 
 from grader.sandbox import protocol
 from grader.sandbox.exceptions import (
+    CallSkipped,
     CallTimeout,
     CellTimeout,
     ChannelBroken,
@@ -29,11 +30,18 @@ from grader.sandbox.limits import Limits
 from grader.sandbox.zygote import WorkerHandle, Zygote
 
 HELLO_TIMEOUT = 30.0
+EXIT_GRACE = 0.5  # seconds a worker whose channel closed gets to finish exiting before it counts as alive
 SIGNAL_HINTS = {
-    9: "killed: it ran past its CPU budget, or the machine ran out of memory",
+    6: "aborted: a crash inside compiled code",
+    9: "killed: by its own code, or by the kernel when the machine ran out of memory",
     11: "segmentation fault: a crash inside compiled code",
     24: "it used up its CPU-time limit",
     25: "it wrote a file larger than the file-size limit",
+}
+EXIT_CHANNEL_BROKEN = 72  # the worker's own exit code when its pipes to the grader failed
+EXIT_HINTS = {
+    70: "the worker itself failed while serving the grader",
+    71: "it ran out of memory (the limit is {memory} MiB)",
 }
 
 
@@ -97,7 +105,9 @@ class Sandbox:
         self.restarts = 0
         self.events: list[str] = []
         self.strikes: Counter[str] = Counter()
+        self.last_failure: dict[str, str] = {}
         self.gave_up = False
+        self.seconds = 0.0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -105,10 +115,15 @@ class Sandbox:
         """Execute every code cell in order, continuing past failing cells; record the outcome."""
         started = time.monotonic()
         self._bring_up(deadline=started + self.limits.notebook_timeout)
+        self.seconds = time.monotonic() - started
+        return self.record()
+
+    def record(self) -> ExecutionRecord:
+        """The execution record so far (call it again after the checks: calls add restarts and events)."""
         cells = [self.records.get(i) or CellRecord(i, "not_run") for i, _ in self.cells]
         isolation = {"level": self.zygote.isolation, "layers": self.layers}
         return ExecutionRecord(
-            cells, isolation, list(self.import_attempts), self.restarts, time.monotonic() - started, list(self.events)
+            cells, isolation, list(self.import_attempts), self.restarts, self.seconds, list(self.events)
         )
 
     def close(self) -> None:
@@ -132,25 +147,32 @@ class Sandbox:
             raise _WorkerGone("protocol", "the worker did not say hello")
         self.layers = header.get("layers", {})
 
-    def _kill(self) -> dict[str, Any]:
-        """Stop the current worker and say how it ended."""
+    def _kill(self, grace: float = 0.0) -> dict[str, Any]:
+        """Stop the current worker (after `grace` seconds to exit by itself) and say how it ended."""
         status: dict[str, Any] = {"exitcode": None, "signal": None, "stderr": ""}
         if self.worker is not None:
-            status = self.zygote.finish(self.worker)
+            status = self.zygote.finish(self.worker, grace)
             self.worker = None
             self.reader = None
         return status
 
-    def _died(self, during: str) -> WorkerDied:
-        status = self._kill()
+    def _lost(self, during: str, gone: _WorkerGone) -> SandboxError:
+        """Stop the worker and say why it stopped answering: its own exit or crash, or a broken channel."""
+        status = self._kill(grace=EXIT_GRACE)
         stderr = status.get("stderr", "") or ""
-        sig = status.get("signal")
-        hint = SIGNAL_HINTS.get(sig, "") if sig else ""
-        if status.get("exitcode") is not None and sig is None:
-            hint = "os._exit() or a crash of the interpreter"
-        if "MemoryError" in stderr:
-            hint = "it ran out of memory"
-        return WorkerDied(during, status.get("exitcode"), sig, stderr, hint)
+        if gone.kind == "protocol" or status.get("was_running") or status.get("exitcode") == EXIT_CHANNEL_BROKEN:
+            detail = gone.detail or "it closed its end"
+            return ChannelBroken(
+                f"{during} broke the notebook's channel to the grader ({detail}); "
+                "do not write to or close file descriptors your code did not open"
+            )
+        if status.get("zygote_lost"):
+            return WorkerDied(during, None, None, stderr, "the sandbox's process server stopped")
+        sig, code = status.get("signal"), status.get("exitcode")
+        hint = SIGNAL_HINTS.get(sig, "") if sig else EXIT_HINTS.get(code, "os._exit() or a crash of the interpreter")
+        if "MemoryError" in stderr and not sig:
+            hint = EXIT_HINTS[71]
+        return WorkerDied(during, code, sig, stderr, hint.format(memory=self.limits.memory_mb))
 
     def _bring_up(self, deadline: float) -> None:
         """Start a worker and run the notebook's cells (first run: recorded; later: replayed)."""
@@ -187,30 +209,39 @@ class Sandbox:
             except _WorkerGone as gone:
                 self.poisoned.add(index)
                 if gone.kind == "timeout":
-                    error: SandboxError = CellTimeout(index, timeout, source)
+                    budget = self.limits.notebook_timeout if timeout < self.limits.cell_timeout else None
+                    error: SandboxError = CellTimeout(index, timeout, source, notebook_limit=budget)
                     self._kill()
                     status = "timeout"
                 else:
-                    error = self._died(f"cell {index}")
+                    error = self._lost(f"cell {index}", gone)
                     status = "crashed"
                 self.events.append(str(error))
                 if first_time:
-                    self.records[index] = CellRecord(
-                        index, status, error=str(error), seconds=time.monotonic() - started
-                    )
+                    self.records[index] = CellRecord(index, status, error=str(error), seconds=time.monotonic() - started)
                 return False
+            err = header.get("error") if isinstance(header.get("error"), dict) else None
+            out_of_memory = err is not None and err.get("ename") == "MemoryError"
             if first_time:
-                err = header.get("error")
                 raw = header.get("outputs")
                 outputs: list[dict[str, Any]] = [o for o in raw if isinstance(o, dict)] if isinstance(raw, list) else []
+                message = None if err is None else f"{err.get('ename', 'Error')}: {err.get('evalue', '')}"
+                if out_of_memory:
+                    message = f"MemoryError: the cell ran out of memory (the limit is {self.limits.memory_mb} MiB)"
                 self.records[index] = CellRecord(
                     index,
-                    "ok" if not err else "error",
+                    "ok" if err is None else "error",
                     outputs,
-                    None if not err else f"{err.get('ename', 'Error')}: {err.get('evalue', '')}",
+                    message,
                     header.get("execution_count") if isinstance(header.get("execution_count"), int) else None,
                     time.monotonic() - started,
                 )
+            if out_of_memory:
+                # What the cell allocated may still be held: start over without it rather than starve the rest.
+                self.poisoned.add(index)
+                self._kill()
+                self.events.append(f"cell {index} ran out of memory; the notebook was restarted without it")
+                return False
         return True
 
     # ------------------------------------------------------------------ the channel
@@ -271,6 +302,7 @@ class Sandbox:
 
     def _ensure_worker(self) -> None:
         if self.worker is None and not self.gave_up:
+            self.restarts += 1  # the previous worker timed out, crashed or broke the channel
             self._bring_up(deadline=time.monotonic() + self.limits.notebook_timeout)
         if self.worker is None:
             raise WorkerDied("start-up", None, None, hint="the notebook could not be run; see the execution record")
@@ -289,8 +321,8 @@ class Sandbox:
         receives a stand-in, and each call of it is evaluated here, in the grader.
         With echo_args, the arguments are sent back after the call (to detect mutation).
         """
-        if self.strikes[function] >= self.limits.timeouts_per_function:
-            raise CallTimeout(function, self.limits.call_timeout, skipped=True)
+        if self.strikes[function] >= self.limits.failures_per_function:
+            raise CallSkipped(function, self.strikes[function], self.last_failure[function])
         self._ensure_worker()
 
         def function_id(obj: object) -> int | None:
@@ -324,17 +356,17 @@ class Sandbox:
         try:
             reply, reply_payloads = self._request(header, payloads, time.monotonic() + self.limits.call_timeout, answer)
         except _WorkerGone as gone:
+            # Each timeout or crash is a strike against the function: after a few, it is not called
+            # again (every new attempt would cost a restart of the notebook).
+            self.strikes[function] += 1
             if gone.kind == "timeout":
-                self.strikes[function] += 1
                 self._kill()
-                self.events.append(f"{function}() timed out after {self.limits.call_timeout:g} s")
-                raise CallTimeout(function, self.limits.call_timeout) from None
-            if gone.kind == "protocol":
-                self._kill()
-                raise ChannelBroken(f"{function}() made the worker send an invalid answer ({gone.detail})") from None
-            died = self._died(f"a call of {function}()")
-            self.events.append(str(died))
-            raise died from None
+                failure: SandboxError = CallTimeout(function, self.limits.call_timeout)
+            else:
+                failure = self._lost(f"a call of {function}()", gone)
+            self.last_failure[function] = str(failure)
+            self.events.append(str(failure))
+            raise failure from None
         return self._result(function, reply, reply_payloads)
 
     def _result(self, function: str, reply: dict[str, Any], payloads: list[bytes]) -> CallResult:

@@ -251,6 +251,9 @@ class Worker:
         self.capture = Capture([1 << 30], output_limit)
         self.guard = guard
         self.seq = 0
+        # Created once and never replaced: print() in a student's thread may hold a borrowed
+        # reference to sys.stdout while we swap captures (freeing a stream under it crashed CPython).
+        self.streams = (_CaptureStream("stdout", self), _CaptureStream("stderr", self))
 
     def send(self, header: dict[str, Any], payloads: list[bytes] = ()) -> None:  # type: ignore[assignment]
         header["seq"] = self.seq
@@ -281,8 +284,7 @@ class Worker:
 
     def _redirect(self, capture: Capture) -> None:
         self.capture = capture
-        sys.stdout = _CaptureStream("stdout", self)  # type: ignore[assignment]
-        sys.stderr = _CaptureStream("stderr", self)  # type: ignore[assignment]
+        sys.stdout, sys.stderr = self.streams  # type: ignore[assignment]
 
     def run_cell(self, source: str) -> None:
         capture = Capture(self.budget, self.output_limit)
@@ -395,7 +397,7 @@ def child_main(
     layers["no-privileges"] = confine.drop_privileges()
     readable = config["read_only"] + [f"/proc/{os.getpid()}"]
     layers["landlock"] = confine.install_landlock(readable, [workdir, "/dev/null"])
-    layers["seccomp"] = bool(request["no_subprocesses"]) and confine.install_seccomp()
+    layers["seccomp"] = confine.install_seccomp(allow_processes=not request["no_subprocesses"])
     guard = ImportGuard(config["blocked_imports"])
     sys.meta_path.insert(0, guard)  # type: ignore[arg-type]
     random.seed(0)
@@ -404,25 +406,41 @@ def child_main(
     try:
         WORKER.send({"op": "hello", "pid": os.getpid(), "layers": layers})
         WORKER.serve()
-    except BaseException:
-        pass
+    except BaseException as exc:  # the worker itself failed (out of memory, a broken channel): say so, exit non-zero
+        with contextlib.suppress(BaseException):
+            os.write(2, f"jitgrade worker: {type(exc).__name__}: {exc}\n".encode("utf-8", "replace")[:2000])
+        os._exit(71 if isinstance(exc, MemoryError) else 72 if isinstance(exc, OSError) else 70)
     os._exit(0)
 
 
-def _finish(pid: int, workdir: str | None) -> dict[str, Any]:
-    """Kill a child's process group, reap it, read the tail of its stderr, remove its directory."""
+def _finish(pid: int, workdir: str | None, grace: float) -> dict[str, Any]:
+    """Stop a child (and its process group), reap it, read the tail of its stderr, remove its directory.
+
+    The child gets `grace` seconds to finish exiting by itself (its pipes close a moment before it
+    can be reaped); `was_running` then tells whether its status is its own doing or our kill's.
+    """
+    status: dict[str, Any] = {"exitcode": None, "signal": None, "stderr": "", "was_running": False}
+    deadline = time.monotonic() + grace
+    while True:
+        try:
+            done, raw = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done, raw = pid, None
+        if done != 0 or time.monotonic() >= deadline:
+            break
+        time.sleep(0.002)
     for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
         with contextlib.suppress(OSError):
-            target()
-    status: dict[str, Any] = {"exitcode": None, "signal": None, "stderr": ""}
-    try:
-        _, raw = os.waitpid(pid, 0)
+            target()  # also ends what the child left running in its group
+    if done == 0:
+        status["was_running"] = True
+        with contextlib.suppress(ChildProcessError):
+            _, raw = os.waitpid(pid, 0)
+    if raw is not None:
         if os.WIFSIGNALED(raw):
             status["signal"] = os.WTERMSIG(raw)
         else:
             status["exitcode"] = os.WEXITSTATUS(raw)
-    except ChildProcessError:
-        pass
     if workdir:
         try:
             with open(os.path.join(workdir, ".stderr"), "rb") as f:
@@ -461,10 +479,11 @@ def zygote_main(control: socket.socket, config: dict[str, Any]) -> None:
             control.send(json.dumps({"pid": pid}).encode())
         elif op == "finish":
             pid = int(request["pid"])
-            control.send(json.dumps({"pid": pid, **_finish(pid, workdirs.pop(pid, None))}).encode())
+            grace = min(float(request.get("grace", 0.0)), 2.0)
+            control.send(json.dumps({"pid": pid, **_finish(pid, workdirs.pop(pid, None), grace)}).encode())
         else:
             for pid, workdir in list(workdirs.items()):
-                _finish(pid, workdir)
+                _finish(pid, workdir, 0.0)
             return
 
 

@@ -329,13 +329,14 @@ class Zygote:
                 os.close(resp_w)
         return WorkerHandle(int(reply["pid"]), req_w, resp_r)
 
-    def finish(self, worker: WorkerHandle) -> dict[str, Any]:
-        """Kill and reap a worker; returns its exit code or signal and the tail of its stderr."""
+    def finish(self, worker: WorkerHandle, grace: float = 0.0) -> dict[str, Any]:
+        """Kill and reap a worker (after `grace` seconds to exit by itself); returns its exit code or
+        signal, whether it was still running, and the tail of its stderr."""
         worker.close()
         if self.control is None or self.proc is None or self.proc.poll() is not None:
             return {"exitcode": None, "signal": None, "stderr": "", "zygote_lost": True}
         try:
-            self.control.send(json.dumps({"op": "finish", "pid": worker.pid}).encode())
+            self.control.send(json.dumps({"op": "finish", "pid": worker.pid, "grace": grace}).encode())
             return self._receive(30.0)
         except (OSError, ZygoteError):
             self.close()
