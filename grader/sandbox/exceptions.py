@@ -19,11 +19,15 @@ class CellTimeout(SandboxError):
     def __init__(self, index: int, timeout: float, source: str, notebook_limit: float | None = None) -> None:
         preview = source.strip().splitlines()[0][:80] if source.strip() else ""
         if notebook_limit is not None:
-            text = (f"the notebook's total time limit of {notebook_limit:g} s was reached during cell {index} "
-                    f"(it starts with: {preview!r}); the cells before it used most of the time")
+            text = (
+                f"the notebook's total time limit of {notebook_limit:g} s was reached during cell {index} "
+                f"(it starts with: {preview!r}); the cells before it used most of the time"
+            )
         else:
-            text = (f"cell {index} did not finish within {timeout:g} s and was stopped (it starts with: {preview!r}); "
-                    "look for an infinite loop or a very long computation at the top level of that cell")
+            text = (
+                f"cell {index} did not finish within {timeout:g} s and was stopped (it starts with: {preview!r}); "
+                "look for an infinite loop or a very long computation at the top level of that cell"
+            )
         super().__init__(text)
         self.index = index
         self.timeout = timeout
@@ -44,8 +48,9 @@ class CallSkipped(SandboxError):
     """A function that timed out or crashed several times is not called again."""
 
     def __init__(self, function: str, failures: int, last: str) -> None:
-        super().__init__(f"{function}() was not called again after failing {failures} times on earlier inputs; "
-                         f"the last time: {last}")
+        super().__init__(
+            f"{function}() was not called again after failing {failures} times on earlier inputs; the last time: {last}"
+        )
         self.function = function
 
 

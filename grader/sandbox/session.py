@@ -168,8 +168,12 @@ class Sandbox:
             )
         if status.get("zygote_lost"):
             return WorkerDied(during, None, None, stderr, "the sandbox's process server stopped")
-        sig, code = status.get("signal"), status.get("exitcode")
-        hint = SIGNAL_HINTS.get(sig, "") if sig else EXIT_HINTS.get(code, "os._exit() or a crash of the interpreter")
+        sig: int | None = status.get("signal")
+        code: int | None = status.get("exitcode")
+        if sig:
+            hint = SIGNAL_HINTS.get(sig, "")
+        else:
+            hint = EXIT_HINTS.get(code or 0, "os._exit() or a crash of the interpreter")
         if "MemoryError" in stderr and not sig:
             hint = EXIT_HINTS[71]
         return WorkerDied(during, code, sig, stderr, hint.format(memory=self.limits.memory_mb))
@@ -218,7 +222,9 @@ class Sandbox:
                     status = "crashed"
                 self.events.append(str(error))
                 if first_time:
-                    self.records[index] = CellRecord(index, status, error=str(error), seconds=time.monotonic() - started)
+                    self.records[index] = CellRecord(
+                        index, status, error=str(error), seconds=time.monotonic() - started
+                    )
                 return False
             err = header.get("error") if isinstance(header.get("error"), dict) else None
             out_of_memory = err is not None and err.get("ename") == "MemoryError"
