@@ -54,6 +54,13 @@ def warm_reference_in_background() -> None:
     thread.start()
 
 
+def finish_warm_up() -> None:
+    """Wait for the warm-up thread: on a cold cache it is still compiling, and a daemon thread killed
+    at exit would leave Numba's cache half written, so that the next run compiles again."""
+    for thread in _WARMING:
+        thread.join()
+
+
 class Grader:
     """Grades submissions of one assignment, one at a time, in confined workers."""
 

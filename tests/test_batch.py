@@ -354,16 +354,9 @@ def test_the_pool_isolates_an_item_that_takes_its_process_down_and_finishes_the_
     assert results == {x: x * x for x in range(24) if x != 13}
 
 
-ZYGOTE_FIX = (
-    "needs a zygote-side fix (grader/sandbox/worker.py): with process-level isolation, a zygote whose grading "
-    "process is SIGKILLed returns on EOF without finishing its children, and a student worker stuck in a loop "
-    "(own session) runs on until its CPU limit; zygote_main should _finish every child on EOF too, and "
-    "child_main should set PR_SET_PDEATHSIG(SIGKILL)"
-)
 
 
-@pytest.mark.parametrize("isolation", ["bwrap", pytest.param("process", marks=pytest.mark.xfail(strict=True,
-                                                                                                   reason=ZYGOTE_FIX))])
+@pytest.mark.parametrize("isolation", ["bwrap", "process"])
 def test_a_grading_process_killed_while_a_notebook_spins_leaves_no_worker_behind(isolation: str,
                                                                                  tmp_path: Path) -> None:
     if isolation == "bwrap" and not bwrap_usable():

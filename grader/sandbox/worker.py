@@ -23,6 +23,7 @@ with ``callback_result`` / ``callback_error``;
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib.util
 import json
 import os
@@ -452,18 +453,29 @@ def _finish(pid: int, workdir: str | None, grace: float) -> dict[str, Any]:
     return status
 
 
+def _die_with(parent: int) -> None:
+    """Have the kernel kill this child when its parent (the zygote) dies, and check it did not already."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(0)
+
+
 def zygote_main(control: socket.socket, config: dict[str, Any]) -> None:
     """Serve spawn/finish requests from the grader until it says exit or goes away."""
     shell = _make_shell()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     workdirs: dict[int, str] = {}
-    control.send(json.dumps({"ready": True, "pid": os.getpid(), "time": time.time()}).encode())
+    zygote = os.getpid()
+    control.send(json.dumps({"ready": True, "pid": zygote, "time": time.time()}).encode())
     while True:
         try:
             message, fds, _, _ = socket.recv_fds(control, 65536, 4)
         except OSError:
-            return
-        if not message:
+            message, fds = b"", []
+        if not message:  # the grader is gone (exited or killed): take every worker with us
+            for pid, workdir in list(workdirs.items()):
+                _finish(pid, workdir, 0.0)
             return
         request = json.loads(message)
         op = request.get("op")
@@ -472,6 +484,7 @@ def zygote_main(control: socket.socket, config: dict[str, Any]) -> None:
             pid = os.fork()
             if pid == 0:
                 control.close()
+                _die_with(zygote)
                 child_main(fds, workdir, config, request, shell)
             for fd in fds:
                 os.close(fd)

@@ -351,8 +351,11 @@ class Zygote:
             self.control = None
         self.ready = False
         if self.proc is not None:
-            self.proc.kill()  # nothing left to save: every worker was finished, the runtime dir goes below
-            self.proc.wait()
+            try:  # the zygote finishes its workers and exits; under bwrap, killing the outer bwrap would not
+                self.proc.wait(timeout=2)  # reach the sandbox's own init, so let it exit by itself first
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
             self.proc = None
         if self.runtime is not None:
             shutil.rmtree(self.runtime, ignore_errors=True)
