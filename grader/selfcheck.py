@@ -30,10 +30,7 @@ from grader.sandbox.session import CallResult
 def _roundtrip(value: Any, functions: Sequence[Callable[..., Any]] = ()) -> Any:
     """Copy a value through the grader's channel encoding (refusing what the channel refuses)."""
 
-    def function_id(obj: object) -> int | None:
-        return next((i for i, f in enumerate(functions) if f is obj), None)
-
-    tree, payloads = protocol.encode(value, functions=function_id)
+    tree, payloads = protocol.encode(value, functions=protocol.identify(functions))
     return protocol.decode(tree, payloads, lambda fid: functions[fid])
 
 

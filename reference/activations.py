@@ -64,64 +64,69 @@ def _float_copy_impl(x):  # type: ignore[no-untyped-def]
     return lambda x: np.asarray(x).astype(np.float64)
 
 
+_SIGMOID, _SIGMOID_GRAD, _RELU, _RELU_GRAD, _TANH, _TANH_GRAD = range(6)
+
+
 @njit(cache=True)
-def sigmoid(x):  # type: ignore[no-untyped-def]
-    """Elementwise logistic function, any shape; stable for |x| up to 1e4 and beyond."""
+def _scalar(op, v):  # type: ignore[no-untyped-def]
+    """One elementwise function (by code) of one float64."""
+    if op == _SIGMOID:
+        return sigmoid_scalar(v)
+    if op == _SIGMOID_GRAD:
+        return sigmoid_grad_scalar(v)
+    if op == _RELU:
+        return relu_scalar(v)
+    if op == _RELU_GRAD:
+        return relu_grad_scalar(v)
+    if op == _TANH:
+        return np.tanh(v)
+    return tanh_grad_scalar(v)
+
+
+@njit(cache=True)
+def _elementwise(x, op):  # type: ignore[no-untyped-def]
+    """Apply an elementwise function to a float copy of x (any shape, float32 kept)."""
     out = _float_copy(x)
     flat = out.reshape(-1)
     for i in range(flat.size):
-        flat[i] = sigmoid_scalar(np.float64(flat[i]))
+        flat[i] = _scalar(op, np.float64(flat[i]))
     return out
+
+
+@njit(cache=True)
+def sigmoid(x):  # type: ignore[no-untyped-def]
+    """Elementwise logistic function, any shape; stable for |x| up to 1e4 and beyond."""
+    return _elementwise(x, _SIGMOID)
 
 
 @njit(cache=True)
 def sigmoid_grad(s):  # type: ignore[no-untyped-def]
     """Derivative of the sigmoid written in its output s = sigmoid(x): s * (1 - s), elementwise."""
-    out = _float_copy(s)
-    flat = out.reshape(-1)
-    for i in range(flat.size):
-        flat[i] = sigmoid_grad_scalar(np.float64(flat[i]))
-    return out
+    return _elementwise(s, _SIGMOID_GRAD)
 
 
 @njit(cache=True)
 def relu(x):  # type: ignore[no-untyped-def]
     """Elementwise max(x, 0)."""
-    out = _float_copy(x)
-    flat = out.reshape(-1)
-    for i in range(flat.size):
-        flat[i] = relu_scalar(np.float64(flat[i]))
-    return out
+    return _elementwise(x, _RELU)
 
 
 @njit(cache=True)
 def relu_grad(x):  # type: ignore[no-untyped-def]
     """Derivative of relu at x (or at relu(x): the masks agree): 1 where x > 0, else 0."""
-    out = _float_copy(x)
-    flat = out.reshape(-1)
-    for i in range(flat.size):
-        flat[i] = relu_grad_scalar(np.float64(flat[i]))
-    return out
+    return _elementwise(x, _RELU_GRAD)
 
 
 @njit(cache=True)
 def tanh(x):  # type: ignore[no-untyped-def]
     """Elementwise hyperbolic tangent."""
-    out = _float_copy(x)
-    flat = out.reshape(-1)
-    for i in range(flat.size):
-        flat[i] = np.tanh(np.float64(flat[i]))
-    return out
+    return _elementwise(x, _TANH)
 
 
 @njit(cache=True)
 def tanh_grad(t):  # type: ignore[no-untyped-def]
     """Derivative of tanh written in its output t = tanh(x): 1 - t**2, elementwise."""
-    out = _float_copy(t)
-    flat = out.reshape(-1)
-    for i in range(flat.size):
-        flat[i] = tanh_grad_scalar(np.float64(flat[i]))
-    return out
+    return _elementwise(t, _TANH_GRAD)
 
 
 @njit(cache=True)

@@ -10,7 +10,15 @@ from grader import cases
 from grader.checks.base import CheckContext, CheckFailed, check
 from grader.checks.diagnosis import diagnose_with, message, nonfinite_loss
 from grader.checks.gradcheck import assert_own_gradient
-from grader.checks.values import as_array, as_float, as_pair, assert_close, assert_unchanged, finite_or_fail
+from grader.checks.values import (
+    as_array,
+    as_float,
+    as_pair,
+    assert_close,
+    assert_loss_close,
+    assert_unchanged,
+    finite_or_fail,
+)
 from reference import bugs
 from reference import softmax_cross_entropy as ref_cross_entropy
 
@@ -39,16 +47,14 @@ def _check_loss(ctx: CheckContext, case: cases.Case) -> None:
     reduction = ctx.assignment.reduction
     expected, _ = ref_cross_entropy(z, y, reduction)
     found, _ = _loss_and_dz(ctx, case)
-    diagnose = _variants(case, reduction, 0)
-    if not np.isfinite(found):
-        raise CheckFailed(f"the loss is {found} ({case.label})", diagnosis=nonfinite_loss(found), details=case.details)
-    assert_close(
-        np.asarray(found),
-        np.asarray(expected),
+    variants = _variants(case, reduction, 0)
+    assert_loss_close(
+        found,
+        expected,
         ctx.tolerance(),
-        "the loss",
         case.details,
-        lambda f: diagnose_with(f, np.asarray(expected), diagnose, ctx.tolerance()),
+        lambda f: diagnose_with(np.asarray(f), np.asarray(expected), variants, ctx.tolerance()),
+        nonfinite_loss,
     )
 
 

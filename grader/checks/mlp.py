@@ -22,6 +22,7 @@ from grader.checks.values import (
     as_pair,
     as_param_dict,
     assert_close,
+    assert_loss_close,
     assert_unchanged,
     is_close,
 )
@@ -126,17 +127,14 @@ def _reference(ctx: CheckContext, case: cases.Case) -> tuple[float, dict[str, np
 def _check_loss_value(ctx: CheckContext, case: cases.Case) -> None:
     expected, _ = _reference(ctx, case)
     found, _ = _student_loss_and_grads(ctx, case)
-    if not np.isfinite(found):
-        raise CheckFailed(f"the loss is {found} ({case.label})", diagnosis=nonfinite_loss(found), details=case.details)
-    assert_close(
-        np.asarray(found),
-        np.asarray(expected),
+    a = ctx.assignment
+    assert_loss_close(
+        found,
+        expected,
         ctx.tolerance(),
-        "the loss",
         case.details,
-        lambda f: diagnose_loss(
-            float(f), expected, case.args, ctx.assignment.activation, ctx.assignment.reduction, ctx.tolerance()
-        ),
+        lambda f: diagnose_loss(f, expected, case.args, a.activation, a.reduction, ctx.tolerance()),
+        nonfinite_loss,
     )
 
 

@@ -256,6 +256,20 @@ def assert_close(
     raise CheckFailed(message, diagnosis=diagnose(found64) if diagnose else None, details=details)
 
 
+def assert_loss_close(
+    found: float,
+    expected: float,
+    tol: Tolerance,
+    case: Mapping[str, Any],
+    explain: Callable[[float], str | None],
+    nonfinite: Callable[[float], str],
+) -> None:
+    """assert_close for a loss value; a NaN or infinite loss fails at once, with the cause `nonfinite` names."""
+    if not np.isfinite(found):
+        raise CheckFailed(f"the loss is {found} ({case_label(case)})", diagnosis=nonfinite(found), details=dict(case))
+    assert_close(np.asarray(found), np.asarray(expected), tol, "the loss", case, lambda f: explain(float(f)))
+
+
 def _finite_or_str(x: Any) -> float | str:
     value = float(x)
     return value if np.isfinite(value) else str(value)

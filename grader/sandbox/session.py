@@ -331,13 +331,7 @@ class Sandbox:
             raise CallSkipped(function, self.strikes[function], self.last_failure[function])
         self._ensure_worker()
 
-        def function_id(obj: object) -> int | None:
-            for i, fn in enumerate(functions):
-                if obj is fn:
-                    return i
-            return None
-
-        tree, payloads = protocol.encode((list(args), kwargs), functions=function_id, strict=True)
+        tree, payloads = protocol.encode((list(args), kwargs), functions=protocol.identify(functions), strict=True)
         args_tree, kwargs_tree = tree["v"]
         budget = [self.limits.max_callbacks]
 
