@@ -236,7 +236,8 @@ class Zygote:
         for name in _RUNTIME_FILES:
             shutil.copyfile(_HERE / name, os.path.join(self.runtime, name))
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        config = json.dumps(self._config())
+        settings = self._config()
+        config = json.dumps(settings)
         command = [
             sys.executable,
             "-I",
@@ -250,6 +251,12 @@ class Zygote:
         if self.uses_bwrap:
             if shutil.which("bwrap") is None:
                 raise ZygoteError("isolation 'bwrap' was requested but bwrap is not installed (Debian: bubblewrap)")
+            # The sandbox gets a fresh /tmp: an interpreter or virtual environment that lives under /tmp
+            # (a CI checkout, say) is bound back in, read-only; then the private folders are hidden.
+            keep: list[str] = []
+            for path in settings["read_only"]:
+                if _is_within(path, "/tmp") and os.path.exists(path):
+                    keep += ["--ro-bind", path, path]
             hide: list[str] = []
             for path in self.hidden:
                 if os.path.isdir(path):
@@ -257,6 +264,7 @@ class Zygote:
             command = [
                 "bwrap",
                 *_bwrap_base_args(),
+                *keep,
                 *hide,
                 "--ro-bind",
                 self.runtime,
