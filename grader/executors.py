@@ -363,12 +363,6 @@ def run_pool(fn: Callable[[T], R], items: Iterable[T], jobs: int) -> Iterator[tu
 # --------------------------------------------------------------------------- executors
 
 
-def run_inline(settings: Settings, submissions: Sequence[Submission]) -> Iterator[Output]:
-    """Grade one after the other in this process (library use; the CLI always uses a pool)."""
-    for s in submissions:
-        yield grade_one(settings, task_of(s))
-
-
 def run_local(settings: Settings, submissions: Sequence[Submission], jobs: int) -> Iterator[Output]:
     """Grade on `jobs` local processes; results arrive as they finish."""
     tasks = (task_of(s) for s in submissions)

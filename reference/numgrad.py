@@ -140,7 +140,7 @@ def _hidden_activation_change(u_col, a_col, shift, activation, out):  # type: ig
 
 
 @njit(cache=True)
-def _loss_change(x, y, theta, sizes, activation, scale, pre, post, probs, layer, i, j, step):  # type: ignore[no-untyped-def]
+def _loss_change(x, y, theta, sizes, activation, pre, post, probs, layer, i, j, step):  # type: ignore[no-untyped-def]
     """Data-loss change (unscaled sum over rows) when u_layer[:, j] moves by step * a_{layer-1}[:, i] (i<0: bias)."""
     n = x.shape[0]
     depth = sizes.shape[0] - 1
@@ -162,7 +162,7 @@ def _loss_change(x, y, theta, sizes, activation, scale, pre, post, probs, layer,
     _hidden_activation_change(
         _block(pre, n, sizes, layer)[:, j].copy(), _block(post, n, sizes, layer)[:, j].copy(), shift, activation, change
     )
-    w_next, b_next = _layer(theta, sizes, layer + 1)
+    w_next, _ = _layer(theta, sizes, layer + 1)
     if layer + 1 == depth - 1:
         for r in range(n):
             if change[r] != 0.0:
@@ -214,8 +214,8 @@ def _mlp_numgrad(x, y, theta, sizes, activation, reduction, reg, h, indices):  #
         else:
             i, j = -1, local - weights
             penalty = 0.0
-        plus = _loss_change(x, y, theta, sizes, activation, scale, pre, post, probs, layer, i, j, h)
-        minus = _loss_change(x, y, theta, sizes, activation, scale, pre, post, probs, layer, i, j, -h)
+        plus = _loss_change(x, y, theta, sizes, activation, pre, post, probs, layer, i, j, h)
+        minus = _loss_change(x, y, theta, sizes, activation, pre, post, probs, layer, i, j, -h)
         out[k] = ((plus - minus) * scale + penalty) / (2.0 * h)
     return out
 

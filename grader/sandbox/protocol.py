@@ -77,13 +77,6 @@ class Refused:
         return f"{self.type} ({self.why})"
 
 
-@dataclass(frozen=True)
-class FunctionRef:
-    """Stand-in for a grader-side function passed to a student function, by id."""
-
-    id: int
-
-
 # --------------------------------------------------------------------------- encoding
 
 
