@@ -76,6 +76,20 @@ class StripSolutions(Preprocessor):
         return nb, resources
 
 
+def master_of(master_or_assignment: str | Path) -> Path:
+    """The master notebook given as a notebook path or as an assignment (name or folder), whose
+    master is private: present in a course repository or source checkout, never in an installed package."""
+    from grader.assignment import AssignmentError, load
+
+    path = Path(master_or_assignment)
+    if path.suffix == ".ipynb":
+        return path
+    try:
+        return load(master_or_assignment).require_master()
+    except AssignmentError as exc:
+        raise AssignError(str(exc)) from None
+
+
 def student_notebook(master: Path) -> str:
     """The student notebook's text for a master notebook."""
     try:

@@ -3,6 +3,11 @@
 A variant of an assignment (another activation, summed instead of averaged loss, other
 points or tolerances) is a change of this file and of its master notebook, never of code.
 See ``assignments/mlp/assignment.toml`` for the documented format.
+
+Public and private: students install jitgrade too, so of an assignment folder only
+``assignment.toml`` (PUBLIC_FILES) ships in the package and in the Gradescope bundle; every
+other file of the folder (the master notebook, examples, notes, hidden-case data) is private and
+stays in the instructors' course repository. The student notebook lives in student_template/.
 """
 
 from __future__ import annotations
@@ -20,8 +25,19 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 DEFINITION = "assignment.toml"
+PUBLIC_FILES = (DEFINITION,)  # everything else in an assignment folder is private (pyproject.toml mirrors this)
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 REDUCTIONS = ("mean", "sum")
+CASES_KEYS = ("visible_seed", "visible", "hidden", "hidden_share")
+
+MASTER_NOT_INSTALLED = (
+    "the master notebook of {name} is not installed with jitgrade (solutions never ship in the package; "
+    "expected {master}); pass the assignment folder from your course repository: -a path/to/{name}"
+)
+UNKNOWN_CASES_KEYS = (
+    "{where}: unknown key(s) {keys} in [cases]: expected some of {known}. This file ships to students, "
+    "so it holds no hidden seed: jitgrade draws a fresh one per run (recorded in the reports), or pass --seed"
+)
 
 
 class AssignmentError(ValueError):
@@ -76,6 +92,12 @@ class Assignment:
                 return root / self.template
         return None
 
+    def require_master(self) -> Path:
+        """The master notebook, or a clear error where only the public definition is installed."""
+        if not self.master.is_file():
+            raise AssignmentError(MASTER_NOT_INSTALLED.format(name=self.name, master=self.master))
+        return self.master
+
     @property
     def max_score(self) -> float:
         """Total points."""
@@ -94,10 +116,22 @@ class Assignment:
         raise KeyError(f"assignment {self.name} has no problem {name!r}; it has {[p.name for p in self.problems]}")
 
 
-def assignment_roots() -> list[Path]:
-    """Folders holding bundled assignments: the source tree's, or the installed wheel's copy."""
+_loaded: set[Path] = set()  # folders of assignments this process loaded from outside the bundled roots
+
+
+def bundled_roots() -> list[Path]:
+    """Folders holding bundled assignments: the source tree's, or the installed package's public copy."""
     here = Path(__file__).resolve().parent
     return [p for p in (here.parent / "assignments", here / "_bundled" / "assignments") if p.is_dir()]
+
+
+def assignment_roots() -> list[Path]:
+    """Folders that may hold private assignment files, which a worker must never read: the bundled
+    roots and the folder of every assignment this process loaded from a path (a course repository's)."""
+    bundled = bundled_roots()
+    resolved = [b.resolve() for b in bundled]
+    outside = [d for d in sorted(_loaded.copy()) if not any(d.is_relative_to(b) for b in resolved)]
+    return bundled + outside
 
 
 def template_roots() -> list[Path]:
@@ -108,7 +142,7 @@ def template_roots() -> list[Path]:
 
 def available() -> list[str]:
     """Names of the bundled assignments."""
-    return sorted({d.name for root in assignment_roots() for d in root.iterdir() if (d / DEFINITION).is_file()})
+    return sorted({d.name for root in bundled_roots() for d in root.iterdir() if (d / DEFINITION).is_file()})
 
 
 def find(name_or_path: str | Path) -> Path:
@@ -118,7 +152,7 @@ def find(name_or_path: str | Path) -> Path:
         return path
     if (path / DEFINITION).is_file():
         return path / DEFINITION
-    for root in assignment_roots():
+    for root in bundled_roots():
         candidate = root / str(name_or_path) / DEFINITION
         if candidate.is_file():
             return candidate
@@ -145,6 +179,7 @@ def load(name_or_path: str | Path) -> Assignment:
     except tomllib.TOMLDecodeError as exc:
         raise AssignmentError(f"{where}: not valid TOML: {exc}") from None
     directory = path.parent
+    _loaded.add(directory.resolve())
     ref = data.get("reference", {})
     activation = ref.get("activation", "relu")
     reduction = ref.get("reduction", "mean")
@@ -159,6 +194,9 @@ def load(name_or_path: str | Path) -> Assignment:
             float(_require(table, "rtol", (int, float), where)), float(_require(table, "atol", (int, float), where))
         )
     cases = data.get("cases", {})
+    unknown = sorted(set(cases) - set(CASES_KEYS))
+    if unknown:
+        raise AssignmentError(UNKNOWN_CASES_KEYS.format(where=where, keys=unknown, known=list(CASES_KEYS)))
     try:
         limits = Limits().override(**data.get("limits", {}))
     except (ValueError, TypeError) as exc:

@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     _limits_arguments(grade)
 
     assign = sub.add_parser("assign", help="make the student notebook from a master notebook")
-    assign.add_argument("master")
+    assign.add_argument("master", help="the master notebook, or an assignment name or folder holding its master")
     assign.add_argument("--out", required=True, metavar="DIR")
     assign.add_argument("--name", help="file name of the student notebook (default: the assignment's template)")
 
@@ -387,7 +387,7 @@ def cmd_assign(args: argparse.Namespace) -> int:
     from grader import assign
 
     try:
-        path = assign.write_student_notebook(Path(args.master), Path(args.out), args.name)
+        path = assign.write_student_notebook(assign.master_of(args.master), Path(args.out), args.name)
     except assign.AssignError as exc:
         raise UsageError(str(exc)) from None
     print(path)
