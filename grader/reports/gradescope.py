@@ -1,5 +1,9 @@
 """Gradescope: results.json for one submission, and the autograder bundle (setup.sh, run_autograder).
 
+Student code runs in the autograder's container, so the bundle holds only what grading needs:
+jitgrade's code and the assignment's public files (grader.assignment.PUBLIC_FILES) and student
+notebook; never its master notebook, examples, notes, the tests or a .git folder.
+
 Format: https://gradescope-autograders.readthedocs.io/en/latest/specs/ (score, max_score,
 output, visibility, stdout_visibility, tests[name, number, score, max_score, status, output,
 visibility]). Hidden checks get visibility "hidden": instructors see them, students do not.
@@ -8,12 +12,13 @@ visibility]). Hidden checks get visibility "hidden": instructors see them, stude
 from __future__ import annotations
 
 import io
+import shlex
 import stat
 import zipfile
 from pathlib import Path
 from typing import Any
 
-from grader.assignment import Assignment
+from grader.assignment import PUBLIC_FILES, Assignment
 
 TEST_KEYS = ("name", "number", "score", "max_score", "status", "output", "visibility")
 TOP_KEYS = ("score", "max_score", "output", "visibility", "stdout_visibility")
@@ -60,7 +65,7 @@ def _add(archive: zipfile.ZipFile, name: str, data: bytes, executable: bool = Fa
 
 
 def bundle(assignment: Assignment) -> bytes:
-    """The autograder zip: setup.sh, run_autograder, and jitgrade's source with this assignment only."""
+    """The autograder zip: setup.sh, run_autograder, and jitgrade's source with this assignment's public files."""
     project = Path(__file__).resolve().parents[2]
     if not (project / "pyproject.toml").is_file():
         raise FileNotFoundError("building a Gradescope bundle needs jitgrade's source tree (pyproject.toml)")
@@ -74,13 +79,14 @@ def bundle(assignment: Assignment) -> bytes:
             for p in sorted((project / package).rglob("*"))
             if p.is_file() and p.suffix in (".py", ".json", ".html", ".j2", ".css")
         ]
-    files.append((f"assignments/{assignment.directory.name}/assignment.toml", assignment.directory / "assignment.toml"))
+    folder = assignment.directory.name  # the name the installed copy finds it by (the definition's may differ)
+    files += [(f"assignments/{folder}/{name}", assignment.directory / name) for name in PUBLIC_FILES]
     if assignment.template_path is not None:
         files.append((f"student_template/{assignment.template}", assignment.template_path))
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as archive:
         _add(archive, "setup.sh", SETUP_SH.encode(), executable=True)
-        _add(archive, "run_autograder", RUN_AUTOGRADER.format(assignment=assignment.name).encode(), executable=True)
+        _add(archive, "run_autograder", RUN_AUTOGRADER.format(assignment=shlex.quote(folder)).encode(), executable=True)
         for name, path in files:
             _add(archive, f"jitgrade/{name}", path.read_bytes())
     return buf.getvalue()
