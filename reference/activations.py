@@ -36,7 +36,7 @@ def relu_scalar(v):  # type: ignore[no-untyped-def]
 
 @njit(cache=True)
 def relu_grad_scalar(v):  # type: ignore[no-untyped-def]
-    """1 where v > 0, else 0 (the same mask whether v is the input or the output of relu)."""
+    """1 where v > 0, else 0 (the same mask whether v is the input x or the output relu(x))."""
     return 1.0 if v > 0.0 else 0.0
 
 
@@ -48,8 +48,9 @@ def sigmoid_grad_scalar(s):  # type: ignore[no-untyped-def]
 
 @njit(cache=True)
 def tanh_grad_scalar(t):  # type: ignore[no-untyped-def]
-    """1 - t**2 for t = tanh(x)."""
-    return 1.0 - t * t
+    """1 - t**2 for t = tanh(x), as (1 - t) * (1 + t): within one ulp even where |t| is within 1e-16 of 1
+    (1 - t*t cancels there: t*t is rounded before the subtraction)."""
+    return (1.0 - t) * (1.0 + t)
 
 
 def _float_copy(x):  # type: ignore[no-untyped-def]
@@ -101,7 +102,10 @@ def sigmoid(x):  # type: ignore[no-untyped-def]
 
 @njit(cache=True)
 def sigmoid_grad(s):  # type: ignore[no-untyped-def]
-    """Derivative of the sigmoid written in its output s = sigmoid(x): s * (1 - s), elementwise."""
+    """Derivative of the sigmoid, taking its OUTPUT s = sigmoid(x) (not x): s * (1 - s), elementwise.
+
+    Unlike relu_grad, which takes the input x: pass sigmoid(x), never x itself.
+    """
     return _elementwise(s, _SIGMOID_GRAD)
 
 
@@ -113,7 +117,11 @@ def relu(x):  # type: ignore[no-untyped-def]
 
 @njit(cache=True)
 def relu_grad(x):  # type: ignore[no-untyped-def]
-    """Derivative of relu at x (or at relu(x): the masks agree): 1 where x > 0, else 0."""
+    """Derivative of relu, taking its INPUT x: 1 where x > 0, else 0, elementwise.
+
+    Unlike sigmoid_grad and tanh_grad, which take the activation's output; relu(x) works here
+    too, since relu(x) > 0 exactly where x > 0.
+    """
     return _elementwise(x, _RELU_GRAD)
 
 
@@ -125,7 +133,10 @@ def tanh(x):  # type: ignore[no-untyped-def]
 
 @njit(cache=True)
 def tanh_grad(t):  # type: ignore[no-untyped-def]
-    """Derivative of tanh written in its output t = tanh(x): 1 - t**2, elementwise."""
+    """Derivative of tanh, taking its OUTPUT t = tanh(x) (not x): 1 - t**2, elementwise, to one ulp.
+
+    Unlike relu_grad, which takes the input x: pass tanh(x), never x itself.
+    """
     return _elementwise(t, _TANH_GRAD)
 
 

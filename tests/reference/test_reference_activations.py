@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 from contextlib import contextmanager
+from fractions import Fraction
 
 import numpy as np
 import numpy_mlp
@@ -152,6 +153,30 @@ def test_sigmoid_grad_and_tanh_grad_take_the_activation_output():
     s, t = R.sigmoid(x), R.tanh(x)
     np.testing.assert_allclose(R.sigmoid_grad(s), s * (1.0 - s), rtol=4 * EPS64)
     np.testing.assert_allclose(R.tanh_grad(t), 1.0 - t**2, rtol=4 * EPS64, atol=4 * EPS64)
+
+
+def exact_relative_error(found: np.ndarray, exact: list[Fraction]) -> np.ndarray:
+    """|found - exact| / |exact| entry by entry, in exact rational arithmetic (0 where exact is 0)."""
+    return np.array([float(abs(Fraction(float(f)) - e) / abs(e)) if e else 0.0 for f, e in zip(found, exact)])
+
+
+def test_tanh_grad_is_accurate_to_one_ulp_where_tanh_saturates():
+    # t = tanh(x) for |x| up to 18.5 comes within 1e-16 of +/-1, where 1 - t*t cancels catastrophically.
+    x = np.linspace(-18.5, 18.5, 371)
+    t = np.tanh(x)
+    exact = [1 - Fraction(float(v)) ** 2 for v in t]  # independent: rational arithmetic, no rounding at all
+    # (1 - t) is exact near |t| = 1 and (1 + t) costs one rounding, the product another: <= eps relative.
+    worst = exact_relative_error(R.tanh_grad(t), exact).max()
+    assert worst <= EPS64, f"tanh_grad is {worst / EPS64:.3g} eps off (relative) near |t| = 1"
+    # The textbook form loses ~|log2(1 - t)| bits there: the points above really are hard.
+    assert exact_relative_error(1.0 - t * t, exact).max() > 1e6 * EPS64
+
+
+def test_gradient_docstrings_say_which_argument_each_function_takes():
+    # sigmoid_grad and tanh_grad take the activation's output; relu_grad takes its input.
+    for name, argument in [("sigmoid_grad", "OUTPUT s = sigmoid(x)"), ("tanh_grad", "OUTPUT t = tanh(x)")]:
+        assert argument in getattr(R, name).__doc__
+    assert "INPUT x" in R.relu_grad.__doc__
 
 
 @pytest.mark.parametrize(("act", "act_grad"), [("sigmoid", "sigmoid_grad"), ("tanh", "tanh_grad")])
