@@ -105,8 +105,12 @@ def l2_penalty(params: dict[str, np.ndarray], reg: float) -> float:
 
 
 def loss(
-    X: np.ndarray, y: np.ndarray, params: dict[str, np.ndarray], activation: str = "relu",
-    reduction: str = "mean", reg: float = 0.0,
+    X: np.ndarray,
+    y: np.ndarray,
+    params: dict[str, np.ndarray],
+    activation: str = "relu",
+    reduction: str = "mean",
+    reg: float = 0.0,
 ) -> float:
     """Data loss + L2 penalty, no backward pass."""
     scores, _ = forward(X, params, activation)
@@ -115,8 +119,12 @@ def loss(
 
 
 def loss_and_grads(
-    X: np.ndarray, y: np.ndarray, params: dict[str, np.ndarray], activation: str = "relu",
-    reduction: str = "mean", reg: float = 0.0,
+    X: np.ndarray,
+    y: np.ndarray,
+    params: dict[str, np.ndarray],
+    activation: str = "relu",
+    reduction: str = "mean",
+    reg: float = 0.0,
 ) -> tuple[float, dict[str, np.ndarray]]:
     """Loss and the gradient of every parameter, by backpropagation through the cache."""
     scores, cache = forward(X, params, activation)

@@ -157,7 +157,9 @@ def test_sigmoid_grad_and_tanh_grad_take_the_activation_output():
 
 def exact_relative_error(found: np.ndarray, exact: list[Fraction]) -> np.ndarray:
     """|found - exact| / |exact| entry by entry, in exact rational arithmetic (0 where exact is 0)."""
-    return np.array([float(abs(Fraction(float(f)) - e) / abs(e)) if e else 0.0 for f, e in zip(found, exact)])
+    return np.array(
+        [float(abs(Fraction(float(f)) - e) / abs(e)) if e else 0.0 for f, e in zip(found, exact, strict=True)]
+    )
 
 
 def test_tanh_grad_is_accurate_to_one_ulp_where_tanh_saturates():

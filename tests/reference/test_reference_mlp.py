@@ -20,9 +20,7 @@ EPS32 = float(np.finfo(np.float32).eps)
 SIZES_BY_DEPTH = {1: (4, 3), 2: (4, 5, 3), 3: (4, 5, 4, 3)}
 MATRIX = [
     pytest.param(depth, activation, reduction, reg, id=f"depth{depth}-{activation}-{reduction}-reg{reg}")
-    for depth, activation, reduction, reg in itertools.product(
-        SIZES_BY_DEPTH, R.ACTIVATIONS, R.REDUCTIONS, [0.0, 0.3]
-    )
+    for depth, activation, reduction, reg in itertools.product(SIZES_BY_DEPTH, R.ACTIVATIONS, R.REDUCTIONS, [0.0, 0.3])
 ]
 
 # Reference vs oracle in float64: the same formulas evaluated in a different order, through dot
@@ -261,8 +259,14 @@ def test_params_are_named_views_into_one_flat_vector_in_w1_b1_w2_b2_order():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"sizes": (3,)}, {"sizes": (3, 0, 2)}, {"sizes": (3, 2), "activation": "gelu"},
-     {"sizes": (3, 2), "reduction": "max"}, {"sizes": (3, 2), "reg": -1.0}, {"sizes": (3, 2), "reg": float("nan")}],
+    [
+        {"sizes": (3,)},
+        {"sizes": (3, 0, 2)},
+        {"sizes": (3, 2), "activation": "gelu"},
+        {"sizes": (3, 2), "reduction": "max"},
+        {"sizes": (3, 2), "reg": -1.0},
+        {"sizes": (3, 2), "reg": float("nan")},
+    ],
 )
 def test_invalid_specs_are_rejected(kwargs):
     with pytest.raises(ValueError):

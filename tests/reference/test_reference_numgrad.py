@@ -23,9 +23,7 @@ EPS64 = float(np.finfo(np.float64).eps)
 SIZES_BY_DEPTH = {1: (4, 3), 2: (4, 5, 3), 3: (4, 5, 4, 3)}
 MATRIX = [
     pytest.param(depth, activation, reduction, reg, id=f"depth{depth}-{activation}-{reduction}-reg{reg}")
-    for depth, activation, reduction, reg in itertools.product(
-        SIZES_BY_DEPTH, R.ACTIVATIONS, R.REDUCTIONS, [0.0, 0.3]
-    )
+    for depth, activation, reduction, reg in itertools.product(SIZES_BY_DEPTH, R.ACTIVATIONS, R.REDUCTIONS, [0.0, 0.3])
 ]
 
 # Central differences of the MLP loss (|loss| <= ~20 here) with h = 1e-5 against backprop:
