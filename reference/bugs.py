@@ -35,6 +35,14 @@ LOSS_BUGS = (
     "b2_missing",
     "activation_missing",
 )
+# The gradient mistake that makes each loss mistake's gradient exact again: a loss written with the
+# first and a backward pass written with the second are consistent (the gradient of the loss computed).
+EXACT_GRADIENT_OF = {
+    "loss_summed": "missing_1_over_n",
+    "loss_averaged": "extra_1_over_n",
+    "reg_missing_from_loss": "reg_missing",
+    "reg_without_half": "reg_factor_2",
+}
 GRADIENT_BUGS = (
     "dz_sign_flipped",
     "onehot_not_subtracted",
@@ -159,9 +167,10 @@ def two_layer_loss_and_grads(
     bias_reg = reg if "reg_on_biases" in bugs else 0.0
     batch = (lambda g: g.mean(axis=0)) if "bias_mean" in bugs else (lambda g: g.sum(axis=0))
     dw2 = (u if "w2_grad_from_preactivation" in bugs else h).T @ dz + reg_grad * w2
-    db2 = batch(dz) + bias_reg * b2
+    # a bias the forward pass leaves out does not change the loss: its gradient is the penalty's alone
+    db2 = (np.zeros_like(b2) if "b2_missing" in bugs else batch(dz)) + bias_reg * b2
     dh = dz @ w2.T
-    if "mask_missing" in bugs:
+    if "mask_missing" in bugs or "activation_missing" in bugs:
         du = dh
     elif "mask_from_upstream" in bugs:
         du = dh * (dh > 0)
@@ -170,5 +179,33 @@ def two_layer_loss_and_grads(
     else:
         du = dh * _activation_grad(h, activation)
     dw1 = x.T @ du + reg_grad * w1
-    db1 = batch(du) + bias_reg * b1
+    db1 = (np.zeros_like(b1) if "b1_missing" in bugs else batch(du)) + bias_reg * b1
     return float(data_loss + penalty), {"W1": dw1, "b1": db1, "W2": dw2, "b2": db2}
+
+
+def consistent_loss_and_grads(
+    x: np.ndarray,
+    y: np.ndarray,
+    params: Mapping[str, np.ndarray],
+    activation: str,
+    reduction: str,
+    reg: float,
+    loss_bugs: Collection[str] = (),
+) -> tuple[float, dict[str, np.ndarray]]:
+    """The two-layer loss with the named loss (or forward) mistakes, and its exact gradient.
+
+    What a student computes whose backward pass is right for the (wrong) loss they wrote.
+    """
+    unknown = set(loss_bugs) - set(LOSS_BUGS)
+    if unknown:
+        raise ValueError(f"not loss mistakes: {sorted(unknown)}")
+    implied = [EXACT_GRADIENT_OF[b] for b in loss_bugs if b in EXACT_GRADIENT_OF]
+    return two_layer_loss_and_grads(x, y, params, activation, reduction, reg, [*loss_bugs, *implied])
+
+
+def consistent_cross_entropy(
+    z: np.ndarray, y: np.ndarray, reduction: str, loss_bugs: Collection[str] = ()
+) -> tuple[float, np.ndarray]:
+    """Softmax cross-entropy with the named reduction mistake, and its exact gradient dL/dz."""
+    implied = [EXACT_GRADIENT_OF[b] for b in loss_bugs if b in EXACT_GRADIENT_OF]
+    return cross_entropy_variant(z, y, reduction, [*loss_bugs, *implied])
