@@ -83,6 +83,7 @@ class Assignment:
     limits: Limits
     problems: tuple[Problem, ...]
     examples: Path | None
+    carried_credit: float = 0.5  # [scoring]: the most a gradient earns by being exact for a wrong loss
 
     @property
     def template_path(self) -> Path | None:
@@ -242,7 +243,10 @@ def load(name_or_path: str | Path) -> Assignment:
         limits=limits,
         problems=tuple(problems),
         examples=examples if examples.is_dir() else None,
+        carried_credit=float(data.get("scoring", {}).get("carried_credit", 0.5)),
     )
     if not 0.0 <= assignment.hidden_share <= 1.0:
         raise AssignmentError(f"{where}: [cases] hidden_share must lie in [0, 1]")
+    if not 0.0 <= assignment.carried_credit <= 1.0:
+        raise AssignmentError(f"{where}: [scoring] carried_credit must lie in [0, 1]")
     return assignment
