@@ -9,7 +9,7 @@ import nbformat
 import pytest
 
 from grader import notebook as nb
-from grader.assign import STUB, AssignError, checksum, student_notebook, write_student_notebook
+from grader.assign import STUB, AssignError, checksum, master_of, student_notebook, write_student_notebook
 from grader.assignment import load
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,3 +90,18 @@ def test_a_master_without_solution_regions_is_refused(tmp_path: Path) -> None:
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]), path)
     with pytest.raises(AssignError, match="BEGIN SOLUTION"):
         student_notebook(path)
+
+
+def test_the_master_is_found_from_a_notebook_an_assignment_name_or_its_folder() -> None:
+    master = load("mlp").master
+    assert master_of(master) == master
+    assert master_of("mlp") == master
+    assert master_of(ROOT / "assignments" / "mlp") == master
+
+
+def test_an_assignment_without_its_master_says_that_solutions_never_ship(tmp_path: Path) -> None:
+    public = tmp_path / "mlp"  # what an installed package holds of an assignment: its definition only
+    public.mkdir()
+    (public / "assignment.toml").write_bytes((ROOT / "assignments" / "mlp" / "assignment.toml").read_bytes())
+    with pytest.raises(AssignError, match=r"not installed with jitgrade .* -a path/to/mlp"):
+        master_of(public)

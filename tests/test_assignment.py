@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import FUNCTIONS
 
-from grader.assignment import AssignmentError, available, load
+from grader.assignment import AssignmentError, assignment_roots, available, load
 from grader.checks.runner import plan
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,6 +54,7 @@ def write(tmp_path: Path, replace: dict[str, str]) -> Path:
         ({"memory_mb = 2048": "memory_gb = 2"}, "unknown limits"),
         ({'name = "mlp"': "name = "}, "not valid TOML"),
         ({"hidden_share = 0.5": "hidden_share = 1.5"}, "hidden_share"),
+        ({"hidden = 4\n": "hidden = 4\nhidden_seed = 7\n"}, r"'hidden_seed'.*ships to students.*--seed"),
     ],
 )
 def test_invalid_definitions_fail_with_a_message_naming_the_problem(
@@ -74,3 +75,14 @@ def test_check_weights_in_the_definition_reshape_the_plan(tmp_path: Path) -> Non
     planned = [c for c in plan(load(folder)) if c.problem.name == "softmax"]
     assert "float32" not in {c.check.name for c in planned}
     assert sum(c.points for c in planned) == pytest.approx(10)
+
+
+def test_folders_of_assignments_loaded_from_a_path_are_roots_a_worker_must_not_read(tmp_path: Path) -> None:
+    course = tmp_path / "course" / "hw3"
+    shutil.copytree(ROOT / "assignments" / "mlp", course, ignore=shutil.ignore_patterns("examples"))
+    assert course.resolve() not in assignment_roots()
+    load(course)
+    roots = assignment_roots()
+    assert course.resolve() in roots and (ROOT / "assignments") in roots
+    assert not any(r.is_relative_to(ROOT / "assignments") for r in roots if r != ROOT / "assignments")
+    assert "hw3" not in available(), "a course folder is graded by path, never listed as bundled"
