@@ -45,7 +45,7 @@ def check_softmax_values_2d(ctx: CheckContext) -> None:
     _softmax_values(ctx, 2)
 
 
-@check("softmax", "rows_sum_to_one", "every row is a probability distribution")
+@check("softmax", "rows_sum_to_one", "every row is a probability distribution", role="property")
 def check_softmax_rows_sum_to_one(ctx: CheckContext) -> None:
     case = cases.logits(ctx.sub_seed("rows"), 2)
     found, _ = _call_on(ctx, case)
@@ -119,7 +119,7 @@ def _no_mutation(ctx: CheckContext, case: cases.Case) -> None:
     assert_unchanged(case.args, result.args_after, ("x",), ctx.function)
 
 
-@check("softmax", "no_mutation", "does not modify its input")
+@check("softmax", "no_mutation", "does not modify its input", role="property")
 def check_softmax_no_mutation(ctx: CheckContext) -> None:
     _no_mutation(ctx, cases.logits(ctx.sub_seed("mutation"), 2))
 
@@ -150,7 +150,7 @@ def check_sigmoid_extreme_values(ctx: CheckContext) -> Passed | None:
     return None
 
 
-@check("sigmoid", "no_mutation", "does not modify its input")
+@check("sigmoid", "no_mutation", "does not modify its input", role="property")
 def check_sigmoid_no_mutation(ctx: CheckContext) -> None:
     _no_mutation(ctx, cases.elementwise(ctx.sub_seed("mutation")))
 
@@ -188,6 +188,6 @@ def check_sigmoid_grad_known_points(ctx: CheckContext) -> None:
     assert_close(found, expected, ctx.tolerance(), "sigmoid_grad(s)", case.details, _sigmoid_grad_diagnosis(s, ctx))
 
 
-@check("sigmoid_grad", "no_mutation", "does not modify its input", weight=0.5)
+@check("sigmoid_grad", "no_mutation", "does not modify its input", weight=0.5, role="property")
 def check_sigmoid_grad_no_mutation(ctx: CheckContext) -> None:
     _no_mutation(ctx, cases.sigmoid_outputs(ctx.sub_seed("mutation")))

@@ -70,6 +70,7 @@ class Outcome:
     message: str = ""
     diagnosis: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    role: str = "value"  # value | property (see ROLES)
 
 
 @dataclass(frozen=True)
@@ -82,21 +83,28 @@ class Check:
     weight: float
     randomized: bool
     func: Callable[[CheckContext], Passed | None]
+    role: str = "value"
 
 
 REGISTRY: dict[str, list[Check]] = {}
+# A value check compares what the function returns with the reference. A property check (no mutation,
+# shapes, determinism, consistency with its own loss...) holds for code that computes nothing, too: it
+# earns its points only when a value check of the same problem earns some (grader.checks.runner).
+ROLES = ("value", "property")
 
 
 def check(
-    kind: str, name: str, title: str, weight: float = 1.0, randomized: bool = False
+    kind: str, name: str, title: str, weight: float = 1.0, randomized: bool = False, role: str = "value"
 ) -> Callable[[Callable[[CheckContext], Passed | None]], Callable[[CheckContext], Passed | None]]:
     """Register a check for problems of `kind`. Randomized checks run on visible and on hidden cases."""
+    if role not in ROLES:
+        raise ValueError(f"check {kind}.{name}: role must be one of {ROLES}, got {role!r}")
 
     def register(func: Callable[[CheckContext], Passed | None]) -> Callable[[CheckContext], Passed | None]:
         checks = REGISTRY.setdefault(kind, [])
         if any(c.name == name for c in checks):
             raise ValueError(f"check {kind}.{name} registered twice")
-        checks.append(Check(kind, name, title, weight, randomized, func))
+        checks.append(Check(kind, name, title, weight, randomized, func, role))
         return func
 
     return register
@@ -187,6 +195,9 @@ class CheckContext:
     seed: int
     hidden: bool
     memo: dict[Any, Any]
+    # seeds the fresh problems of checks that must not be predictable from the submission's side: the
+    # hidden seed when there is one (secret), else the visible seed (a student's own self-check)
+    probe_seed: int = 0
 
     @property
     def function(self) -> str:
@@ -206,6 +217,10 @@ class CheckContext:
     def sub_seed(self, *salt: object) -> int:
         """The seed of one named case of this check, derived from this context's seed."""
         return derive_seed(self.seed, self.problem.name, *salt)
+
+    def fresh_seeds(self, count: int) -> list[int]:
+        """Seeds of `count` fresh problems for this problem, derived from the probe seed (one set per submission)."""
+        return [derive_seed(self.probe_seed, self.problem.name, "fresh", i) for i in range(count)]
 
     def rng(self, *salt: object) -> np.random.Generator:
         """A generator for one case, seeded from this context and the salt."""

@@ -167,11 +167,19 @@ def diagnose_loss(
             bugs.two_layer_loss_and_grads(x, y, params, activation, reduction, float(reg), combo)[0]
         )
 
-    names = [b for b in bugs.LOSS_BUGS if _applies(b, activation, reduction)]
     hit = first_match(
-        np.asarray(found), (("+".join(c), variant(c)) for c in bug_sets(names)), np.asarray(expected), tol
+        np.asarray(found),
+        (("+".join(c), variant(c)) for c in loss_mistake_sets(activation, reduction)),
+        np.asarray(expected),
+        tol,
     )
     return message(hit, activation) if hit else None
+
+
+def loss_mistake_sets(activation: str, reduction: str) -> list[tuple[str, ...]]:
+    """The known mistakes of the two-layer loss (forward pass included) possible in this configuration:
+    single ones, then compatible pairs."""
+    return bug_sets(b for b in bugs.LOSS_BUGS if _applies(b, activation, reduction))
 
 
 def _applies(bug: str, activation: str, reduction: str) -> bool:

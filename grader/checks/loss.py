@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 
 from grader import cases
+from grader.checks import ownloss
 from grader.checks.base import CheckContext, CheckFailed, check
 from grader.checks.diagnosis import diagnose_with, message, nonfinite_loss
-from grader.checks.gradcheck import assert_own_gradient
 from grader.checks.values import (
     as_array,
     as_float,
@@ -26,20 +26,30 @@ from reference import softmax_cross_entropy as ref_cross_entropy
 def _loss_and_dz(ctx: CheckContext, case: cases.Case) -> tuple[float, np.ndarray]:
     """The student's (loss, dz) for a case, called once per case and shared by the checks."""
     z, y = case.args
-    value = ctx.memo_call(("ce", case.seed, case.label), z, y).value
+    return _parse(ctx.memo_call(("ce", case.seed, case.label), z, y).value, case)
+
+
+def _parse(value: Any, case: cases.Case) -> tuple[float, np.ndarray]:
     loss, dz = as_pair(value, "softmax_cross_entropy(z, y)")
-    return as_float(loss, "the loss"), as_array(dz, f"dz for z of shape {z.shape}")
+    return as_float(loss, "the loss"), as_array(dz, f"dz for z of shape {case.args[0].shape}")
 
 
-def _variants(case: cases.Case, reduction: str, part: int) -> dict[str, Any]:
-    z, y = case.args
-    names = [
+def _variants_names(reduction: str) -> list[str]:
+    """The cross-entropy mistakes possible with this reduction."""
+    return [
         b
         for b in bugs.CROSS_ENTROPY_BUGS
         if not (reduction == "mean" and b in ("extra_1_over_n", "loss_averaged"))
         and not (reduction == "sum" and b in ("missing_1_over_n", "loss_summed"))
     ]
-    return {n: (lambda n=n: np.asarray(bugs.cross_entropy_variant(z, y, reduction, (n,))[part])) for n in names}
+
+
+def _variants(case: cases.Case, reduction: str, part: int) -> dict[str, Any]:
+    z, y = case.args
+    return {
+        n: (lambda n=n: np.asarray(bugs.cross_entropy_variant(z, y, reduction, (n,))[part]))
+        for n in _variants_names(reduction)
+    }
 
 
 def _check_loss(ctx: CheckContext, case: cases.Case) -> None:
@@ -87,21 +97,35 @@ def check_ce_gradient(ctx: CheckContext) -> None:
         _check_dz(ctx, cases.classification(seed))
 
 
+def _known_losses(reduction: str) -> list[ownloss.KnownLoss]:
+    """The reference cross-entropy and its reduction mistakes, each with its exact gradient dL/dz."""
+    mistakes = [b for b in ("loss_summed", "loss_averaged") if b in _variants_names(reduction)]
+
+    def compute(combo: tuple[str, ...]) -> Any:
+        def run(args: tuple[Any, ...]) -> tuple[float, dict[str, np.ndarray]]:
+            loss, dz = bugs.consistent_cross_entropy(args[0], args[1], reduction, combo)
+            return loss, {"z": dz}
+
+        return run
+
+    return [ownloss.KnownLoss("+".join(c), compute(c)) for c in [(), *((m,) for m in mistakes)]]
+
+
 @check(
-    "softmax_cross_entropy", "gradient_matches_own_loss", "dz agrees with finite differences of your own loss", weight=2
+    "softmax_cross_entropy",
+    "gradient_matches_own_loss",
+    "dz is the exact gradient of your own loss (the reference or a known mistake), on fresh logits",
+    weight=2,
+    role="property",
 )
 def check_ce_gradient_matches_own_loss(ctx: CheckContext) -> None:
-    case = cases.classification(ctx.sub_seed("fd"))
-    z, y = case.args
-    _, dz = _loss_and_dz(ctx, case)
-    if dz.shape != z.shape:
-        raise CheckFailed(f"dz has shape {dz.shape}, expected {z.shape} (the shape of z)", details=case.details)
+    def student(case: cases.Case) -> tuple[float, dict[str, np.ndarray]]:
+        loss, dz = _parse(ctx.call(*case.args).value, case)
+        return loss, {"z": dz}
 
-    def loss_at(point: np.ndarray) -> float:
-        loss, _ = as_pair(ctx.call(point, y).value, "softmax_cross_entropy(z, y)")
-        return as_float(loss, "the loss")
-
-    assert_own_gradient(loss_at, dz, z, case.seed, "dz", case.details)
+    verdict = ownloss.verdict(ctx, cases.classification, student, _known_losses(ctx.assignment.reduction), "dz")
+    if not verdict.exact:
+        raise CheckFailed(verdict.reason)
 
 
 @check("softmax_cross_entropy", "extreme_logits", "finite, exact loss and dz for logits of +/-1e4", weight=2)
@@ -111,7 +135,7 @@ def check_ce_extreme_logits(ctx: CheckContext) -> None:
     _check_dz(ctx, case)
 
 
-@check("softmax_cross_entropy", "no_mutation", "does not modify z or y")
+@check("softmax_cross_entropy", "no_mutation", "does not modify z or y", role="property")
 def check_ce_no_mutation(ctx: CheckContext) -> None:
     case = cases.classification(ctx.sub_seed("mutation"))
     result = ctx.call(*case.args, echo_args=True)

@@ -1,9 +1,9 @@
 """Checks of mlp_forward(X, params) and mlp_loss(X, y, params, reg) -> (loss, grads).
 
-Each gradient is scored on its own. A gradient that differs from the reference still earns
-its points when it is the exact gradient of the student's own (wrong) loss: the backward
-pass is right for the forward pass it was written for, and the forward pass already lost
-its points in the loss check.
+Each gradient is scored on its own. A gradient that differs from the reference still earns part of
+its points (credit carried forward, capped by the assignment's [scoring] carried_credit) when the
+student's loss is a known mistake and the whole backward pass is that loss's exact gradient, judged on
+fresh problems the submission cannot anticipate (grader.checks.ownloss states the rule).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 
 from grader import cases
-from grader.checks.base import CheckContext, CheckFailed, Passed, check
-from grader.checks.diagnosis import diagnose_gradient, diagnose_loss, diagnose_with, nonfinite_loss
-from grader.checks.gradcheck import assert_own_gradient, directional_check
+from grader.checks import ownloss
+from grader.checks.base import CheckContext, CheckFailed, check
+from grader.checks.diagnosis import diagnose_gradient, diagnose_loss, diagnose_with, loss_mistake_sets, nonfinite_loss
 from grader.checks.values import (
     as_array,
     as_float,
@@ -29,16 +29,10 @@ from grader.checks.values import (
 from reference import MLPSpec, bugs, forward, loss_and_grads
 
 PARAMS = ("W1", "b1", "W2", "b2")
-# Credit is carried forward only for a gradient that points broadly where the true one does, or
-# whose loss is explained by a known forward-pass mistake: the exact gradient of some unrelated
-# function (or of a placeholder) is not a backward pass of this network.
-CARRY_FORWARD_COSINE = 0.5
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """Cosine of the angle between two arrays seen as vectors (0 when either is zero)."""
-    norms = float(np.linalg.norm(a) * np.linalg.norm(b))
-    return float(np.sum(a * b)) / norms if norms > 0 else 0.0
+CARRIED = (
+    "d{name} differs from the reference, but your whole backward pass is the exact gradient of your own loss, "
+    "which is {loss}: credit carried forward, {share:.0%} of this check's points (fix the loss for the rest)"
+)
 
 
 def _spec(ctx: CheckContext, case: cases.Case) -> MLPSpec:
@@ -92,7 +86,7 @@ def check_forward_batch_of_one(ctx: CheckContext) -> None:
     _check_scores(ctx, _case(ctx, ctx.sub_seed("one"), batch=1))
 
 
-@check("mlp_forward", "no_mutation", "does not modify X or params")
+@check("mlp_forward", "no_mutation", "does not modify X or params", role="property")
 def check_forward_no_mutation(ctx: CheckContext) -> None:
     case = _case(ctx, ctx.sub_seed("mutation"))
     x, _, params, _ = case.args
@@ -109,13 +103,6 @@ def _student_loss_and_grads(ctx: CheckContext, case: cases.Case) -> tuple[float,
     value = ctx.memo_call(("mlp", case.seed, case.label, reg), x, y, params, reg).value
     loss, grads = as_pair(value, "mlp_loss(X, y, params, reg)")
     return as_float(loss, "the loss"), as_param_dict(grads, "the gradient dict", _shapes(case))
-
-
-def _student_loss_at(ctx: CheckContext, case: cases.Case, name: str, value: np.ndarray) -> float:
-    """The student's loss with one parameter replaced (for finite differences)."""
-    x, y, params, reg = case.args
-    loss, _ = as_pair(ctx.call(x, y, {**params, name: value}, reg).value, "mlp_loss(X, y, params, reg)")
-    return as_float(loss, "the loss")
 
 
 def _reference(ctx: CheckContext, case: cases.Case) -> tuple[float, dict[str, np.ndarray]]:
@@ -149,13 +136,36 @@ def check_loss_without_reg(ctx: CheckContext) -> None:
     _check_loss_value(ctx, _case(ctx, ctx.sub_seed("noreg"), reg=0.0))
 
 
-def _check_gradient(ctx: CheckContext, case: cases.Case, name: str) -> Passed | None:
-    """Pass when grads[name] matches the reference, or is the exact gradient of the student's own loss."""
-    ref_loss, ref_grads = _reference(ctx, case)
+def _known_losses(ctx: CheckContext) -> list[ownloss.KnownLoss]:
+    """The reference loss and every known mistake of it, each with its exact gradient."""
+    a = ctx.assignment
+
+    def compute(combo: tuple[str, ...]) -> Any:
+        return lambda args: bugs.consistent_loss_and_grads(
+            args[0], args[1], args[2], a.activation, a.reduction, float(args[3]), combo
+        )
+
+    return [ownloss.KnownLoss("+".join(c), compute(c)) for c in [(), *loss_mistake_sets(a.activation, a.reduction)]]
+
+
+def _verdict(ctx: CheckContext) -> ownloss.Verdict:
+    """Once per submission: which known loss the student computes, and whether the gradients are exact for it."""
+
+    def student(case: cases.Case) -> tuple[float, dict[str, np.ndarray]]:
+        value = ctx.call(*case.args).value
+        loss, grads = as_pair(value, "mlp_loss(X, y, params, reg)")
+        return as_float(loss, "the loss"), as_param_dict(grads, "the gradient dict", _shapes(case))
+
+    return ownloss.verdict(ctx, lambda seed: _case(ctx, seed), student, _known_losses(ctx), "your gradient")
+
+
+def _check_gradient(ctx: CheckContext, case: cases.Case, name: str) -> None:
+    """Pass when grads[name] matches the reference; fail with capped credit when it is carried forward."""
+    _, ref_grads = _reference(ctx, case)
     loss, grads = _student_loss_and_grads(ctx, case)
     expected, found = ref_grads[name], grads[name]
     if is_close(found, expected, ctx.tolerance()):
-        return None
+        return
     activation, reduction = ctx.assignment.activation, ctx.assignment.reduction
     try:
         assert_close(
@@ -167,27 +177,35 @@ def _check_gradient(ctx: CheckContext, case: cases.Case, name: str) -> Passed | 
             lambda f: diagnose_gradient(grads, name, ref_grads, case.args, activation, reduction, ctx.tolerance()),
         )
     except CheckFailed as failure:
-        if found.shape == expected.shape and not is_close(np.asarray(loss), np.asarray(ref_loss), ctx.tolerance()):
-            own = directional_check(
-                lambda p: _student_loss_at(ctx, case, name, p), found, case.args[2][name], count=3, seed=case.seed
-            )
-            related = cosine(found, expected) >= CARRY_FORWARD_COSINE or diagnose_loss(
-                loss, ref_loss, case.args, activation, reduction, ctx.tolerance()
-            )
-            if own.consistent and not own.flat and related:
-                return Passed(
-                    f"d{name} differs from the reference, but it is the exact gradient of your own loss, "
-                    "whose value is wrong: credit carried forward from the forward pass",
-                    details={**failure.details, "carried_forward": True},
-                )
-        raise
-    return None
+        verdict = _verdict(ctx)
+        if not ownloss.carried_at(ctx, verdict, _known_losses(ctx), case.args, loss, grads):
+            raise
+        assert verdict.loss is not None
+        share = ctx.assignment.carried_credit
+        raise CheckFailed(
+            CARRIED.format(name=name, loss=ownloss.describe(verdict.loss, activation), share=share),
+            details={**failure.details, "carried_forward": verdict.loss},
+            credit=share,
+        ) from None
+
+
+def _grade_gradients(ctx: CheckContext, items: list[tuple[cases.Case, str]]) -> None:
+    """Grade (case, gradient) pairs: a real failure fails at once; otherwise a carried one sets the credit."""
+    carried: CheckFailed | None = None
+    for case, name in items:
+        try:
+            _check_gradient(ctx, case, name)
+        except CheckFailed as failure:
+            if "carried_forward" not in failure.details:
+                raise
+            carried = carried or failure
+    if carried is not None:
+        raise carried
 
 
 def _gradient_check(name: str):  # type: ignore[no-untyped-def]
-    def run(ctx: CheckContext) -> Passed | None:
-        notes = [_check_gradient(ctx, _case(ctx, seed), name) for seed in ctx.case_seeds()]
-        return next((n for n in notes if n is not None), None)
+    def run(ctx: CheckContext) -> None:
+        _grade_gradients(ctx, [(_case(ctx, seed), name) for seed in ctx.case_seeds()])
 
     run.__name__ = f"check_grad_{name}"
     run.__doc__ = f"d{name} matches the reference on random problems."
@@ -201,40 +219,28 @@ for _name in PARAMS:
 @check("mlp_loss", "square_weights", "every gradient when D == H (a transposed dW1 has the right shape)")
 def check_square_weights(ctx: CheckContext) -> None:
     case = _case(ctx, ctx.sub_seed("square"), square=True)
-    for name in PARAMS:
-        _check_gradient(ctx, case, name)  # a carried-forward note is fine here too
+    _grade_gradients(ctx, [(case, name) for name in PARAMS])
 
 
 @check(
     "mlp_loss",
     "gradient_matches_own_loss",
-    "your gradient agrees with finite differences of your own loss (gradcheck)",
+    "your gradient is the exact gradient of your own loss (the reference or a known mistake), on fresh problems",
     weight=2,
+    role="property",
 )
 def check_gradient_matches_own_loss(ctx: CheckContext) -> None:
-    case = _case(ctx, ctx.sub_seed("gradcheck"))
-    x, y, params, reg = case.args
-    _, grads = _student_loss_and_grads(ctx, case)
-    for name in PARAMS:
-        if grads[name].shape != params[name].shape:
-            raise CheckFailed(
-                f"d{name} has shape {grads[name].shape}, expected {params[name].shape} (the shape of {name})",
-                details=case.details,
-            )
-    flat = np.concatenate([params[k].ravel() for k in PARAMS])
-    gradient = np.concatenate([grads[k].ravel() for k in PARAMS])
-    sizes = np.cumsum([params[k].size for k in PARAMS])[:-1]
-
-    def loss_at(theta: np.ndarray) -> float:
-        parts = np.split(theta, sizes)
-        new = {k: p.reshape(params[k].shape) for k, p in zip(PARAMS, parts, strict=False)}
-        loss, _ = as_pair(ctx.call(x, y, new, reg).value, "mlp_loss(X, y, params, reg)")
-        return as_float(loss, "the loss")
-
-    assert_own_gradient(loss_at, gradient, flat, case.seed, "your gradient", case.details)
+    verdict = _verdict(ctx)
+    if not verdict.exact:
+        raise CheckFailed(verdict.reason)
 
 
-@check("mlp_loss", "output_structure", "returns (loss as a number, dict of gradients shaped like the parameters)")
+@check(
+    "mlp_loss",
+    "output_structure",
+    "returns (loss as a number, dict of gradients shaped like the parameters)",
+    role="property",
+)
 def check_output_structure(ctx: CheckContext) -> None:
     case = _case(ctx, ctx.sub_seed("structure"))
     _, grads = _student_loss_and_grads(ctx, case)
@@ -251,7 +257,7 @@ def check_output_structure(ctx: CheckContext) -> None:
             )
 
 
-@check("mlp_loss", "no_mutation", "does not modify X, y or params")
+@check("mlp_loss", "no_mutation", "does not modify X, y or params", role="property")
 def check_loss_no_mutation(ctx: CheckContext) -> None:
     case = _case(ctx, ctx.sub_seed("mutation"))
     result = ctx.call(*case.args, echo_args=True)

@@ -174,7 +174,7 @@ def check_numgrad_uses_h(ctx: CheckContext) -> None:
     _grade(ctx, fn, h=1e-3)
 
 
-@check("numerical_gradient", "restores_x", "leaves x exactly as it was (bit for bit)", weight=2)
+@check("numerical_gradient", "restores_x", "leaves x exactly as it was (bit for bit)", weight=2, role="property")
 def check_numgrad_restores_x(ctx: CheckContext) -> None:
     seed = ctx.sub_seed("restore")
     fn = quadratic(seed)
@@ -192,7 +192,12 @@ def check_numgrad_restores_x(ctx: CheckContext) -> None:
         ) from None
 
 
-@check("numerical_gradient", "deterministic", "does not depend on the random state (no sampling of coordinates)")
+@check(
+    "numerical_gradient",
+    "deterministic",
+    "does not depend on the random state (no sampling of coordinates)",
+    role="property",
+)
 def check_numgrad_deterministic(ctx: CheckContext) -> None:
     fn = sum_of_sines(ctx.sub_seed("deterministic"))
     f = _guarded(fn.f, fn.x.shape)

@@ -6,6 +6,7 @@ Importing this module registers every check (one module per group of problems).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import traceback
 from typing import Any
 
@@ -24,14 +25,25 @@ from grader.checks.base import (
 )
 from grader.sandbox.exceptions import SandboxError
 
-__all__ = ["REGISTRY", "Outcome", "plan", "run_check", "run_checks"]
+__all__ = ["REGISTRY", "Outcome", "gate_properties", "plan", "run_check", "run_checks"]
+
+PROPERTY_WITHOUT_VALUES = (
+    "{message} But no points: none of {function}()'s value checks earns points, and a property such as this "
+    "one (which code that computes nothing also has) counts only when the values are at least partly right."
+)
 
 
 def run_check(
-    planned: PlannedCheck, session: Session, assignment: Assignment, seed: int, memo: dict[Any, Any]
+    planned: PlannedCheck,
+    session: Session,
+    assignment: Assignment,
+    seed: int,
+    memo: dict[Any, Any],
+    probe_seed: int | None = None,
 ) -> Outcome:
     """Run one planned check; every failure, including a grader bug, becomes an outcome."""
-    ctx = CheckContext(session, assignment, planned.problem, seed, planned.hidden, memo)
+    probe = seed if probe_seed is None else probe_seed
+    ctx = CheckContext(session, assignment, planned.problem, seed, planned.hidden, memo, probe)
     base: dict[str, Any] = dict(
         id=planned.id,
         problem=planned.problem.name,
@@ -39,6 +51,7 @@ def run_check(
         title=planned.title,
         max_score=planned.points,
         hidden=planned.hidden,
+        role=planned.check.role,
     )
     # Every check starts from its own random state, so that code which draws random numbers gets the
     # same inputs whatever ran before (visible results never depend on the hidden seed). When the
@@ -74,12 +87,43 @@ def run_check(
 def run_checks(
     session: Session, assignment: Assignment, hidden_seed: int | None, problems: list[str] | None = None
 ) -> list[Outcome]:
-    """Run every planned check (visible ones with the assignment's seed, hidden ones with hidden_seed)."""
+    """Run every planned check (visible ones with the assignment's seed, hidden ones with hidden_seed).
+
+    Fresh problems (the probes behind credit carried forward) come from the hidden seed when there is one,
+    so that a submission cannot know them in advance.
+    """
     memo: dict[Any, Any] = {}
     outcomes = []
+    probe_seed = derive_seed(assignment.visible_seed if hidden_seed is None else hidden_seed, "probes")
     for planned in plan(assignment, include_hidden=hidden_seed is not None):
         if problems is not None and planned.problem.name not in problems:
             continue
         seed = hidden_seed if planned.hidden and hidden_seed is not None else assignment.visible_seed
-        outcomes.append(run_check(planned, session, assignment, seed, memo))
-    return outcomes
+        outcomes.append(run_check(planned, session, assignment, seed, memo, probe_seed))
+    return gate_properties(outcomes)
+
+
+def gate_properties(outcomes: list[Outcome]) -> list[Outcome]:
+    """Property checks keep their points only in problems where some value check earned points.
+
+    A stub that returns shaped zeros and leaves its inputs alone has every property and no right value.
+    """
+    right = {o.problem for o in outcomes if o.role == "value" and o.score > 0}
+    return [
+        o
+        if o.role == "value" or o.problem in right or o.score == 0
+        else dataclasses.replace(
+            o,
+            score=0.0,
+            status="failed",
+            message=PROPERTY_WITHOUT_VALUES.format(
+                message=_sentence(o.message or "This property holds."), function=o.problem
+            ),
+            details={**o.details, "gated": True},
+        )
+        for o in outcomes
+    ]
+
+
+def _sentence(text: str) -> str:
+    return text if text.endswith(".") else f"{text}."

@@ -1,0 +1,145 @@
+"""Is a student's gradient the exact gradient of the loss they computed? The rule behind credit carried forward.
+
+A gradient that differs from the reference may still be a right backward pass of a wrong forward pass.
+Judging that from the student's own answers to probing calls can be farmed (a constant gradient and a loss
+that is linear around the first point it saw are perfectly "consistent"), so the grader never trusts the
+student's loss as the ground truth. Instead, once per submission and problem:
+
+1. It draws fresh problems (new inputs and parameters, same distribution as the graded cases) from the
+   probe seed, which comes from the secret hidden seed; each is an independent point, never a perturbation
+   of an earlier call, and the student is called once on each.
+2. It identifies the student's loss on every fresh problem among the losses it can compute itself: the
+   reference and the known mistakes of ``reference.bugs`` (singles and compatible pairs).
+3. It compares every returned gradient with the exact gradient of that identified loss, computed by the
+   grader. All gradients of the backward pass together: one verdict for all of them.
+
+Credit is carried only when the identified loss is a known *mistake* and the whole backward pass is its
+exact gradient, on the fresh problems and on the graded case itself; it is capped by the assignment's
+``[scoring] carried_credit``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from grader import cases
+from grader.checks.base import CheckContext, CheckFailed
+from grader.checks.diagnosis import message
+from grader.checks.values import is_close
+
+FRESH_PROBLEMS = 3
+REFERENCE = ""  # the name of the reference among the known losses (a mistake is '+'-joined bug names)
+
+UNKNOWN_LOSS = (
+    "your loss matches neither the reference nor any known mistake on fresh random problems, so the grader "
+    "cannot confirm which loss your gradient is the gradient of; compute the loss as specified"
+)
+NOT_OWN_GRADIENT = (
+    "{what} is not the gradient of your own loss: on fresh random problems your loss is {loss}, "
+    "but {what} differs from the exact gradient of that loss; check the backward pass against your forward pass"
+)
+PROBE_FAILED = "on a fresh random problem, {message}"
+
+Gradients = dict[str, np.ndarray]
+StudentCall = Callable[[cases.Case], tuple[float, Gradients]]
+
+
+@dataclass(frozen=True)
+class KnownLoss:
+    """A loss the grader computes with its exact gradient: the reference, or a named mistake ('a+b' for two)."""
+
+    name: str
+    compute: Callable[[tuple[Any, ...]], tuple[float, Gradients]]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The judgment of one submission's backward pass, made once on fresh problems."""
+
+    loss: str | None  # the known loss that reproduces the student's on every fresh problem (None: none does)
+    exact: bool  # every returned gradient is that loss's exact gradient on every fresh problem
+    reason: str = ""  # why not, for messages
+
+    @property
+    def carries(self) -> bool:
+        """Credit may be carried forward: an exact backward pass of a known wrong loss."""
+        return self.exact and self.loss not in (None, REFERENCE)
+
+
+def describe(loss: str, activation: str) -> str:
+    """'the reference loss', or the known mistake in the words of the diagnosis."""
+    return "the reference loss" if loss == REFERENCE else f"a loss with a known mistake ({message(loss, activation)})"
+
+
+def matches(
+    known: KnownLoss,
+    args: tuple[Any, ...],
+    loss: float,
+    grads: Mapping[str, np.ndarray],
+    ctx: CheckContext,
+    gradients: bool = True,
+) -> bool:
+    """The student's loss (and, with `gradients`, every gradient) equals the known loss's on these inputs."""
+    true_loss, true_grads = known.compute(args)
+    tol = ctx.tolerance()
+    if not is_close(np.asarray(loss, dtype=np.float64), np.asarray(true_loss), tol):
+        return False
+    return not gradients or all(is_close(grads[k], np.asarray(g), tol) for k, g in true_grads.items())
+
+
+def verdict(
+    ctx: CheckContext,
+    fresh_case: Callable[[int], cases.Case],
+    student: StudentCall,
+    known: Sequence[KnownLoss],
+    what: str,
+) -> Verdict:
+    """The submission's verdict for this problem, judged on fresh problems once and shared by every check."""
+    key = ("own-loss verdict", ctx.problem.name)
+    if key not in ctx.memo:
+        ctx.memo[key] = _judge(ctx, fresh_case, student, known, what)
+    result = ctx.memo[key]
+    assert isinstance(result, Verdict)
+    return result
+
+
+def _judge(
+    ctx: CheckContext,
+    fresh_case: Callable[[int], cases.Case],
+    student: StudentCall,
+    known: Sequence[KnownLoss],
+    what: str,
+) -> Verdict:
+    losses = list(known)
+    exact = list(known)
+    for seed in ctx.fresh_seeds(FRESH_PROBLEMS):
+        case = fresh_case(seed)
+        try:
+            loss, grads = student(case)
+        except CheckFailed as failure:
+            return Verdict(None, False, PROBE_FAILED.format(message=failure.message))
+        losses = [k for k in losses if matches(k, case.args, loss, grads, ctx, gradients=False)]
+        exact = [k for k in exact if k in losses and matches(k, case.args, loss, grads, ctx)]
+    if exact:
+        return Verdict(exact[0].name, True)
+    if not losses:
+        return Verdict(None, False, UNKNOWN_LOSS)
+    return Verdict(
+        losses[0].name,
+        False,
+        NOT_OWN_GRADIENT.format(what=what, loss=describe(losses[0].name, ctx.assignment.activation)),
+    )
+
+
+def carried_at(
+    ctx: CheckContext, found: Verdict, known: Sequence[KnownLoss], args: tuple[Any, ...], loss: float, grads: Gradients
+) -> bool:
+    """Credit is carried forward on this graded case: the verdict carries, and here too the student's loss is
+    that known mistake and every gradient its exact gradient."""
+    if not found.carries:
+        return False
+    return any(matches(k, args, loss, grads, ctx) for k in known if k.name == found.loss)
