@@ -161,7 +161,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
         sys.stdout.write(github.render(report, args.notebook))
     if result.error:
-        print(f"jitgrade: {result.error}", file=sys.stderr)
+        from grader.reports.sanitize import one_line
+
+        print(f"jitgrade: {one_line(result.error)}", file=sys.stderr)
         return EXIT_UNGRADABLE
     return EXIT_OK if result.score >= result.max_score - 1e-9 else EXIT_POINTS_LOST
 
@@ -170,6 +172,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 RUN_FILE = "jitgrade-run.json"
+GRADEBOOK = "gradebook.csv"
+SUMMARY = "summary.html"
+LOCK_FILE = ".jitgrade.lock"
+# Everything a batch writes at the top of --out; no student folder may take one of these names
+# (write_atomic's temporary files start with a dot, which no folder name does).
+BATCH_FILES = (RUN_FILE, GRADEBOOK, SUMMARY, LOCK_FILE)
+NOT_WRITTEN = "the reports of this submission could not be written ({error}); it was not graded: rerun to try again"
 _TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # files.write_atomic's, before their rename
 
 
@@ -179,9 +188,9 @@ def _safe_name(student: str) -> str:
 
 
 def _folders(students: Sequence[str]) -> dict[str, str]:
-    """A report folder per student: the safe name, suffixed when two ids clean up to the same one
-    (compared without case, for case-insensitive file systems); stable for the same inputs."""
-    taken: set[str] = set()
+    """A report folder per student: the safe name, suffixed when two ids clean up to the same one or to
+    a batch file's name (compared without case, for case-insensitive file systems); stable for the same inputs."""
+    taken = {name.lower() for name in BATCH_FILES}
     folders = {}
     for student in students:
         base = name = _safe_name(student)
@@ -217,16 +226,19 @@ def _run_seed(out: Path, assignment: Any, requested: int | None, limits: Any = N
     return seed
 
 
-def _up_to_date(report_path: Path, sha: str | None, assignment: Any, seed: int) -> dict[str, Any] | None:
-    """The existing report when it was made from the same notebook, assignment version and seed."""
+def _up_to_date(report_path: Path, submission: Any, assignment: Any, seed: int) -> dict[str, Any] | None:
+    """The existing report when it was made for the same student from the same notebook, assignment
+    version and seed (the same bytes handed in by two students are two reports)."""
+    sha = _sha256(submission.path)
     try:
         report = json.loads(report_path.read_text(encoding="utf-8"))
         prov = report["provenance"]
-    except (OSError, ValueError, KeyError, TypeError):
+        same = (sha is not None and prov.get("notebook_sha256") == sha
+                and prov.get("student") == submission.student and prov.get("notebook") == submission.path.name
+                and prov.get("assignment_version") == assignment.version
+                and prov.get("hidden_seed") == seed and prov.get("assignment") == assignment.name)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    same = (sha is not None and prov.get("notebook_sha256") == sha
-            and prov.get("assignment_version") == assignment.version
-            and prov.get("hidden_seed") == seed and prov.get("assignment") == assignment.name)
     return report if same else None
 
 
@@ -247,7 +259,7 @@ def _lock_output(out: Path) -> Any:
         import fcntl
     except ImportError:  # not POSIX: no lock
         return None
-    handle = open(out / ".jitgrade.lock", "a")  # noqa: SIM115 - held open for the whole run
+    handle = open(out / LOCK_FILE, "a")  # noqa: SIM115 - held open for the whole run
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -302,21 +314,22 @@ def cmd_grade(args: argparse.Namespace) -> int:
     hidden = [str(out.resolve())] + [str(Path(p).resolve()) for p in args.submissions]
     settings = executors.Settings(executors.assignment_reference(assignment.directory), limits, seed,
                                   args.isolation, tuple(hidden), feedback=not args.no_feedback)
-    folders = _folders([s.student for s in submissions])
+    folders = _folders([s.student for s in submissions])  # ids are unique (discover), so are their folders
+    batch = {folders[s.student]: s for s in submissions}  # row key (its report folder) -> submission
     reports: dict[str, dict[str, Any]] = {}
-    todo = []
-    for s in submissions:
+    todo = {}
+    for key, s in batch.items():
         existing = None
-        if not args.force and same_limits:
-            existing = _up_to_date(out / folders[s.student] / "report.json", _sha256(s.path), assignment, seed)
+        if not args.force and same_limits and s.path is not None:
+            existing = _up_to_date(out / key / "report.json", s, assignment, seed)
         if existing is None:
-            todo.append(s)
+            todo[key] = s
             continue
-        reports[s.student] = existing
-        if settings.feedback and not (out / folders[s.student] / "feedback.html").is_file():
+        reports[key] = existing
+        if settings.feedback and not (out / key / "feedback.html").is_file():
             from grader.reports import html
 
-            files.write_atomic(out / folders[s.student] / "feedback.html", html.feedback(existing))
+            files.write_atomic(out / key / "feedback.html", html.feedback(existing))
     note = "" if same_limits else " (the limits changed since the last run in this folder: regrading all)"
     print(f"jitgrade: {len(submissions)} submissions, {len(reports)} already graded, {len(todo)} to grade "
           f"(hidden seed {seed}){note}", file=sys.stderr)
@@ -324,28 +337,39 @@ def cmd_grade(args: argparse.Namespace) -> int:
     try:
         with _progress(len(todo)) as advance:
             for output in run(settings, todo):
-                folder = out / folders[output.student]
-                if output.executed is not None:
-                    files.write_atomic(folder / "executed.ipynb", output.executed)
-                if output.feedback is not None:
-                    files.write_atomic(folder / "feedback.html", output.feedback)
-                files.write_atomic(folder / "report.json", output.report)  # last: its presence means "done"
-                report = json.loads(output.report)
-                reports[output.student] = report
-                advance(output.student, report)
+                try:
+                    reports[output.key] = _write_outputs(out / output.key, output)
+                except OSError as exc:  # this submission's folder cannot be written: its row says so
+                    failed = executors.not_graded(settings, executors.task_of(output.key, batch[output.key]),
+                                                  NOT_WRITTEN.format(error=exc.strerror or exc))
+                    reports[output.key] = json.loads(failed.report)
+                advance(batch[output.key].student, reports[output.key])
     except (ZygoteError, BrokenProcessPool) as exc:
         raise UsageError(f"grading stopped: {exc}; the finished reports are kept: rerun to go on") from None
-    ordered = [reports[s.student] for s in submissions if s.student in reports]
-    files.write_atomic(out / "gradebook.csv", gradebook.render(assignment, ordered))
+    ordered = [reports[key] for key in batch if key in reports]
+    files.write_atomic(out / GRADEBOOK, gradebook.render(assignment, ordered))
     from grader.reports import html
 
-    files.write_atomic(out / "summary.html", html.summary(ordered, f"{assignment.title} ({assignment.name})"))
+    title = f"{assignment.title} ({assignment.name})"
+    files.write_atomic(out / SUMMARY, html.summary(ordered, title, folders))
     if lock is not None:
         lock.close()
-    sys.stdout.write((out / "gradebook.csv").read_text())
+    sys.stdout.write((out / GRADEBOOK).read_text())
     print(f"jitgrade: reports in {out}/ (gradebook.csv, summary.html, <student>/report.json, feedback.html)",
           file=sys.stderr)
     return EXIT_OK
+
+
+def _write_outputs(folder: Path, output: Any) -> dict[str, Any]:
+    """Write one submission's files into its folder, report.json last (its presence means "done"); its report."""
+    from grader.reports import files
+
+    if output.executed is not None:
+        files.write_atomic(folder / "executed.ipynb", output.executed)
+    if output.feedback is not None:
+        files.write_atomic(folder / "feedback.html", output.feedback)
+    files.write_atomic(folder / "report.json", output.report)
+    return json.loads(output.report)
 
 
 class _progress:
@@ -367,7 +391,10 @@ class _progress:
         return self.advance
 
     def advance(self, student: str, report: dict[str, Any]) -> None:
+        from grader.reports.sanitize import one_line
+
         self.done += 1
+        student = one_line(student)  # a file name must not reach the terminal raw
         score = f"{report['score']:g}/{report['max_score']:g}" if not report.get("error") else "not graded"
         if self.bar is not None:
             self.bar.update(self.task, advance=1, description=f"{student}: {score}")
@@ -428,7 +455,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except UsageError as exc:
-        print(f"jitgrade: {exc}", file=sys.stderr)
+        from grader.reports.sanitize import one_line
+
+        print(f"jitgrade: {one_line(str(exc))}", file=sys.stderr)  # messages quote file names
         return EXIT_UNGRADABLE
     except KeyboardInterrupt:
         print("jitgrade: interrupted", file=sys.stderr)

@@ -7,8 +7,13 @@ instructor's disk), and returns plain text (the canonical JSON report, the execu
 the feedback page): the caller only writes files, and whatever the executor, the reports are
 the same bytes apart from timings.
 
+Each task carries the key of its row (the report folder, unique in the batch) and its output comes
+back with the same key, so a report can only land in its own submission's folder and row.
+
 What can go wrong, and what it costs:
 - a bad notebook (crash, hang, garbage) costs only its own report: the sandbox turns it into a result;
+- anything else that raises while grading one submission or rendering its reports (a grader bug
+  a student found) becomes that submission's report, saying so;
 - a grading process that dies (the OOM killer, a stray signal) breaks the local pool: a new pool
   takes over, and the submissions that were in flight are graded again, each alone, so that one
   that kills its grading process every time is found and gets a report saying so (on Dask, the
@@ -35,7 +40,7 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,8 +81,10 @@ class Settings:
 
 @dataclass(frozen=True)
 class Task:
-    """One submission as sent to a grading process: the notebook's file name and bytes, or why there are none."""
+    """One submission as sent to a grading process: its row's key, the notebook's file name and bytes,
+    or why there are none."""
 
+    key: str
     student: str
     name: str
     data: bytes | None
@@ -86,9 +93,9 @@ class Task:
 
 @dataclass(frozen=True)
 class Output:
-    """What grading one submission produced, as text ready to be written."""
+    """What grading one submission produced, as text ready to be written, under its task's key."""
 
-    student: str
+    key: str
     report: str
     executed: str | None
     feedback: str | None
@@ -101,21 +108,21 @@ class Crashed:
     count: int
 
 
-def task_of(submission: Submission) -> Task:
-    """Read a submission into a task (here, on the machine that has the files)."""
+def task_of(key: str, submission: Submission) -> Task:
+    """Read a submission into the task of row `key` (here, on the machine that has the files)."""
     from grader import notebook as nb
 
     s = submission
     if s.path is None:
-        return Task(s.student, "", None, s.problem or "no notebook")
+        return Task(key, s.student, "", None, s.problem or "no notebook")
     try:
         if s.path.stat().st_size > nb.MAX_NOTEBOOK_BYTES or s.path.is_dir():
             nb.read(s.path)  # raises the one-line message every front end gives
-        return Task(s.student, s.path.name, s.path.read_bytes())
+        return Task(key, s.student, s.path.name, s.path.read_bytes())
     except nb.NotebookError as exc:  # students see this: no grader-side paths
-        return Task(s.student, s.path.name, None, str(exc).replace(str(s.path), s.path.name))
+        return Task(key, s.student, s.path.name, None, str(exc).replace(str(s.path), s.path.name))
     except OSError as exc:
-        return Task(s.student, s.path.name, None, f"{s.path.name} cannot be read: {exc.strerror or exc}")
+        return Task(key, s.student, s.path.name, None, f"{s.path.name} cannot be read: {exc.strerror or exc}")
 
 
 # --------------------------------------------------------------------------- grading (in the grading process)
@@ -174,7 +181,7 @@ def _assignment(path: str) -> Any:
     return load(path)
 
 
-def _output(settings: Settings, result: Any, executed: Any = None) -> Output:
+def _output(settings: Settings, task: Task, result: Any, executed: Any = None) -> Output:
     from grader import notebook as nb
     from grader.reports.files import dumps_json
 
@@ -184,7 +191,7 @@ def _output(settings: Settings, result: Any, executed: Any = None) -> Output:
         from grader.reports import html
 
         feedback = html.feedback(report)
-    return Output(result.student, dumps_json(report), nb.dumps(executed) if executed is not None else None, feedback)
+    return Output(task.key, dumps_json(report), nb.dumps(executed) if executed is not None else None, feedback)
 
 
 def not_graded(settings: Settings, task: Task, error: str) -> Output:
@@ -193,11 +200,12 @@ def not_graded(settings: Settings, task: Task, error: str) -> Output:
 
     result = SubmissionResult(task.student, task.name, None, _assignment(settings.assignment),
                               settings.hidden_seed, error=error)
-    return _output(settings, result)
+    return _output(settings, task, result)
 
 
 def grade_one(settings: Settings, task: Task) -> Output:
-    """Grade one submission in this process (the task every executor runs)."""
+    """Grade one submission in this process (the task every executor runs); whatever goes wrong with this
+    submission becomes its report. Only a sandbox that cannot start at all (ZygoteError) stops the batch."""
     from grader import notebook as nb
 
     if task.data is None:
@@ -209,9 +217,9 @@ def grade_one(settings: Settings, task: Task) -> Output:
     grader = _grader(settings)
     try:
         graded = grader.grade(notebook, task.student)
+        return _output(settings, task, graded.result, graded.executed)
     except Exception as exc:  # a grader bug costs this submission a report that says so, not the batch
         return not_graded(settings, task, INTERNAL_ERROR.format(error=exc))
-    return _output(settings, graded.result, graded.executed)
 
 
 # --------------------------------------------------------------------------- pool processes
@@ -363,9 +371,9 @@ def run_pool(fn: Callable[[T], R], items: Iterable[T], jobs: int) -> Iterator[tu
 # --------------------------------------------------------------------------- executors
 
 
-def run_local(settings: Settings, submissions: Sequence[Submission], jobs: int) -> Iterator[Output]:
-    """Grade on `jobs` local processes; results arrive as they finish."""
-    tasks = (task_of(s) for s in submissions)
+def run_local(settings: Settings, submissions: Mapping[str, Submission], jobs: int) -> Iterator[Output]:
+    """Grade on `jobs` local processes the submissions keyed by row; results arrive as they finish."""
+    tasks = (task_of(key, s) for key, s in submissions.items())
     for task, result in run_pool(functools.partial(grade_one, settings), tasks, jobs):
         if isinstance(result, Crashed):
             yield not_graded(settings, task, GRADING_PROCESS_DIED.format(count=result.count))
@@ -373,8 +381,9 @@ def run_local(settings: Settings, submissions: Sequence[Submission], jobs: int) 
             yield result
 
 
-def run_dask(settings: Settings, submissions: Sequence[Submission], address: str) -> Iterator[Output]:
-    """Grade on a dask.distributed cluster (its workers need jitgrade installed); results arrive as they finish."""
+def run_dask(settings: Settings, submissions: Mapping[str, Submission], address: str) -> Iterator[Output]:
+    """Grade on a dask.distributed cluster (its workers need jitgrade installed) the submissions keyed by row;
+    results arrive as they finish."""
     try:
         from distributed import Client, KilledWorker, as_completed
     except ImportError:
@@ -383,14 +392,14 @@ def run_dask(settings: Settings, submissions: Sequence[Submission], address: str
     with Client(address, set_as_default=False) as client:
         threads = sum(client.nthreads().values()) or 1
         window = max(4, 2 * threads)  # enough queued to keep every worker busy, few notebooks in memory
-        tasks = (task_of(s) for s in submissions)
+        tasks = (task_of(key, s) for key, s in submissions.items())
         running: dict[Any, Task] = {}
         stream = as_completed(loop=client.loop)
 
         def submit() -> None:
             task = next(tasks, None)
             if task is not None:
-                future = client.submit(grade_one, settings, task, pure=False, key=f"jitgrade-{batch}-{task.student}")
+                future = client.submit(grade_one, settings, task, pure=False, key=f"jitgrade-{batch}-{task.key}")
                 running[future] = task
                 stream.add(future)
 
@@ -408,7 +417,7 @@ def run_dask(settings: Settings, submissions: Sequence[Submission], address: str
             yield output
 
 
-def executor(jobs: int, scheduler: str | None) -> Callable[[Settings, Sequence[Submission]], Iterator[Output]]:
+def executor(jobs: int, scheduler: str | None) -> Callable[[Settings, Mapping[str, Submission]], Iterator[Output]]:
     """The executor for the command-line options."""
     if scheduler:
         return lambda settings, subs: run_dask(settings, subs, scheduler)

@@ -3,20 +3,33 @@ detect edits to locked cells, and build the executed notebook for instructors.
 
 Reading uses the json module and a structural check of nbformat 4 (nbformat's full
 JSON-schema validation costs more than a second of imports, and a student waiting for
-feedback should not pay it); writing the executed notebook goes through nbformat.
+feedback should not pay it); size and nesting are bounded before parsing, so no file makes
+the parser recurse without bound. Writing the executed notebook goes through nbformat, after
+the sanitizer has cut what student code put there too deep, too long or not finite.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import json
+import operator
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 MAX_NOTEBOOK_BYTES = 64 * 1024 * 1024
+MAX_JSON_DEPTH = 100  # nesting of a notebook's JSON (Jupyter's own structure needs about 10 levels)
+TOO_LARGE = "{name} is {size:.0f} MiB; notebooks over {limit} MiB are not graded (clear the outputs and save again)"
+TOO_DEEP = (
+    "{name} cannot be graded: the notebook's JSON is nested {depth} levels deep (at most {limit}); "
+    "clear the outputs and metadata that hold the nesting, or save the notebook again from Jupyter"
+)
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_DEPTH_STEP = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")  # 2 per opening bracket, 0 per closing one
 SELF_CHECK_TAG = "jitgrade-selfcheck"
 HIDDEN_TAG = "jitgrade-hidden"
 LOCKED_KEY = "locked"
@@ -78,10 +91,22 @@ def is_self_check(cell: dict[str, Any]) -> bool:
     return bool(lines) and all(_SELF_CHECK_LINE.match(line) for line in lines)
 
 
+def nesting(data: bytes) -> int:
+    """How deeply JSON bytes nest arrays and objects (brackets inside strings do not count), in linear time."""
+    brackets = _JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKETS).translate(_DEPTH_STEP)
+    # depth after k brackets = 2 * (openings so far) - k
+    return max(map(operator.sub, itertools.accumulate(brackets), itertools.count(1)), default=0)
+
+
 def loads(data: bytes, name: str) -> Notebook:
     """Parse and validate notebook bytes (name is only used in messages)."""
     if not data.strip():
         raise NotebookError(f"{name} is empty: expected a Jupyter notebook (.ipynb)")
+    if len(data) > MAX_NOTEBOOK_BYTES:
+        raise NotebookError(TOO_LARGE.format(name=name, size=len(data) / 2**20, limit=MAX_NOTEBOOK_BYTES // 2**20))
+    depth = nesting(data)
+    if depth > MAX_JSON_DEPTH:
+        raise NotebookError(TOO_DEEP.format(name=name, depth=depth, limit=MAX_JSON_DEPTH))
     try:
         nb = json.loads(data)
     except UnicodeDecodeError:
@@ -124,10 +149,7 @@ def read(path: str | Path) -> Notebook:
         raise NotebookError(f"{path} is a folder, not a notebook")
     size = path.stat().st_size
     if size > MAX_NOTEBOOK_BYTES:
-        raise NotebookError(
-            f"{path} is {size / 2**20:.0f} MiB; notebooks over {MAX_NOTEBOOK_BYTES // 2**20} MiB "
-            "are not graded (clear the outputs and save again)"
-        )
+        raise NotebookError(TOO_LARGE.format(name=path, size=size / 2**20, limit=MAX_NOTEBOOK_BYTES // 2**20))
     return loads(path.read_bytes(), str(path))
 
 
@@ -166,12 +188,17 @@ def executed(notebook: Notebook, records: list[Any]) -> dict[str, Any]:
 
 
 def dumps(data: dict[str, Any]) -> str:
-    """A notebook dict as nbformat JSON text (nbformat's writer when the notebook is valid, plain JSON if not)."""
+    """A notebook dict as nbformat JSON text, never raising: sanitized (depth cut at MAX_JSON_DEPTH, so
+    the file reads back; non-finite numbers as strings; control characters kept, JSON escapes them),
+    then nbformat's writer when the result is a valid notebook, plain JSON if not."""
     import nbformat
 
-    node = nbformat.from_dict(data)
+    from grader.reports import sanitize
+
+    clean = sanitize.data(data, depth=MAX_JSON_DEPTH - 1, max_text=MAX_NOTEBOOK_BYTES, controls=True)
     try:
+        node = nbformat.from_dict(clean)
         nbformat.validate(node)
         return str(nbformat.writes(node))
-    except nbformat.ValidationError:
-        return json.dumps(data, indent=1, ensure_ascii=False) + "\n"
+    except Exception:  # noqa: BLE001 - any complaint of nbformat's about student-made outputs: write plain JSON
+        return json.dumps(clean, indent=1, ensure_ascii=False) + "\n"

@@ -2,11 +2,14 @@
 exports of learning platforms (one folder or one file per student).
 
 Each submission gets a student id: the per-student folder's name, or the file name (for
-Canvas-style flat exports ``name_12345_67890_notebook.ipynb``, the leading name).
+Canvas-style flat exports ``name_12345_67890_notebook.ipynb``, the leading name). Ids are
+sanitized for terminals and reports, and unique in the whole batch, compared without case
+(``alice/``, ``alice.ipynb`` and ``alice-2.ipynb`` become alice, alice-3 and alice-2).
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 import shutil
 import tempfile
@@ -14,6 +17,8 @@ import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+
+from grader.reports.sanitize import one_line
 
 MAX_ZIP_TOTAL = 2 * 1024**3
 MAX_ZIP_MEMBER = 64 * 1024**2
@@ -137,11 +142,16 @@ def discover(
 
 
 def _unique(submissions: list[Submission]) -> list[Submission]:
-    """Disambiguate repeated student ids (two inputs with the same file name) with a suffix."""
-    seen: dict[str, int] = {}
+    """Sanitized ids, each used once: a repeated id (compared without case, as case-insensitive file
+    systems do) gets the first suffix -2, -3, ... that no submission's id uses; deterministic for the same inputs."""
+    ids = [one_line(s.student) for s in submissions]
+    taken = {student.lower() for student in ids}
+    seen: set[str] = set()
     out = []
-    for s in submissions:
-        count = seen.get(s.student, 0)
-        seen[s.student] = count + 1
-        out.append(s if count == 0 else Submission(f"{s.student}-{count + 1}", s.path, s.problem))
+    for s, student in zip(submissions, ids, strict=True):
+        if student.lower() in seen:
+            student = next(name for n in itertools.count(2) if (name := f"{student}-{n}").lower() not in taken)
+            taken.add(student.lower())
+        seen.add(student.lower())
+        out.append(Submission(student, s.path, s.problem))
     return out

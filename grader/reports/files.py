@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from grader.reports import sanitize
+
 
 def write_atomic(path: str | Path, data: str | bytes) -> None:
     """Write to a temporary file in the same folder, flush it to disk, then rename it into place."""
@@ -29,15 +31,5 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
 
 
 def dumps_json(report: dict[str, Any]) -> str:
-    """The canonical JSON text of a report (stable key order, UTF-8, trailing newline)."""
-    return json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False, default=_default) + "\n"
-
-
-def _default(value: Any) -> Any:
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+    """The canonical JSON text of a report, sanitized (stable key order, UTF-8, trailing newline)."""
+    return json.dumps(sanitize.report(report), indent=2, ensure_ascii=False, allow_nan=False) + "\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from grader.reports import sanitize
 from grader.reports.views import failed_tests
 
 
@@ -17,9 +18,10 @@ def _escape_property(text: str) -> str:
 
 
 def render(report: dict[str, Any], notebook_path: str) -> str:
-    """Annotation lines for a report, pointing at the notebook file."""
+    """Annotation lines for a report, pointing at the notebook file (sanitized: no student text ends a line)."""
+    report = sanitize.report(report)
     lines = []
-    file = _escape_property(notebook_path)
+    file = _escape_property(sanitize.text(notebook_path))
     if report.get("error"):
         return f"::error file={file},title=jitgrade::{_escape(report['error'])}\n"
     for t in failed_tests(report):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import statistics
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator, NullLocator
 
+from grader.reports import sanitize
 from grader.reports.text import isolation_label
 from grader.reports.views import HIDDEN_OUTPUT, failed_tests, student_view
 
@@ -43,6 +45,7 @@ _ENV.filters["num"] = lambda x: x if isinstance(x, str) else f"{x:.6g}"
 
 def feedback(report: dict[str, Any], instructor: bool = False) -> str:
     """The feedback page of one report: the student view, or everything when instructor is true."""
+    report = sanitize.report(report)
     view = report if instructor else student_view(report)
     failed = failed_tests(view)
     groups: dict[str, list[dict[str, Any]]] = {p["name"]: [] for p in view["problems"]}
@@ -61,8 +64,10 @@ def feedback(report: dict[str, Any], instructor: bool = False) -> str:
     )
 
 
-def summary(reports: list[dict[str, Any]], title: str) -> str:
-    """The class summary page: score statistics, pass rates, common diagnoses and submissions in trouble."""
+def summary(reports: list[dict[str, Any]], title: str, folders: Mapping[str, str] | None = None) -> str:
+    """The class summary page: score statistics, pass rates, common diagnoses and submissions in trouble;
+    each student links to `folders[student]/feedback.html` (default: a folder named as the student)."""
+    reports = [sanitize.report(r) for r in reports]
     graded = [r for r in reports if not r.get("error")]
     scores = [r["score"] for r in graded]
     max_score = reports[0]["max_score"] if reports else 0.0
@@ -78,6 +83,7 @@ def summary(reports: list[dict[str, Any]], title: str) -> str:
         checks=check_rates(graded),
         diagnoses=common_diagnoses(reports),
         trouble=[(r["provenance"]["student"], trouble) for r in reports if (trouble := troubles(r))],
+        folders=folders or {},
         full=FULL,
     )
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 from typing import Any
 from xml.etree import ElementTree as ET
 
+from grader.reports import sanitize
+
 
 def render(report: dict[str, Any]) -> str:
-    """The report as a JUnit XML document."""
+    """The report as a JUnit XML document, well-formed whatever the student printed or raised (the
+    sanitizer escapes every character XML 1.0 forbids)."""
+    report = sanitize.report(report)
     prov = report["provenance"]
     root = ET.Element(
         "testsuites",

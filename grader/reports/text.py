@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from grader.reports import sanitize
 from grader.reports.views import failed_tests
 
 
@@ -22,10 +23,13 @@ def isolation_label(execution: dict[str, Any] | None) -> str:
 
 
 def render(report: dict[str, Any], stream: TextIO | None = None, width: int | None = None) -> None:
-    """Print the report for a human at a terminal (colors only when the stream is a terminal)."""
+    """Print the report for a human at a terminal (colors only when the stream is a terminal); every
+    string from the report is sanitized and markup-escaped, so no student text becomes an escape sequence."""
+    report = sanitize.report(report)
     console = Console(file=stream, width=width, highlight=False, soft_wrap=False)
     prov = report["provenance"]
-    console.print(f"[bold]jitgrade[/] · {prov['assignment']} {prov['assignment_version']} · {escape(prov['notebook'])}")
+    console.print(f"[bold]jitgrade[/] · {escape(prov['assignment'])} {escape(prov['assignment_version'])} · "
+                  f"{escape(prov['notebook'])}")
     if report.get("error"):
         console.print(f"[bold red]Not graded:[/] {escape(report['error'])}")
         return
@@ -61,8 +65,8 @@ def render(report: dict[str, Any], stream: TextIO | None = None, width: int | No
             parts.append(f"crashes in cells {ex['crashes']}")
         console.print(f"\nNotebook: {', '.join(parts)} · isolation: {isolation_label(ex)}")
         if ex["import_attempts"]:
-            console.print(f"[yellow]Blocked imports:[/] {', '.join(ex['import_attempts'])}")
+            console.print(f"[yellow]Blocked imports:[/] {escape(', '.join(ex['import_attempts']))}")
         if ex["edited_locked_cells"]:
-            console.print(f"[yellow]Edited read-only cells:[/] {', '.join(ex['edited_locked_cells'])}")
+            console.print(f"[yellow]Edited read-only cells:[/] {escape(', '.join(ex['edited_locked_cells']))}")
         for event in ex["events"]:
             console.print(f"[yellow]![/] {escape(event)}")
