@@ -111,6 +111,34 @@ class Refused(SandboxError):
     """A value may not cross between the notebook and the grader (wrong type)."""
 
 
+class ResultTooLarge(Refused):
+    """A call answered with far more bytes than it was given; the grader read none of them."""
+
+    def __init__(self, function: str, size: str, arguments: str, limit: str) -> None:
+        super().__init__(
+            f"{function}() returned {size} of arrays for arguments of {arguments}; at most {limit} may come back "
+            "from this call, so the answer was refused unread. Return only what was asked for (for example an "
+            "array shaped like the input), not a history or a large buffer"
+        )
+        self.function = function
+
+
+class BudgetExhausted(SandboxError):
+    """The notebook's total time budget (its cells and every call of its functions) is used up."""
+
+    def __init__(self, budget: float, cells: float, calls: float, function: str | None = None) -> None:
+        spent = f"its cells took {cells:.1f} s and calls of its functions {calls:.1f} s"
+        if function is None:
+            text = f"not run: the notebook's total time budget of {budget:g} s was used up ({spent})"
+        else:
+            text = (
+                f"{function}() was stopped: the notebook's total time budget of {budget:g} s ran out during this "
+                f"call ({spent})"
+            )
+        super().__init__(text + "; every cell and every call counts, so make the slow code faster")
+        self.budget = budget
+
+
 class ChannelBroken(SandboxError):
     """The worker sent something that is not a valid answer (garbage on the channel)."""
 

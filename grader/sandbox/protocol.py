@@ -17,6 +17,9 @@ Values are encoded as a tree in the header; arrays and NumPy scalars become payl
     {"t": "list", "v": [...]} {"t": "tuple", "v": [...]} {"t": "dict", "v": [["key", value], ...]}
     {"t": "fn", "id": 2}      a grader function passed into a student function (grader -> worker only)
     {"t": "refused", "type": "numpy.matrix", "why": "..."}   a value that may not cross (worker -> grader)
+
+On the grader's side every write has a deadline (the request pipe is made non-blocking, so a worker
+that stops reading cannot hang the grader) and every read has a deadline and a size cap per frame.
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ _LENGTH = struct.Struct("<Q")
 ALLOWED_KINDS = "biuf"  # bool, signed and unsigned integers, floats: numbers only
 MAX_DEPTH = 16
 MAX_NODES = 10_000
+# Appended once to a notebook's outputs when they pass the output budget (by the worker, and again by the
+# grader, which enforces the budget on what it receives whatever the worker's own count says).
+TRUNCATION_NOTE = "\n[jitgrade: output truncated: this notebook printed more than {limit} bytes]\n"
 
 
 @dataclass(frozen=True)
@@ -62,8 +68,25 @@ class ChannelClosed(ProtocolError):
     """The other side closed the channel (for a worker: it died or exited)."""
 
 
+class FrameTooLarge(ProtocolError):
+    """A frame declared more bytes than the reader accepts; nothing was allocated for it."""
+
+    def __init__(self, what: str, size: int, limit: int) -> None:
+        super().__init__(f"frame too large: {what} of {size_text(size)} (at most {size_text(limit)} here)")
+        self.what = what
+        self.size = size
+        self.limit = limit
+
+
 class ChannelTimeout(Exception):
-    """No complete frame arrived before the deadline."""
+    """No complete frame arrived (or could be written) before the deadline."""
+
+
+def size_text(n: int) -> str:
+    """A byte count for messages: '160 B', '12.5 KiB', '100.0 MiB'."""
+    if n < 1024:
+        return f"{n} B"
+    return f"{n / 1024:.1f} KiB" if n < 2**20 else f"{n / 2**20:.1f} MiB"
 
 
 @dataclass(frozen=True)
@@ -243,6 +266,11 @@ def read_npy(data: bytes) -> np.ndarray:
     return array.reshape(shape, order="F") if fortran else array.reshape(shape)
 
 
+def text_field(value: Any, limit: int) -> str:
+    """A string field of an untrusted value, cut to `limit` characters ('' when it is not a string)."""
+    return value[:limit] if isinstance(value, str) else ""
+
+
 def decode(
     tree: Any,
     payloads: list[bytes],
@@ -286,10 +314,10 @@ def decode(
                 out[pair[0]] = walk(pair[1], depth + 1)
             return out
         if kind == "refused":
-            return Refused(str(node.get("type", "?"))[:200], str(node.get("why", ""))[:500])
+            return Refused(text_field(node.get("type"), 200) or "?", text_field(node.get("why"), 500))
         if kind == "fn" and make_function is not None and type(node.get("id")) is int:
             return make_function(node["id"])
-        raise ProtocolError(f"unknown value node {str(kind)[:40]!r}")
+        raise ProtocolError(f"unknown value node {text_field(kind, 40) or type(kind).__name__!r}")
 
     return walk(tree, 0)
 
@@ -297,17 +325,36 @@ def decode(
 # --------------------------------------------------------------------------- frames on file descriptors
 
 
-def write_frame(fd: int, header: dict[str, Any], payloads: list[bytes] = ()) -> None:  # type: ignore[assignment]
-    """Write one frame to a file descriptor (blocking until all of it is written)."""
+def write_frame(
+    fd: int,
+    header: dict[str, Any],
+    payloads: Sequence[bytes] = (),
+    deadline: float | None = None,
+) -> None:
+    """Write one frame to a file descriptor.
+
+    Without a deadline, block until all of it is written (the worker's side). With one, the
+    descriptor is made non-blocking and ChannelTimeout is raised if the other side has not taken
+    the whole frame by then (the grader's side: a worker that stops reading must not hang it).
+    """
     head = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
     parts = [_PREFIX.pack(MAGIC, len(head), len(payloads))]
     parts += [_LENGTH.pack(len(p)) for p in payloads]
     parts.append(head)
     parts += payloads
     data = memoryview(b"".join(parts))
+    if deadline is not None and os.get_blocking(fd):
+        os.set_blocking(fd, False)
     while data:
-        written = os.write(fd, data)
+        try:
+            written = os.write(fd, data)
+        except BlockingIOError:
+            written = 0
         data = data[written:]
+        if data and deadline is not None:
+            timeout = deadline - time.monotonic()
+            if timeout <= 0 or not select.select([], [fd], [], timeout)[1]:
+                raise ChannelTimeout()
 
 
 def _scrub(value: Any) -> Any:
@@ -319,6 +366,26 @@ def _scrub(value: Any) -> Any:
     if isinstance(value, dict):
         return {_scrub(k): _scrub(v) for k, v in value.items()}
     return value
+
+
+def _no_constants(name: str) -> None:
+    raise ValueError(f"{name} is not JSON (the channel sends non-finite floats as strings)")
+
+
+def parse_header(raw: bytes) -> dict[str, Any]:
+    """A frame header from its bytes: a JSON object, without NaN or Infinity; nesting deeper than the
+    interpreter's recursion limit and invalid UTF-8 are protocol errors, lone surrogates become '?'."""
+    try:
+        header = json.loads(raw, parse_constant=_no_constants)
+        if b"\\ud" in raw.lower():  # JSON may carry lone UTF-16 surrogates, which no file or terminal accepts
+            header = _scrub(header)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"frame header is not JSON: {str(exc)[:200]}") from None
+    except RecursionError:
+        raise ProtocolError("frame header is nested too deeply") from None
+    if not isinstance(header, dict):
+        raise ProtocolError("frame header is not a JSON object")
+    return header
 
 
 class FrameReader:
@@ -353,24 +420,24 @@ class FrameReader:
         del self.buffer[:size]
         return data
 
-    def read(self, deadline: float | None = None) -> tuple[dict[str, Any], list[bytes]]:
-        """The next frame as (header, payloads); ChannelTimeout after `deadline` (time.monotonic())."""
+    def read(
+        self, deadline: float | None = None, limits: FrameLimits | None = None
+    ) -> tuple[dict[str, Any], list[bytes]]:
+        """The next frame as (header, payloads); ChannelTimeout after `deadline` (time.monotonic()).
+
+        `limits` replaces the reader's own caps for this frame (the grader knows what size of
+        answer each request may get); a frame past them raises FrameTooLarge before its bytes are read.
+        """
+        limits = limits or self.limits
         magic, head_len, count = _PREFIX.unpack(self._take(_PREFIX.size, deadline))
         if magic != MAGIC:
             raise ProtocolError("bad frame magic: the channel carried something that is not a frame")
-        if head_len > self.limits.max_header or count > self.limits.max_payloads:
-            raise ProtocolError(f"frame too large: header {head_len} bytes, {count} payloads")
+        if head_len > limits.max_header:
+            raise FrameTooLarge("a header", head_len, limits.max_header)
+        if count > limits.max_payloads:
+            raise ProtocolError(f"frame too large: {count} arrays (at most {limits.max_payloads} here)")
         lengths = struct.unpack(f"<{count}Q", self._take(_LENGTH.size * count, deadline)) if count else ()
-        if sum(lengths) > self.limits.max_total:
-            limit = self.limits.max_total / 2**20
-            raise ProtocolError(f"frame too large: {sum(lengths) / 2**20:.1f} MiB of arrays (limit {limit:.0f} MiB)")
-        raw = self._take(head_len, deadline)
-        try:
-            header = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ProtocolError(f"frame header is not JSON: {exc}") from None
-        if not isinstance(header, dict):
-            raise ProtocolError("frame header is not a JSON object")
-        if b"\\ud" in raw.lower():  # JSON may carry lone UTF-16 surrogates, which no file or terminal accepts
-            header = _scrub(header)
+        if sum(lengths) > limits.max_total:
+            raise FrameTooLarge("arrays", sum(lengths), limits.max_total)
+        header = parse_header(self._take(head_len, deadline))
         return header, [self._take(n, deadline) for n in lengths]

@@ -7,6 +7,8 @@ turned into an exception for the affected cell or call only, and the worker is r
 
 from __future__ import annotations
 
+import math
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -15,6 +17,7 @@ from typing import Any
 
 from grader.sandbox import protocol
 from grader.sandbox.exceptions import (
+    BudgetExhausted,
     CallSkipped,
     CallTimeout,
     CellTimeout,
@@ -22,6 +25,7 @@ from grader.sandbox.exceptions import (
     MemoryLimit,
     MissingFunction,
     NotImplementedByStudent,
+    ResultTooLarge,
     SandboxError,
     StudentError,
     WorkerDied,
@@ -43,6 +47,117 @@ EXIT_HINTS = {
     70: "the worker itself failed while serving the grader",
     71: "it ran out of memory (the limit is {memory} MiB)",
 }
+NOT_RUN = "the notebook's total time limit was reached"
+STALLED = "it stopped reading the grader's requests"
+
+# What the grader reads from a worker is bounded per frame (the worker belongs to the student):
+RESULT_FLOOR = 4 * 2**20  # bytes of arrays any call may answer with ...
+RESULT_FACTOR = 16  # ... or this many times the bytes of its arguments, whichever is more
+CALL_HEADER = 2 * 2**20  # an answer's value tree (at most protocol.MAX_NODES nodes) and its capped texts
+CELL_HEADER_SLACK = 2**20  # a cell's answer: its outputs (JSON escaping: up to 8 bytes per byte) plus this
+SMALL = protocol.FrameLimits(max_header=256 * 1024, max_payloads=0, max_total=0)  # hello, ok
+ANSWERS = {  # the frames that may answer each request (callbacks aside)
+    "run_cell": ("cell_done",),
+    "call": ("returned", "raised", "missing", "not_callable"),
+    "seed": ("ok",),
+}
+NOTICE = "import_attempt"  # a frame a worker may send at any time: a blocked import, recorded at once
+MAX_IMPORT_ATTEMPTS = 100
+MAX_OUTPUTS = 2000  # outputs kept per cell
+MAX_MIME = 20  # representations kept per display output
+MIME = re.compile(r"[a-z]+/[A-Za-z0-9.+_-]{1,80}")
+
+
+class OutputBudget:
+    """The bytes of student output the grader keeps for one notebook (cell outputs, prints and warnings of
+    calls, tracebacks): counted here, whatever the worker's own count says, and cut past the limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.left = limit
+        self.cut = False
+        self.noted = False
+
+    def take(self, text: Any, partial: bool = True) -> str:
+        """`text` (only strings count) as far as the budget allows: cut there, or dropped whole unless partial."""
+        if not isinstance(text, str) or not text:
+            return ""
+        encoded = text.encode("utf-8", "replace")
+        if len(encoded) <= self.left:
+            self.left -= len(encoded)
+            return text
+        kept = encoded[: self.left].decode("utf-8", "ignore") if partial else ""
+        self.left -= len(kept.encode())
+        self.cut = True
+        return kept
+
+    def note(self) -> dict[str, Any] | None:
+        """The truncation note as a stream output, the first time the budget was passed (else None)."""
+        if not self.cut or self.noted:
+            return None
+        self.noted = True
+        return {"output_type": "stream", "name": "stderr", "text": protocol.TRUNCATION_NOTE.format(limit=self.limit)}
+
+
+def _count(value: Any) -> int | None:
+    return value if type(value) is int and 0 <= value < 2**31 else None
+
+
+def _cell_output(item: dict[str, Any], budget: OutputBudget) -> dict[str, Any] | None:
+    """One output in nbformat's shape, rebuilt from strings only (metadata dropped), or None."""
+    kind = item.get("output_type")
+    if kind == "stream":
+        text = budget.take(item.get("text"))
+        return (
+            {"output_type": kind, "name": "stderr" if item.get("name") == "stderr" else "stdout", "text": text}
+            if text
+            else None
+        )
+    if kind in ("display_data", "execute_result"):
+        data = item.get("data") if isinstance(item.get("data"), dict) else {}
+        clean = {}
+        for mime, value in list(data.items())[:MAX_MIME]:
+            kept = budget.take(value, partial=mime.startswith("text/")) if MIME.fullmatch(mime) else ""
+            if kept:
+                clean[mime] = kept
+        if not clean:
+            return None
+        output: dict[str, Any] = {"output_type": kind, "data": clean, "metadata": {}}
+        if kind == "execute_result":
+            output["execution_count"] = _count(item.get("execution_count"))
+        return output
+    if kind == "error":
+        lines = item.get("traceback") if isinstance(item.get("traceback"), list) else []
+        return {
+            "output_type": kind,
+            "ename": protocol.text_field(item.get("ename"), 100) or "Error",
+            "evalue": protocol.text_field(item.get("evalue"), 2000),
+            "traceback": [line for line in (budget.take(x) for x in lines[:40]) if line],
+        }
+    return None
+
+
+def cell_outputs(raw: Any, budget: OutputBudget) -> list[dict[str, Any]]:
+    """A cell's outputs as the grader keeps them: known kinds only, string fields only, charged to `budget`
+    (with the truncation note where it ran out)."""
+    items = raw[:MAX_OUTPUTS] if isinstance(raw, list) else []
+    outputs = [o for o in (_cell_output(item, budget) for item in items if isinstance(item, dict)) if o is not None]
+    note = budget.note()
+    return outputs + [note] if note else outputs
+
+
+def bounded(value: Any, depth: int = 3) -> Any:
+    """A JSON value cut to a few levels, 50 items per container and 200 characters per string
+    (for what a worker reports about itself, e.g. its isolation layers)."""
+    if isinstance(value, str):
+        return value[:200]
+    if value is None or type(value) in (bool, int) or (type(value) is float and math.isfinite(value)):
+        return value
+    if depth > 0 and isinstance(value, list):
+        return [bounded(v, depth - 1) for v in value[:50]]
+    if depth > 0 and isinstance(value, dict):
+        return {str(k)[:80]: bounded(v, depth - 1) for k, v in list(value.items())[:50]}
+    return None
 
 
 @dataclass
@@ -77,19 +192,25 @@ class CallResult:
     args_after: tuple[Any, ...] | None
     warnings: list[str]
     stdout: str
+    nbytes: int = 0  # bytes of arrays in the answer (what keeping this result costs)
 
 
 class _WorkerGone(Exception):
-    """Internal: the worker must be replaced (timed out, died, or broke the protocol)."""
+    """Internal: the worker must be replaced (timed out, died, stalled, broke the protocol, answered too much)."""
 
-    def __init__(self, kind: str, detail: str = "") -> None:
+    def __init__(self, kind: str, detail: str = "", size: int = 0) -> None:
         super().__init__(kind)
         self.kind = kind
         self.detail = detail
+        self.size = size
 
 
 class Sandbox:
-    """Runs one notebook's code cells in a confined worker and calls its functions."""
+    """Runs one notebook's code cells in a confined worker and calls its functions.
+
+    ``limits.notebook_timeout`` is the notebook's total time budget: its cells (replays after a restart
+    included) and every call of its functions spend it; once it is used up, calls raise BudgetExhausted.
+    """
 
     def __init__(self, zygote: Zygote, cells: Sequence[tuple[int, str]], limits: Limits) -> None:
         self.zygote = zygote
@@ -108,13 +229,15 @@ class Sandbox:
         self.last_failure: dict[str, str] = {}
         self.gave_up = False
         self.seconds = 0.0
+        self.spent = {"cells": 0.0, "calls": 0.0}  # seconds of the time budget, by what used them
+        self.output = OutputBudget(limits.output_kb * 1024)
 
     # ------------------------------------------------------------------ lifecycle
 
     def execute(self) -> ExecutionRecord:
         """Execute every code cell in order, continuing past failing cells; record the outcome."""
         started = time.monotonic()
-        self._bring_up(deadline=started + self.limits.notebook_timeout)
+        self._bring_up()
         self.seconds = time.monotonic() - started
         return self.record()
 
@@ -142,10 +265,11 @@ class Sandbox:
     def _spawn(self) -> None:
         self.worker = self.zygote.spawn(self.limits)
         self.reader = protocol.FrameReader(self.worker.response_fd)
-        header, _ = self._read(time.monotonic() + HELLO_TIMEOUT)
+        header, _ = self._read(time.monotonic() + HELLO_TIMEOUT, SMALL)
         if header.get("op") != "hello":
             raise _WorkerGone("protocol", "the worker did not say hello")
-        self.layers = header.get("layers", {})
+        layers = bounded(header.get("layers"))
+        self.layers = layers if isinstance(layers, dict) else {}
 
     def _kill(self, grace: float = 0.0) -> dict[str, Any]:
         """Stop the current worker (after `grace` seconds to exit by itself) and say how it ended."""
@@ -160,7 +284,11 @@ class Sandbox:
         """Stop the worker and say why it stopped answering: its own exit or crash, or a broken channel."""
         status = self._kill(grace=EXIT_GRACE)
         stderr = status.get("stderr", "") or ""
-        if gone.kind == "protocol" or status.get("was_running") or status.get("exitcode") == EXIT_CHANNEL_BROKEN:
+        if (
+            gone.kind in ("protocol", "stalled")
+            or status.get("was_running")
+            or status.get("exitcode") == EXIT_CHANNEL_BROKEN
+        ):
             detail = gone.detail or "it closed its end"
             return ChannelBroken(
                 f"{during} broke the notebook's channel to the grader ({detail}); "
@@ -178,7 +306,7 @@ class Sandbox:
             hint = EXIT_HINTS[71]
         return WorkerDied(during, code, sig, stderr, hint.format(memory=self.limits.memory_mb))
 
-    def _bring_up(self, deadline: float) -> None:
+    def _bring_up(self) -> None:
         """Start a worker and run the notebook's cells (first run: recorded; later: replayed)."""
         while True:
             if self.restarts > self.limits.max_restarts:
@@ -192,24 +320,30 @@ class Sandbox:
                 self.restarts += 1
                 self.events.append(f"the worker failed to start ({gone.detail or gone.kind})")
                 continue
-            if self._run_cells(deadline):
+            if self._run_cells():
                 return
             self.restarts += 1
 
-    def _run_cells(self, deadline: float) -> bool:
-        """Run all non-poisoned cells; False when a cell killed the worker (restart needed)."""
+    def _cell_limits(self) -> protocol.FrameLimits:
+        return protocol.FrameLimits(
+            max_header=8 * self.limits.output_kb * 1024 + CELL_HEADER_SLACK, max_payloads=0, max_total=0
+        )
+
+    def _run_cells(self) -> bool:
+        """Run all non-poisoned cells within the time budget; False when a cell killed the worker."""
         for index, source in self.cells:
             if index in self.poisoned:
                 continue
             first_time = index not in self.records
-            remaining = deadline - time.monotonic()
-            if first_time and remaining <= 0:
-                self.records[index] = CellRecord(index, "not_run", error="the notebook's total time limit was reached")
+            remaining = self._remaining()
+            if remaining <= 0:
+                if first_time:
+                    self.records[index] = CellRecord(index, "not_run", error=NOT_RUN)
                 continue
-            timeout = min(self.limits.cell_timeout, max(remaining, 0.0)) if first_time else self.limits.cell_timeout
+            timeout = min(self.limits.cell_timeout, remaining)
             started = time.monotonic()
             try:
-                header, _ = self._request({"op": "run_cell", "source": source}, [], started + timeout)
+                header, _ = self._request({"op": "run_cell", "source": source}, [], timeout, self._cell_limits())
             except _WorkerGone as gone:
                 self.poisoned.add(index)
                 if gone.kind == "timeout":
@@ -227,19 +361,18 @@ class Sandbox:
                     )
                 return False
             err = header.get("error") if isinstance(header.get("error"), dict) else None
-            out_of_memory = err is not None and err.get("ename") == "MemoryError"
+            ename = protocol.text_field(err.get("ename"), 100) or "Error" if err is not None else ""
+            out_of_memory = ename == "MemoryError"
             if first_time:
-                raw = header.get("outputs")
-                outputs: list[dict[str, Any]] = [o for o in raw if isinstance(o, dict)] if isinstance(raw, list) else []
-                message = None if err is None else f"{err.get('ename', 'Error')}: {err.get('evalue', '')}"
+                message = None if err is None else f"{ename}: {protocol.text_field(err.get('evalue'), 2000)}"
                 if out_of_memory:
                     message = f"MemoryError: the cell ran out of memory (the limit is {self.limits.memory_mb} MiB)"
                 self.records[index] = CellRecord(
                     index,
                     "ok" if err is None else "error",
-                    outputs,
+                    cell_outputs(header.get("outputs"), self.output),
                     message,
-                    header.get("execution_count") if isinstance(header.get("execution_count"), int) else None,
+                    _count(header.get("execution_count")),
                     time.monotonic() - started,
                 )
             if out_of_memory:
@@ -250,66 +383,104 @@ class Sandbox:
                 return False
         return True
 
+    # ------------------------------------------------------------------ the time budget
+
+    def _remaining(self) -> float:
+        return self.limits.notebook_timeout - self.spent["cells"] - self.spent["calls"]
+
+    def _out_of_time(self, function: str | None = None) -> BudgetExhausted:
+        """The error for a call the budget does not allow (or cut short); noted once in the events."""
+        error = BudgetExhausted(self.limits.notebook_timeout, self.spent["cells"], self.spent["calls"], function)
+        if not any(event.startswith("the notebook's total time budget") for event in self.events):
+            self.events.append(
+                f"the notebook's total time budget of {self.limits.notebook_timeout:g} s was used up; "
+                "the checks after that point were not run"
+            )
+        return error
+
     # ------------------------------------------------------------------ the channel
 
-    def _read(self, deadline: float) -> tuple[dict[str, Any], list[bytes]]:
+    def _read(self, deadline: float, limits: protocol.FrameLimits) -> tuple[dict[str, Any], list[bytes]]:
         assert self.reader is not None
         try:
-            header, payloads = self.reader.read(deadline)
+            header, payloads = self.reader.read(deadline, limits)
         except protocol.ChannelTimeout:
             raise _WorkerGone("timeout") from None
         except protocol.ChannelClosed:
             raise _WorkerGone("died") from None
+        except protocol.FrameTooLarge as exc:
+            raise _WorkerGone("too_large" if exc.what == "arrays" else "protocol", str(exc), exc.size) from None
         except protocol.ProtocolError as exc:
             raise _WorkerGone("protocol", str(exc)) from None
-        attempts = header.get("import_attempts")
-        if isinstance(attempts, list):
-            for name in attempts[:50]:
-                if isinstance(name, str) and name[:200] not in self.import_attempts:
-                    self.import_attempts.append(name[:200])
+        self._note_imports(header.get("import_attempts"))
         return header, payloads
+
+    def _note_imports(self, attempts: Any) -> None:
+        """Add blocked imports the worker reports to the record (kept whatever later frames say)."""
+        for name in attempts[:50] if isinstance(attempts, list) else []:
+            name = protocol.text_field(name, 200)
+            if name and name not in self.import_attempts and len(self.import_attempts) < MAX_IMPORT_ATTEMPTS:
+                self.import_attempts.append(name)
+
+    def _write(self, header: dict[str, Any], payloads: list[bytes], deadline: float) -> None:
+        assert self.worker is not None
+        try:
+            protocol.write_frame(self.worker.request_fd, header, payloads, deadline)
+        except protocol.ChannelTimeout:
+            raise _WorkerGone("stalled", STALLED) from None
+        except OSError:
+            raise _WorkerGone("died") from None
 
     def _request(
         self,
         header: dict[str, Any],
         payloads: list[bytes],
-        deadline: float,
+        timeout: float,
+        limits: protocol.FrameLimits,
         callback: Callable[[dict[str, Any], list[bytes]], tuple[dict[str, Any], list[bytes]]] | None = None,
     ) -> tuple[dict[str, Any], list[bytes]]:
-        assert self.worker is not None
+        """Send a request and wait for its answer, at most `timeout` seconds in all (charged to the time
+        budget); callbacks are answered on the way, import notices recorded, anything else is a protocol error."""
         self.seq += 1
         header["seq"] = self.seq
+        started = time.monotonic()
+        deadline = started + timeout
         try:
-            protocol.write_frame(self.worker.request_fd, header, payloads)
-        except OSError:
-            raise _WorkerGone("died") from None
-        while True:
-            reply, reply_payloads = self._read(deadline)
-            if reply.get("op") == "callback" and callback is not None:
-                answer, answer_payloads = callback(reply, reply_payloads)
-                try:
-                    protocol.write_frame(self.worker.request_fd, answer, answer_payloads)
-                except OSError:
-                    raise _WorkerGone("died") from None
-                continue
-            if reply.get("seq") != self.seq:
-                raise _WorkerGone("protocol", "an answer out of sequence")
-            return reply, reply_payloads
+            self._write(header, payloads, deadline)
+            while True:
+                reply, reply_payloads = self._read(deadline, limits)
+                op = reply.get("op")
+                if op == NOTICE:
+                    continue
+                if reply.get("seq") != self.seq:
+                    raise _WorkerGone("protocol", "an answer out of sequence")
+                if op == "callback" and callback is not None:
+                    self._write(*callback(reply, reply_payloads), deadline)
+                    continue
+                if op not in ANSWERS[header["op"]]:
+                    shown = protocol.text_field(op, 40) or type(op).__name__
+                    raise _WorkerGone("protocol", f"a {shown!r} frame in answer to a {header['op']} request")
+                return reply, reply_payloads
+        finally:
+            self.spent["cells" if header["op"] == "run_cell" else "calls"] += time.monotonic() - started
 
     # ------------------------------------------------------------------ calls
 
     def seed(self, value: int) -> None:
         """Seed the notebook's global random generators (numpy.random and random)."""
+        if self._remaining() <= 0:
+            raise self._out_of_time()
         self._ensure_worker()
+        timeout = min(self.limits.call_timeout, self._remaining())
         try:
-            self._request({"op": "seed", "value": int(value)}, [], time.monotonic() + self.limits.call_timeout)
+            self._request({"op": "seed", "value": int(value)}, [], timeout, SMALL)
         except _WorkerGone:
             self._kill()
 
     def _ensure_worker(self) -> None:
         if self.worker is None and not self.gave_up:
             self.restarts += 1  # the previous worker timed out, crashed or broke the channel
-            self._bring_up(deadline=time.monotonic() + self.limits.notebook_timeout)
+            self._bring_up()
         if self.worker is None:
             raise WorkerDied("start-up", None, None, hint="the notebook could not be run; see the execution record")
 
@@ -326,13 +497,22 @@ class Sandbox:
         Callables listed in `functions` may appear among the arguments: the student
         receives a stand-in, and each call of it is evaluated here, in the grader.
         With echo_args, the arguments are sent back after the call (to detect mutation).
+        The answer may carry at most RESULT_FACTOR times the arguments' bytes (at least
+        RESULT_FLOOR) besides the echoed arguments; a larger one is refused unread.
         """
         if self.strikes[function] >= self.limits.failures_per_function:
             raise CallSkipped(function, self.strikes[function], self.last_failure[function])
+        if self._remaining() <= 0:
+            raise self._out_of_time()
         self._ensure_worker()
+        if self._remaining() <= 0:  # replaying the cells after a restart used it up
+            raise self._out_of_time()
 
         tree, payloads = protocol.encode((list(args), kwargs), functions=protocol.identify(functions), strict=True)
         args_tree, kwargs_tree = tree["v"]
+        arg_bytes = sum(len(p) for p in payloads)
+        result_cap = max(RESULT_FLOOR, RESULT_FACTOR * arg_bytes) + (arg_bytes if echo_args else 0)
+        limits = protocol.FrameLimits(max_header=CALL_HEADER, max_payloads=protocol.MAX_NODES, max_total=result_cap)
         budget = [self.limits.max_callbacks]
 
         def answer(request: dict[str, Any], request_payloads: list[bytes]) -> tuple[dict[str, Any], list[bytes]]:
@@ -340,34 +520,56 @@ class Sandbox:
             fid = request.get("id")
             if budget[0] < 0:
                 return {"op": "callback_error", "message": "too many evaluations of the function"}, []
-            if not isinstance(fid, int) or not 0 <= fid < len(functions):
+            if type(fid) is not int or not 0 <= fid < len(functions):
                 return {"op": "callback_error", "message": "that function is no longer available"}, []
             try:
                 cb_args = protocol.decode(request.get("args"), request_payloads)
+                if not isinstance(cb_args, (list, tuple)):
+                    raise protocol.ProtocolError("the arguments are not a list")
                 value = functions[fid](*cb_args)
             except protocol.ProtocolError as exc:
                 return {"op": "callback_error", "message": f"invalid arguments: {exc}"}, []
-            except (TypeError, ValueError) as exc:
-                return {"op": "callback_error", "message": str(exc)}, []
+            except Exception as exc:  # the grader's function refused what the student passed it
+                return {"op": "callback_error", "message": str(exc)[:500]}, []
             value_tree, value_payloads = protocol.encode(value)
             return {"op": "callback_result", "value": value_tree}, value_payloads
 
         header = {"op": "call", "fn": function, "args": args_tree, "kwargs": kwargs_tree, "echo_args": echo_args}
+        timeout = min(self.limits.call_timeout, self._remaining())
         try:
-            reply, reply_payloads = self._request(header, payloads, time.monotonic() + self.limits.call_timeout, answer)
+            reply, reply_payloads = self._request(header, payloads, timeout, limits, answer)
+            return self._result(function, reply, reply_payloads)
         except _WorkerGone as gone:
-            # Each timeout or crash is a strike against the function: after a few, it is not called
-            # again (every new attempt would cost a restart of the notebook).
-            self.strikes[function] += 1
-            if gone.kind == "timeout":
-                self._kill()
-                failure: SandboxError = CallTimeout(function, self.limits.call_timeout)
-            else:
-                failure = self._lost(f"a call of {function}()", gone)
-            self.last_failure[function] = str(failure)
+            raise self._call_failed(function, gone, timeout, arg_bytes, result_cap) from None
+
+    def _call_failed(
+        self, function: str, gone: _WorkerGone, timeout: float, arg_bytes: int, result_cap: int
+    ) -> SandboxError:
+        """The error for a call whose worker must go. Each timeout, crash or breach is a strike against the
+        function: after a few, it is not called again (every new attempt would cost a restart of the notebook)."""
+        if gone.kind == "timeout" and timeout < self.limits.call_timeout:
+            self._kill()
+            failure: SandboxError = self._out_of_time(function)  # the budget cut it short: no strike
             self.events.append(str(failure))
-            raise failure from None
-        return self._result(function, reply, reply_payloads)
+            return failure
+        self.strikes[function] += 1
+        if gone.kind == "timeout":
+            self._kill()
+            failure = CallTimeout(function, self.limits.call_timeout)
+        elif gone.kind == "too_large":
+            self._kill()
+            size = protocol.size_text
+            failure = ResultTooLarge(function, size(gone.size), size(arg_bytes), size(result_cap))
+        else:
+            failure = self._lost(f"a call of {function}()", gone)
+        self.last_failure[function] = str(failure)
+        self.events.append(str(failure))
+        return failure
+
+    def _texts(self, value: Any, count: int, length: int) -> list[str]:
+        """Up to `count` strings of a list field, each cut to `length`, charged to the output budget."""
+        items = value[:count] if isinstance(value, list) else []
+        return [text for text in (self.output.take(protocol.text_field(v, length)) for v in items) if text]
 
     def _result(self, function: str, reply: dict[str, Any], payloads: list[bytes]) -> CallResult:
         op = reply.get("op")
@@ -375,27 +577,21 @@ class Sandbox:
             try:
                 value, args_after = protocol.decode(reply.get("value"), payloads)
             except (protocol.ProtocolError, ValueError, TypeError) as exc:
-                raise ChannelBroken(f"{function}() returned something unreadable: {exc}") from None
-            warnings = (
-                [str(w)[:300] for w in reply.get("warnings", [])[:20]]
-                if isinstance(reply.get("warnings"), list)
-                else []
+                raise _WorkerGone("protocol", f"an unreadable return value: {str(exc)[:200]}") from None
+            return CallResult(
+                value,
+                args_after,
+                self._texts(reply.get("warnings"), 20, 300),
+                self.output.take(protocol.text_field(reply.get("stdout"), 4000)),
+                sum(len(p) for p in payloads),
             )
-            return CallResult(value, args_after, warnings, str(reply.get("stdout", ""))[:4000])
         if op == "raised":
-            ename = str(reply.get("ename", "Exception"))[:100]
-            evalue = str(reply.get("evalue", ""))[:2000]
-            tb = (
-                [str(line)[:2000] for line in reply.get("traceback", [])][:12]
-                if isinstance(reply.get("traceback"), list)
-                else []
-            )
+            ename = protocol.text_field(reply.get("ename"), 100) or "Exception"
+            evalue = protocol.text_field(reply.get("evalue"), 2000)
             if ename == "MemoryError":
                 raise MemoryLimit(f"{function}()", self.limits.memory_mb * 1024**2)
             cls = NotImplementedByStudent if ename == "NotImplementedError" else StudentError
-            raise cls(function, ename, evalue, tb)
+            raise cls(function, ename, evalue, self._texts(reply.get("traceback"), 12, 2000))
         if op == "missing":
             raise MissingFunction(function)
-        if op == "not_callable":
-            raise MissingFunction(function, str(reply.get("type", "value"))[:100])
-        raise ChannelBroken(f"unexpected answer {str(op)[:40]!r} to a call of {function}()")
+        raise MissingFunction(function, protocol.text_field(reply.get("type"), 100) or "value")
