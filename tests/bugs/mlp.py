@@ -674,6 +674,8 @@ def numerical_gradient(f, x, h=1e-5):
 CE = "softmax_cross_entropy"
 GRADS = ("mlp_loss.grad_W1", "mlp_loss.grad_b1", "mlp_loss.grad_W2", "mlp_loss.grad_b2")
 CARRIED = "credit carried forward"
+NOT_OWN_GRADIENT = "not the gradient of your own loss"
+GATED = "no points: none of"  # a property check of a problem whose values are all wrong (grader/checks/runner.py)
 
 BUGS: list[Bug] = [
     # ----------------------------------------------------------------- softmax
@@ -743,7 +745,7 @@ BUGS: list[Bug] = [
         passes=hidden_too("mlp_loss.loss_value")),
     bug("loss_summed", {"mlp_loss": LOSS_SUM_OVER_BATCH}, {"mlp_loss"},
         diagnosis_contains={**both("mlp_loss.loss_value", text=LOSS_SUMMED), "mlp_loss.loss_without_reg": LOSS_SUMMED},
-        message_contains={"mlp_loss.gradient_matches_own_loss": "not the gradient of your own loss"},
+        message_contains={"mlp_loss.gradient_matches_own_loss": NOT_OWN_GRADIENT},
         passes=hidden_too(*GRADS)),
     bug("loss_reg_missing_from_gradient_einsum", {"mlp_loss": LOSS_REG_MISSING_GRAD}, {"mlp_loss"},
         diagnosis_contains={**both("mlp_loss.grad_W1", "mlp_loss.grad_W2", text=REG_MISSING),
@@ -753,12 +755,13 @@ BUGS: list[Bug] = [
         diagnosis_contains={**both("mlp_loss.grad_W1", "mlp_loss.grad_W2", text=REG_2),
                             "mlp_loss.square_weights": REG_2},
         passes=hidden_too("mlp_loss.grad_b1", "mlp_loss.grad_b2", "mlp_loss.loss_value")),
-    # regularizing every parameter in loss and gradient: the bias gradients match the student's own loss,
-    # so they keep their points (carried forward); the loss value loses them
+    # regularizing every parameter in loss and gradient: the bias gradients are exact for the student's own
+    # loss, a known mistake, so they keep part of their points (carried forward, capped); the loss value loses them
     bug("loss_reg_on_biases_loop", {"mlp_loss": LOSS_REG_ON_BIASES}, {"mlp_loss"},
         diagnosis_contains=both("mlp_loss.loss_value", text=REG_BIASES),
-        message_contains={"mlp_loss.grad_b1": CARRIED, "mlp_loss.grad_b2": CARRIED},
-        passes=("mlp_loss.loss_without_reg", *hidden_too(*GRADS))),
+        message_contains={g: CARRIED for g in hidden_too("mlp_loss.grad_b1", "mlp_loss.grad_b2")},
+        passes=("mlp_loss.loss_without_reg", "mlp_loss.gradient_matches_own_loss",
+                *hidden_too("mlp_loss.grad_W1", "mlp_loss.grad_W2"))),
     bug("loss_reg_on_bias_gradients_only", {"mlp_loss": LOSS_REG_ON_BIAS_GRADS}, {"mlp_loss"},
         diagnosis_contains={**both("mlp_loss.grad_b1", "mlp_loss.grad_b2", text=REG_BIASES),
                             "mlp_loss.square_weights": REG_BIASES},
@@ -809,11 +812,13 @@ BUGS: list[Bug] = [
     bug("loss_grads_alias_params", {"mlp_loss": LOSS_GRADS_ALIAS_PARAMS}, {"mlp_loss"},
         message_contains={"mlp_loss.no_mutation": MUTATION}, passes=hidden_too(*GRADS)),
     # a forward mistake inside mlp_loss: the loss says so; the gradients of W1, W2, b2 are exact for the
-    # student's own loss (carried forward), db1 is not (that loss does not depend on b1)
+    # student's own loss, db1 is not (that loss does not depend on b1). One backward pass, one verdict: no
+    # gradient is carried forward, and with no value right the property checks earn nothing either
     bug("loss_forward_b1_missing", {"mlp_loss": LOSS_FORWARD_B1_MISSING}, {"mlp_loss"},
         diagnosis_contains=both("mlp_loss.loss_value", text=B1_MISSING),
-        message_contains={"mlp_loss.grad_W1": CARRIED},
-        passes=hidden_too("mlp_loss.grad_W1", "mlp_loss.grad_W2", "mlp_loss.grad_b2")),
+        message_contains={"mlp_loss.gradient_matches_own_loss": NOT_OWN_GRADIENT,
+                          "mlp_loss.no_mutation": GATED},
+        fails=hidden_too(*GRADS)),
     bug("loss_dz_sign_flipped_inline", {"mlp_loss": LOSS_SIGN_FLIPPED}, {"mlp_loss"},
         diagnosis_contains=both(*GRADS, text=SIGN)),
     bug("loss_onehot_not_subtracted_inline", {"mlp_loss": LOSS_ONEHOT_NOT_SUBTRACTED}, {"mlp_loss"},
@@ -841,16 +846,18 @@ BUGS: list[Bug] = [
     bug("loss_missing_1_over_n_and_bias_mean", {"mlp_loss": LOSS_NO_1_N_BIAS_MEAN}, {"mlp_loss"},
         diagnosis_contains=both("mlp_loss.grad_W1", "mlp_loss.grad_W2", text=MISSING_1_N),
         passes=hidden_too("mlp_loss.grad_b1", "mlp_loss.grad_b2")),
-    # a consistently summed loss: only the loss value is wrong; the gradients are those of that loss
+    # a consistently summed loss: the loss value is wrong; the gradients are exact for that loss (carried, capped)
     bug("loss_summed_and_missing_1_over_n", {"mlp_loss": LOSS_SUMMED_NO_1_N}, {"mlp_loss"},
         diagnosis_contains={**both("mlp_loss.loss_value", text=LOSS_SUMMED), "mlp_loss.loss_without_reg": LOSS_SUMMED},
-        message_contains={g: CARRIED for g in GRADS},
-        passes=("mlp_loss.gradient_matches_own_loss", *hidden_too(*GRADS))),
-    # no regularization at all: the loss value loses points, the gradients (exact for that loss) keep theirs
+        message_contains={g: CARRIED for g in (*hidden_too(*GRADS), "mlp_loss.square_weights")},
+        passes=("mlp_loss.gradient_matches_own_loss",)),
+    # no regularization at all: the loss value loses points, dW1 and dW2 (exact for that loss) keep part of
+    # theirs, db1 and db2 are the reference's
     bug("loss_reg_missing_from_loss_and_gradient", {"mlp_loss": LOSS_NO_REG_AT_ALL}, {"mlp_loss"},
         diagnosis_contains=both("mlp_loss.loss_value", text=REG_MISSING_LOSS),
-        message_contains={"mlp_loss.grad_W1": CARRIED, "mlp_loss.grad_W2": CARRIED},
-        passes=("mlp_loss.loss_without_reg", "mlp_loss.gradient_matches_own_loss", *hidden_too(*GRADS))),
+        message_contains={g: CARRIED for g in hidden_too("mlp_loss.grad_W1", "mlp_loss.grad_W2")},
+        passes=("mlp_loss.loss_without_reg", "mlp_loss.gradient_matches_own_loss",
+                *hidden_too("mlp_loss.grad_b1", "mlp_loss.grad_b2"))),
     bug("ce_missing_1_over_n_and_loss_reg_factor_2", {CE: CE_NO_1_N, "mlp_loss": LOSS_REG_FACTOR_2},
         {CE, "mlp_loss"},
         diagnosis_contains={**both(f"{CE}.gradient", text=MISSING_1_N),
@@ -860,7 +867,8 @@ BUGS: list[Bug] = [
     bug("numgrad_one_sided_nditer", {"numerical_gradient": NUMGRAD_ONE_SIDED}, {"numerical_gradient"},
         diagnosis_contains={**both("numerical_gradient.quadratic", "numerical_gradient.sines", text=ONE_SIDED),
                             "numerical_gradient.mlp_loss": ONE_SIDED, "numerical_gradient.uses_h": ONE_SIDED},
-        passes=("numerical_gradient.restores_x", "numerical_gradient.deterministic")),
+        # it leaves x alone and is deterministic, but with no value right those properties earn nothing
+        message_contains={"numerical_gradient.restores_x": GATED, "numerical_gradient.deterministic": GATED}),
     bug("numgrad_restores_by_arithmetic", {"numerical_gradient": NUMGRAD_NOT_RESTORED}, {"numerical_gradient"},
         message_contains={"numerical_gradient.restores_x": "save x[i] before the step"},
         passes=hidden_too("numerical_gradient.quadratic", "numerical_gradient.sines")),
