@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENTS = available()
 PRIVATE_PARTS = {"examples", "tests", ".git"}
 RUN = 600  # seconds for a build or a command of a fresh install (its first Numba compilation included)
+CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
 
 
 # --------------------------------------------------------------------------- what counts as a secret
@@ -110,7 +111,9 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
     run = subprocess.run(
         [sys.executable, "-m", "build", "--no-isolation", "--sdist", "--wheel", "--outdir", str(out), str(ROOT)],
-        capture_output=True, text=True, timeout=RUN,
+        capture_output=True,
+        text=True,
+        timeout=RUN,
     )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     return out
@@ -152,19 +155,33 @@ def installed(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     venv = tmp_path_factory.mktemp("student") / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=RUN)
     python = venv / "bin" / "python"
-    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     ours = [p for p in sys.path if p.endswith("site-packages")]  # not the source tree: the .pth files are not read
     Path(site, "dependencies.pth").write_text("\n".join(ours) + "\n")
     (wheel,) = dist.glob("*.whl")
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index",
-                    "-q", str(wheel)], check=True, capture_output=True, timeout=RUN)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q", str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=RUN,
+    )
     return venv
 
 
 def student(venv: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(args, capture_output=True, text=True, cwd=cwd, timeout=RUN,
-                          env={**os.environ, "PATH": f"{venv / 'bin'}:{os.environ['PATH']}"})
+    return subprocess.run(
+        args,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=RUN,
+        env={**CLEAN_ENV, "PATH": f"{venv / 'bin'}:{os.environ['PATH']}"},
+    )
 
 
 def test_an_installed_wheel_lists_and_grades_without_any_master(installed: Path, tmp_path: Path) -> None:
@@ -173,8 +190,9 @@ def test_an_installed_wheel_lists_and_grades_without_any_master(installed: Path,
     listing = student(installed, "jitgrade", "list", cwd=tmp_path)
     assert listing.returncode == 0 and set(ASSIGNMENTS) <= set(re.findall(r"^(\S+)", listing.stdout, re.MULTILINE))
     notebook = write_notebook(tmp_path / "mlp.ipynb", solution_cells())
-    run = student(installed, "jitgrade", "check", str(notebook), "-a", "mlp", "--json", "report.json", "-q",
-                  cwd=tmp_path)
+    run = student(
+        installed, "jitgrade", "check", str(notebook), "-a", "mlp", "--json", "report.json", "-q", cwd=tmp_path
+    )
     report = json.loads((tmp_path / "report.json").read_text())
     assert run.returncode == 0 and report["score"] == report["max_score"] == 100, run.stderr[-2000:]
 
