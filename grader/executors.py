@@ -181,45 +181,50 @@ def _assignment(path: str) -> Any:
     return load(path)
 
 
-def _output(settings: Settings, task: Task, result: Any, executed: Any = None) -> Output:
+def _output(settings: Settings, task: Task, result: Any, executed: Any = None, feedback: bool = True) -> Output:
     from grader import notebook as nb
     from grader.reports.files import dumps_json
 
     report = result.to_dict()
-    feedback = None
-    if settings.feedback:
+    page = None
+    if feedback and settings.feedback:
         from grader.reports import html
 
-        feedback = html.feedback(report)
-    return Output(task.key, dumps_json(report), nb.dumps(executed) if executed is not None else None, feedback)
+        page = html.feedback(report)
+    return Output(task.key, dumps_json(report), nb.dumps(executed) if executed is not None else None, page)
+
+
+def _ungraded(settings: Settings, task: Task, error: str) -> Any:
+    from grader.scoring import SubmissionResult
+
+    return SubmissionResult(task.student, task.name, None, _assignment(settings.assignment), settings.hidden_seed,
+                            error=error)
 
 
 def not_graded(settings: Settings, task: Task, error: str) -> Output:
     """The report of a submission that could not be graded, saying why (no sandbox needed)."""
-    from grader.scoring import SubmissionResult
-
-    result = SubmissionResult(task.student, task.name, None, _assignment(settings.assignment),
-                              settings.hidden_seed, error=error)
-    return _output(settings, task, result)
+    return _output(settings, task, _ungraded(settings, task, error))
 
 
 def grade_one(settings: Settings, task: Task) -> Output:
-    """Grade one submission in this process (the task every executor runs); whatever goes wrong with this
-    submission becomes its report. Only a sandbox that cannot start at all (ZygoteError) stops the batch."""
+    """Grade one submission in this process (the task every executor runs). Whatever goes wrong with this
+    submission, reports included, becomes its report; only a sandbox that cannot start stops the batch."""
     from grader import notebook as nb
 
-    if task.data is None:
-        return not_graded(settings, task, task.problem or "no notebook")
+    notebook, problem = None, task.problem or "no notebook"
+    if task.data is not None:
+        try:
+            notebook = nb.loads(task.data, task.name)
+        except nb.NotebookError as exc:
+            problem = str(exc)
+    grader = _grader(settings) if notebook is not None else None  # no sandbox for what cannot be graded
     try:
-        notebook = nb.loads(task.data, task.name)
-    except nb.NotebookError as exc:
-        return not_graded(settings, task, str(exc))
-    grader = _grader(settings)
-    try:
+        if grader is None:
+            return not_graded(settings, task, problem)
         graded = grader.grade(notebook, task.student)
         return _output(settings, task, graded.result, graded.executed)
-    except Exception as exc:  # a grader bug costs this submission a report that says so, not the batch
-        return not_graded(settings, task, INTERNAL_ERROR.format(error=exc))
+    except Exception as exc:  # a grader bug costs this submission a report that says so (and no page), not the batch
+        return _output(settings, task, _ungraded(settings, task, INTERNAL_ERROR.format(error=exc)), feedback=False)
 
 
 # --------------------------------------------------------------------------- pool processes
