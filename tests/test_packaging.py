@@ -27,6 +27,7 @@ from grader.reports import gradescope
 ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENTS = available()
 PRIVATE_PARTS = {"examples", "tests", ".git"}
+MARKER = re.compile(r"^[ \t]*### (BEGIN|END) (SOLUTION|HIDDEN)[ \t]*$", re.MULTILINE)  # as assign.py reads them
 RUN = 600  # seconds for a build or a command of a fresh install (its first Numba compilation included)
 CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
 
@@ -55,7 +56,7 @@ def secrets() -> dict[str, str]:
             if HIDDEN_TAG in cells[index].get("metadata", {}).get("tags", []):
                 regions.append(source)
             for n, region in enumerate(regions):
-                body = _squash(re.sub(r"^[ \t]*### (BEGIN|END) \w+[ \t]*$", "", region, flags=re.MULTILINE))
+                body = _squash(MARKER.sub("", region))
                 if len(body) > 40:  # long enough not to be a line every implementation shares
                     out[f"{name} cell {index} region {n}"] = body
     assert len(out) >= 2 * 7, "the masters' solution regions were not found: the scan would prove nothing"
@@ -72,8 +73,8 @@ def leaks(files: dict[str, bytes]) -> list[str]:
             found.append(f"{name}: a private file")
             continue
         text = "\n".join(_cell_sources(data)) if path.suffix == ".ipynb" else data.decode("utf-8", "replace")
-        if SOLUTION.search(text) or HIDDEN.search(text):
-            found.append(f"{name}: a solution or hidden region")
+        if MARKER.search(text):
+            found.append(f"{name}: a solution or hidden region marker")
         squashed = _squash(text)
         found += [f"{name}: the master's code ({label})" for label, body in hidden.items() if body in squashed]
     return found
@@ -97,7 +98,7 @@ def test_the_scan_finds_what_a_leaking_package_would_ship() -> None:
     copied = {"grader/_bundled/notes.py": "\n".join(solution_cells()).encode()}
     renamed = {"grader/_bundled/mlp/teacher.ipynb": master.read_bytes()}
     assert leaks({"grader/_bundled/assignments/mlp/solution.ipynb": b"{}"})
-    assert leaks(copied) and leaks(renamed)
+    assert leaks(copied) and leaks(renamed) and leaks({"grader/x.py": b"    ### BEGIN SOLUTION\n"})
     template = load("mlp").template_path
     assert template is not None and not leaks({"student_template/mlp.ipynb": template.read_bytes()})
 
