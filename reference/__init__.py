@@ -5,7 +5,7 @@ compiled with ``cache=True`` so a warm process loads machine code from disk.
 """
 
 from reference.activations import log_softmax, relu, relu_grad, sigmoid, sigmoid_grad, softmax, tanh, tanh_grad
-from reference.losses import REDUCTIONS, softmax_cross_entropy
+from reference.losses import REDUCTIONS, check_labels, softmax_cross_entropy
 from reference.mlp import ACTIVATIONS, MLPSpec, Params, forward, init_params, loss, loss_and_grads
 from reference.numgrad import (
     directional_derivatives,
@@ -22,6 +22,7 @@ __all__ = [
     "REDUCTIONS",
     "MLPSpec",
     "Params",
+    "check_labels",
     "directional_derivatives",
     "forward",
     "init_params",

@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit
 
 from reference.activations import relu_grad_scalar, relu_scalar, sigmoid_grad_scalar, sigmoid_scalar, tanh_grad_scalar
-from reference.losses import REDUCTIONS, _cross_entropy, reduction_scale
+from reference.losses import REDUCTIONS, _cross_entropy, check_labels, reduction_scale
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 
@@ -349,7 +349,7 @@ def loss_and_grads(
 ) -> tuple[float, Params]:
     """Loss (data loss reduced over the batch + L2 penalty) and a gradient for every W and b."""
     x, p = _prepare(x, params, spec)
-    labels = np.ascontiguousarray(y, dtype=np.int64)
+    labels = check_labels(y, x.shape[0], spec.sizes[-1], spec.reduction, "X")
     loss, grad = _loss_and_grads(x, labels, p.flat, *spec.kernel_args)
     return float(loss), Params(grad, spec)
 
@@ -367,5 +367,5 @@ def _loss(x, y, theta, sizes, activation, reduction, reg):  # type: ignore[no-un
 def loss(x: np.ndarray, y: np.ndarray, params: Mapping[str, np.ndarray], spec: MLPSpec) -> float:
     """Loss only (the forward pass and the penalty), no backward pass."""
     x, p = _prepare(x, params, spec)
-    labels = np.ascontiguousarray(y, dtype=np.int64)
+    labels = check_labels(y, x.shape[0], spec.sizes[-1], spec.reduction, "X")
     return float(_loss(x, labels, p.flat, *spec.kernel_args))

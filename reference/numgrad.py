@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit
 
 from reference.activations import softmax
-from reference.losses import reduction_scale
+from reference.losses import check_labels, reduction_scale
 from reference.mlp import (
     MLPSpec,
     Params,
@@ -238,6 +238,6 @@ def mlp_numerical_gradient(
     wanted = np.arange(spec.size, dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64).ravel()
     if wanted.size and (wanted.min() < 0 or wanted.max() >= spec.size):
         raise IndexError(f"indices must lie in [0, {spec.size}) for {spec.size} parameters")
-    labels = np.ascontiguousarray(y, dtype=np.int64)
+    labels = check_labels(y, x64.shape[0], spec.sizes[-1], spec.reduction, "X")
     values = _mlp_numgrad(x64, labels, p64.flat, *spec.kernel_args, float(h), wanted)
     return Params(values, spec) if indices is None else values
