@@ -4,13 +4,19 @@ Loaded inside the sandbox worker (standard library only). Each layer is applied 
 platform supports it and reported by name, so the grade report can state the isolation in force:
 
 - ``rlimits``: address space, CPU seconds, file size, open files, no core dumps.
-- ``no-privileges``: every capability dropped and no_new_privs set (matters when run as root).
+- ``no-privileges``: every capability dropped and no_new_privs set; a root process first becomes
+  an unprivileged user (uid and gid 65534, no supplementary groups).
 - ``seccomp``: a BPF filter that refuses new processes (fork, vfork, clone without CLONE_THREAD,
-  clone3), internet sockets, signals to other processes, ptrace and cross-process memory access.
-  Threads still work. Only for x86_64 and aarch64, whose system-call numbers are known here.
+  clone3), every socket but an AF_UNIX socketpair, io_uring (which makes sockets without socket()),
+  signals to other processes, ptrace and cross-process memory access, namespaces and mounts, BPF,
+  keys, modules, file handles, and every system call newer than the newest one known here (a new
+  kernel's new families are refused until reviewed). Threads still work. Only for x86_64 and
+  aarch64, whose system-call numbers are known here.
 - ``landlock``: file access only beneath an allow-list (read: interpreter and system
-  directories; read-write: the worker's own temporary directory), so grader sources,
-  hidden tests, reports and other submissions are out of reach even for a root process.
+  directories, a few entries of the process's own /proc; read-write: the worker's own temporary
+  directory), so grader sources, hidden tests, reports, other submissions and the host's mount
+  table are out of reach even for a root process; with ABI 6, abstract unix sockets and signals
+  outside the sandbox are out of reach too.
 """
 
 from __future__ import annotations
@@ -28,10 +34,14 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 _libc.prctl.restype = ctypes.c_int
 
+PR_SET_DUMPABLE = 4
+PR_SET_KEEPCAPS = 8
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_SECCOMP = 22
 PR_CAPBSET_DROP = 24
 SECCOMP_MODE_FILTER = 2
+UNPRIVILEGED_ID = 65534  # "nobody": what a root worker becomes
+CAP_DAC_READ_SEARCH = 2
 
 
 @dataclass(frozen=True)
@@ -69,65 +79,127 @@ def apply_rlimits(limits: ResourceLimits) -> list[str]:
 # --------------------------------------------------------------------------- privileges
 
 
-def drop_privileges() -> bool:
-    """Drop every capability (bounding set and effective/permitted) and set no_new_privs."""
+def make_undumpable() -> bool:
+    """Mark this process (and the children it forks) non-dumpable: a process of the same user can then
+    open none of its /proc/<pid> files that need ptrace access (mem, environ, fd links, cwd)."""
+    return _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
+
+
+def drop_privileges(become: int | None = None, keep_read_search: bool = False) -> bool:
+    """Set no_new_privs, become `become` (uid and gid, no supplementary groups) if this process is root,
+    and drop every capability. keep_read_search keeps CAP_DAC_READ_SEARCH alone, for an interpreter
+    that only root may read (Landlock still decides what is read; nothing more may be written)."""
     ok = _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+    kept = 1 << CAP_DAC_READ_SEARCH if keep_read_search else 0
     for cap in range(64):
-        _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)  # fails harmlessly without CAP_SETPCAP or past the last cap
-    header = struct.pack("=Ii", 0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
-    data = ctypes.create_string_buffer(24)  # two zeroed {effective, permitted, inheritable} sets
+        if not kept >> cap & 1:
+            _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)  # fails harmlessly without CAP_SETPCAP or past the last cap
+    if become is not None and os.geteuid() == 0:
+        try:
+            _libc.prctl(PR_SET_KEEPCAPS, 1 if kept else 0, 0, 0, 0)  # what setuid keeps; capset trims it below
+            os.setgroups([])
+            os.setresgid(become, become, become)
+            os.setresuid(become, become, become)
+        except OSError:
+            ok = False
     capset = _SYSCALLS.get(platform.machine(), {}).get("capset")
-    if capset is not None:
-        ok = _libc.syscall(capset, ctypes.c_char_p(header), data) == 0 and ok
-    return ok
+    if capset is None:
+        return False
+    header = struct.pack("=Ii", 0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+    for keep in dict.fromkeys((kept, 0)):  # if the kept capability cannot be had, none at all
+        data = struct.pack("=6I", keep, keep, 0, 0, 0, 0)  # {effective, permitted, inheritable} x 2
+        if _libc.syscall(capset, ctypes.c_char_p(header), ctypes.c_char_p(data)) == 0:
+            return ok and keep == kept
+    return False
 
 
 # --------------------------------------------------------------------------- seccomp
 
+# Numbers from 424 on are shared by every architecture.
+_COMMON = {
+    "pidfd_send_signal": 424,
+    "io_uring_setup": 425,
+    "io_uring_enter": 426,
+    "io_uring_register": 427,
+    "open_tree": 428,
+    "move_mount": 429,
+    "fsopen": 430,
+    "fsconfig": 431,
+    "fsmount": 432,
+    "fspick": 433,
+    "pidfd_open": 434,
+    "clone3": 435,
+    "pidfd_getfd": 438,
+    "process_madvise": 440,
+    "mount_setattr": 442,
+    "quotactl_fd": 443,
+    "landlock_create_ruleset": 444,
+    "landlock_add_rule": 445,
+    "landlock_restrict_self": 446,
+    "process_mrelease": 448,
+}
+# fmt: off
 _SYSCALLS: dict[str, dict[str, int]] = {
     "x86_64": {
-        "fork": 57,
-        "vfork": 58,
-        "clone": 56,
-        "clone3": 435,
-        "socket": 41,
-        "kill": 62,
-        "tkill": 200,
-        "tgkill": 234,
-        "ptrace": 101,
-        "process_vm_readv": 310,
-        "process_vm_writev": 311,
-        "pidfd_open": 434,
-        "pidfd_send_signal": 424,
-        "pidfd_getfd": 438,
-        "capset": 126,
-        "landlock_create_ruleset": 444,
-        "landlock_add_rule": 445,
-        "landlock_restrict_self": 446,
+        **_COMMON,
+        "socket": 41, "connect": 42, "bind": 49, "socketpair": 53, "clone": 56, "fork": 57, "vfork": 58,
+        "kill": 62, "ptrace": 101, "syslog": 103, "setpgid": 109, "setsid": 112, "capset": 126,
+        "rt_sigqueueinfo": 129, "uselib": 134, "personality": 135, "vhangup": 153, "modify_ldt": 154,
+        "pivot_root": 155, "_sysctl": 156, "adjtimex": 159, "chroot": 161, "acct": 163, "settimeofday": 164,
+        "mount": 165, "umount2": 166, "swapon": 167, "swapoff": 168, "reboot": 169, "sethostname": 170,
+        "setdomainname": 171, "iopl": 172, "ioperm": 173, "create_module": 174, "init_module": 175,
+        "delete_module": 176, "get_kernel_syms": 177, "query_module": 178, "quotactl": 179, "nfsservctl": 180,
+        "tkill": 200, "lookup_dcookie": 212, "clock_settime": 227, "tgkill": 234, "kexec_load": 246,
+        "add_key": 248, "request_key": 249, "keyctl": 250, "ioprio_set": 251, "migrate_pages": 256,
+        "unshare": 272, "move_pages": 279, "rt_tgsigqueueinfo": 297, "perf_event_open": 298,
+        "fanotify_init": 300, "name_to_handle_at": 303, "open_by_handle_at": 304, "clock_adjtime": 305,
+        "setns": 308, "process_vm_readv": 310, "process_vm_writev": 311, "kcmp": 312, "finit_module": 313,
+        "kexec_file_load": 320, "bpf": 321, "userfaultfd": 323,
     },
     "aarch64": {
-        "clone": 220,
-        "clone3": 435,
-        "socket": 198,
-        "kill": 129,
-        "tkill": 130,
-        "tgkill": 131,
-        "ptrace": 117,
-        "process_vm_readv": 270,
-        "process_vm_writev": 271,
-        "pidfd_open": 434,
-        "pidfd_send_signal": 424,
-        "pidfd_getfd": 438,
-        "capset": 91,
-        "landlock_create_ruleset": 444,
-        "landlock_add_rule": 445,
-        "landlock_restrict_self": 446,
+        **_COMMON,
+        "lookup_dcookie": 18, "ioprio_set": 30, "umount2": 39, "mount": 40, "pivot_root": 41,
+        "nfsservctl": 42, "chroot": 51, "vhangup": 58, "quotactl": 60, "acct": 89, "capset": 91,
+        "personality": 92, "unshare": 97, "kexec_load": 104, "init_module": 105, "delete_module": 106,
+        "clock_settime": 112, "syslog": 116, "ptrace": 117, "kill": 129, "tkill": 130, "tgkill": 131,
+        "rt_sigqueueinfo": 138, "reboot": 142, "setpgid": 154, "setsid": 157, "sethostname": 161,
+        "setdomainname": 162, "settimeofday": 170, "adjtimex": 171, "socket": 198, "socketpair": 199,
+        "bind": 200, "connect": 203, "add_key": 217, "request_key": 218, "keyctl": 219, "clone": 220,
+        "swapon": 224, "swapoff": 225, "migrate_pages": 238, "move_pages": 239, "rt_tgsigqueueinfo": 240,
+        "perf_event_open": 241, "fanotify_init": 262, "name_to_handle_at": 264, "open_by_handle_at": 265,
+        "clock_adjtime": 266, "setns": 268, "process_vm_readv": 270, "process_vm_writev": 271, "kcmp": 272,
+        "finit_module": 273, "bpf": 280, "userfaultfd": 282, "kexec_file_load": 294,
     },
 }
+# fmt: on
+# futex_requeue (Linux 6.7). Newer calls are answered ENOSYS (libc falls back) until reviewed: statmount
+# and listmount (6.8), for one, would show the host's mount points.
+NEWEST_KNOWN_SYSCALL = 456
+# Refused whatever their arguments. Sockets: a worker gets none but an AF_UNIX socketpair (checked
+# below), which reaches nothing; io_uring would create sockets (and files) without these calls.
+REFUSED_SYSCALLS = (
+    "socket", "connect", "bind", "io_uring_setup", "io_uring_enter", "io_uring_register",
+    # other processes: memory, handles, priorities; new sessions or groups would escape the group kill
+    "ptrace", "process_vm_readv", "process_vm_writev", "process_madvise", "process_mrelease", "kcmp",
+    "pidfd_open", "pidfd_send_signal", "pidfd_getfd", "migrate_pages", "move_pages", "ioprio_set",
+    "setsid", "setpgid", "tkill",
+    # namespaces, mounts, roots
+    "unshare", "setns", "mount", "umount2", "pivot_root", "chroot", "open_tree", "move_mount", "fsopen",
+    "fsconfig", "fsmount", "fspick", "mount_setattr", "quotactl", "quotactl_fd",
+    # kernel facilities a grader never needs
+    "bpf", "perf_event_open", "userfaultfd", "fanotify_init", "lookup_dcookie", "syslog", "keyctl", "add_key",
+    "request_key", "name_to_handle_at", "open_by_handle_at", "kexec_load", "kexec_file_load", "init_module",
+    "finit_module", "delete_module", "create_module", "get_kernel_syms", "query_module", "nfsservctl", "_sysctl",
+    "uselib", "reboot", "swapon", "swapoff", "acct", "sethostname", "setdomainname", "settimeofday",
+    "clock_settime", "clock_adjtime", "adjtimex", "iopl", "ioperm", "modify_ldt", "vhangup",
+)  # fmt: skip
+_SIGNALLING = ("kill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo")  # first argument: the target process
+
 _AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
 
 # classic BPF opcodes
 _LD_W_ABS = 0x20
+_AND_K = 0x54
 _JEQ_K = 0x15
 _JSET_K = 0x45
 _JGE_K = 0x35
@@ -135,9 +207,13 @@ _RET_K = 0x06
 _RET_ALLOW = 0x7FFF0000
 _RET_ERRNO = 0x00050000
 _CLONE_THREAD = 0x00010000
-_AF_INET, _AF_INET6 = 2, 10
-# offsets in struct seccomp_data: nr (0), arch (4), args[i] low word (16 + 8*i), high word (+4)
-_NR, _ARCH, _ARG0, _ARG0_HI, _ARG1 = 0, 4, 16, 20, 24
+# CLONE_NEWTIME, CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET
+_CLONE_NAMESPACES = 0x7E020080
+_AF_UNIX = 1
+_SOCK_STREAM, _SOCK_SEQPACKET, _SOCK_TYPE_MASK = 1, 5, 0xF
+_PERSONALITY_QUERY, _PER_LINUX = 0xFFFFFFFF, 0
+# offsets in struct seccomp_data: nr (0), arch (4), args[i] low word (16 + 8*i)
+_NR, _ARCH, _ARG0, _ARG1 = 0, 4, 16, 24
 
 
 class _Program:
@@ -174,7 +250,7 @@ def seccomp_program(machine: str, own_pid: int, allow_processes: bool = False) -
     With allow_processes (an assignment that lets student code start processes), fork and
     clone are allowed and signals may also go to processes created after this one (its
     children have larger pids; the grader and the zygote have smaller ones); everything else
-    stays refused.
+    stays refused, new namespaces included.
     """
     nr = _SYSCALLS.get(machine)
     if nr is None:
@@ -186,35 +262,33 @@ def seccomp_program(machine: str, own_pid: int, allow_processes: bool = False) -
     p.op(_LD_W_ABS, _NR)
     if machine == "x86_64":
         p.op(_JGE_K, 0x40000000, "deny", 0)  # x32 ABI
-    refused = [
-        n
-        for n in (
-            *(() if allow_processes else ("fork", "vfork")),
-            "ptrace",
-            "process_vm_readv",
-            "process_vm_writev",
-            "pidfd_open",
-            "pidfd_send_signal",
-            "pidfd_getfd",
-        )
-        if n in nr
-    ]
+    p.op(_JGE_K, NEWEST_KNOWN_SYSCALL + 1, "nosys", 0)
+    refused = [*REFUSED_SYSCALLS, *(() if allow_processes else ("fork", "vfork"))]
     for name in refused:
-        p.op(_JEQ_K, nr[name], "deny", 0)
+        if name in nr:
+            p.op(_JEQ_K, nr[name], "deny", 0)
     p.op(_JEQ_K, nr["clone3"], "nosys", 0)  # glibc then falls back to clone, which we can inspect
-    p.op(_JEQ_K, nr["clone"], "allow" if allow_processes else "clone", 0)
-    p.op(_JEQ_K, nr["socket"], "socket", 0)
-    p.op(_JEQ_K, nr["kill"], "signal", 0)
-    p.op(_JEQ_K, nr["tkill"], "tkill", 0)
-    p.op(_JEQ_K, nr["tgkill"], "signal", 0)
+    p.op(_JEQ_K, nr["clone"], "clone", 0)
+    p.op(_JEQ_K, nr["socketpair"], "socketpair", 0)
+    p.op(_JEQ_K, nr["personality"], "personality", 0)
+    for name in _SIGNALLING:
+        p.op(_JEQ_K, nr[name], "signal", 0)
     p.op(_RET_K, _RET_ALLOW)
-    p.label("clone")  # threads only
+    p.label("clone")  # threads only (or, when allowed, processes), never new namespaces
     p.op(_LD_W_ABS, _ARG0)
-    p.op(_JSET_K, _CLONE_THREAD, "allow", "deny")
-    p.label("socket")  # no internet sockets (AF_UNIX pairs are fine)
+    p.op(_JSET_K, _CLONE_NAMESPACES, "deny", 0)
+    p.op(_JSET_K, _CLONE_THREAD, "allow", "allow" if allow_processes else "deny")
+    p.label("socketpair")  # AF_UNIX stream or seqpacket: connected to each other, unable to address anything
     p.op(_LD_W_ABS, _ARG0)
-    p.op(_JEQ_K, _AF_INET, "deny", 0)
-    p.op(_JEQ_K, _AF_INET6, "deny", "allow")
+    p.op(_JEQ_K, _AF_UNIX, 0, "deny")
+    p.op(_LD_W_ABS, _ARG1)
+    p.op(_AND_K, _SOCK_TYPE_MASK)
+    p.op(_JEQ_K, _SOCK_STREAM, "allow", 0)
+    p.op(_JEQ_K, _SOCK_SEQPACKET, "allow", "deny")
+    p.label("personality")  # the query and plain Linux only (no ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC...)
+    p.op(_LD_W_ABS, _ARG0)
+    p.op(_JEQ_K, _PERSONALITY_QUERY, "allow", 0)
+    p.op(_JEQ_K, _PER_LINUX, "allow", "deny")
     p.label("signal")  # kill(pid) / tgkill(tgid): this process, its own group (pid 0 / -pid), [its children]
     p.op(_LD_W_ABS, _ARG0)
     p.op(_JEQ_K, own_pid, "allow", 0)
@@ -225,8 +299,6 @@ def seccomp_program(machine: str, own_pid: int, allow_processes: bool = False) -
         p.op(_JGE_K, own_pid, "allow", "deny")
     else:
         p.op(_RET_K, _errno(errno.EPERM))
-    p.label("tkill")  # thread ids of other processes are not distinguishable: refuse
-    p.op(_RET_K, _errno(errno.EPERM))
     p.label("allow")
     p.op(_RET_K, _RET_ALLOW)
     p.label("deny")
@@ -260,9 +332,13 @@ _FS_TRUNCATE = 1 << 14  # ABI 3
 _FS_IOCTL_DEV = 1 << 15  # ABI 5
 _FILE_ONLY_RIGHTS = _FS_EXECUTE | _FS_WRITE_FILE | _FS_READ_FILE | _FS_TRUNCATE | _FS_IOCTL_DEV
 _NET_BIND_TCP, _NET_CONNECT_TCP = 1 << 0, 1 << 1  # ABI 4
+_SCOPE_ABSTRACT_UNIX_SOCKET, _SCOPE_SIGNAL = 1 << 0, 1 << 1  # ABI 6
 _LANDLOCK_CREATE_RULESET_VERSION = 1
 _LANDLOCK_RULE_PATH_BENEATH = 1
 _O_PATH = getattr(os, "O_PATH", 0o10000000)
+# What Python, NumPy, BLAS threads and IPython read of their own /proc/<pid> (not mountinfo, mounts,
+# mountstats, net, environ or cmdline, which tell host paths or the grader's command line).
+OWN_PROC_ENTRIES = ("stat", "statm", "status", "limits", "maps", "fd", "task")
 
 
 def landlock_abi() -> int:
@@ -274,8 +350,14 @@ def landlock_abi() -> int:
     return max(0, int(version))
 
 
+def own_proc_paths() -> list[str]:
+    """The entries of this process's /proc directory that a worker may read (see OWN_PROC_ENTRIES)."""
+    return [f"/proc/{os.getpid()}/{name}" for name in OWN_PROC_ENTRIES]
+
+
 def install_landlock(read_only: Iterable[str], read_write: Iterable[str]) -> bool:
-    """Allow file access only beneath the given paths (and deny TCP where the ABI can)."""
+    """Allow file access only beneath the given paths (and deny TCP, abstract unix sockets and signals
+    leaving the sandbox where the ABI can)."""
     abi = landlock_abi()
     if abi < 1:
         return False
@@ -288,7 +370,9 @@ def install_landlock(read_only: Iterable[str], read_write: Iterable[str]) -> boo
     if abi >= 5:
         handled |= _FS_IOCTL_DEV
     net = _NET_BIND_TCP | _NET_CONNECT_TCP if abi >= 4 else 0
-    attr = struct.pack("=QQ", handled, net) if net else struct.pack("=Q", handled)
+    scoped = _SCOPE_ABSTRACT_UNIX_SOCKET | _SCOPE_SIGNAL if abi >= 6 else 0
+    fields = (handled, net, scoped)[: 3 if scoped else 2 if net else 1]
+    attr = struct.pack(f"={len(fields)}Q", *fields)
     ruleset = _libc.syscall(nr["landlock_create_ruleset"], ctypes.c_char_p(attr), len(attr), 0)
     if ruleset < 0:
         return False

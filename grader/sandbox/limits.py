@@ -12,8 +12,10 @@ class Limits:
 
     Timeouts are wall-clock seconds measured by the grader; memory, file size and process
     count are kernel limits on the worker. ``max_processes = 1`` means the worker alone:
-    forks and subprocesses are refused. A function that times out or crashes the worker
-    ``failures_per_function`` times is not called again (each attempt costs a restart).
+    forks and subprocesses are refused. ``disk_mb`` bounds all the files in the worker's
+    directory together (the zygote measures it ten times a second and stops a worker over it).
+    A function that times out or crashes the worker ``failures_per_function`` times is not
+    called again (each attempt costs a restart).
     """
 
     cell_timeout: float = 30.0
@@ -23,6 +25,7 @@ class Limits:
     output_kb: int = 1024
     max_processes: int = 1
     max_file_mb: int = 64
+    disk_mb: int = 256
     max_restarts: int = 5
     failures_per_function: int = 2
     max_callbacks: int = 200_000

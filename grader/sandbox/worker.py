@@ -29,14 +29,16 @@ import json
 import os
 import random
 import re
-import shutil
+import select
 import signal
 import socket
+import stat
 import sys
 import tempfile
 import time
 import traceback
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -61,6 +63,19 @@ from traitlets.config import Config  # noqa: E402
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 TRUNCATION_NOTE = "\n[jitgrade: output truncated: this notebook printed more than {limit} bytes]\n"
+STDERR_FILE = ".stderr"  # in the worker's directory; the zygote reads it through its own descriptor only
+STDERR_TAIL = 4096
+QUOTA_POLL = 0.1  # seconds between two measures of the live workers' directories
+MAX_FILES = 10_000  # files and folders a worker's directory may hold
+REMOVE_TIMEOUT = 10.0  # seconds the removal of a worker's directory may take
+DISK_QUOTA_NOTE = (
+    "jitgrade: the notebook's files took {found} MiB in its working directory, over the limit of {limit} MiB; "
+    "its process was stopped. Write less to files, or delete what you no longer need"
+)
+FILE_COUNT_NOTE = (
+    "jitgrade: the notebook created more than {limit} files and folders in its working directory; "
+    "its process was stopped. Keep fewer files"
+)
 
 
 # --------------------------------------------------------------------------- output capture
@@ -370,11 +385,11 @@ def _keep_only_fds(keep: set[int]) -> None:
         if fd not in keep:
             with contextlib.suppress(OSError):
                 os.close(fd)
-    os.closerange(max(keep) + 1, 65536)
+    os.closerange(max(keep) + 1, 0x7FFFFFFF)
 
 
 def child_main(
-    fds: list[int], workdir: str, config: dict[str, Any], request: dict[str, Any], shell: GradingShell
+    fds: list[int], log: int, workdir: str, config: dict[str, Any], request: dict[str, Any], shell: GradingShell
 ) -> None:
     """Confine this fresh fork, then serve the grader until told to exit. Never returns."""
     global WORKER
@@ -383,21 +398,23 @@ def child_main(
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
-    log = os.open(os.path.join(workdir, ".stderr"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(log, 1)
     os.dup2(log, 2)
-    _keep_only_fds({req_fd, resp_fd})
+    _keep_only_fds({req_fd, resp_fd})  # the zygote's control socket, its log, other workers' logs: all gone
     os.chdir(workdir)
     os.environ.clear()
     os.environ.update(config["env"])
     os.environ.update({"HOME": workdir, "TMPDIR": workdir, "MPLCONFIGDIR": workdir, "IPYTHONDIR": workdir})
     tempfile.tempdir = workdir
+    sys.argv[:] = [""]
     sys.path[:] = [""] + config["sys_path"]
+    sys.path_importer_cache.clear()  # its keys name the folders the zygote searched (a project root, say)
     limits = confine.ResourceLimits(**request["rlimits"])
-    layers = {"rlimits": confine.apply_rlimits(limits)}
-    layers["no-privileges"] = confine.drop_privileges()
-    readable = config["read_only"] + [f"/proc/{os.getpid()}"]
+    layers: dict[str, Any] = {"rlimits": confine.apply_rlimits(limits)}
+    readable = config["read_only"] + confine.own_proc_paths()
     layers["landlock"] = confine.install_landlock(readable, [workdir, "/dev/null"])
+    layers["no-privileges"] = confine.drop_privileges(confine.UNPRIVILEGED_ID, config["keep_read_search"])
+    layers["unprivileged-user"] = os.geteuid() != 0
     layers["seccomp"] = confine.install_seccomp(allow_processes=not request["no_subprocesses"])
     guard = ImportGuard(config["blocked_imports"])
     sys.meta_path.insert(0, guard)  # type: ignore[arg-type]
@@ -414,7 +431,133 @@ def child_main(
     os._exit(0)
 
 
-def _finish(pid: int, workdir: str | None, grace: float) -> dict[str, Any]:
+# --------------------------------------------------------------------------- the zygote's side of a child
+
+
+@dataclass
+class Child:
+    """A forked worker as the zygote tracks it: its directory, the zygote's own descriptor of its
+    stderr file, its disk quota, and why the zygote stopped it, if it did."""
+
+    workdir: str
+    log: int
+    disk_bytes: int
+    stopped_for: str = ""
+
+
+def _enter(name: str, dir_fd: int | None) -> int:
+    """Open a directory for listing without following a symbolic link, first giving its owner back the
+    rights a `chmod 0` took (through an O_PATH handle, so the mode of nothing else can change)."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(name, flags, dir_fd=dir_fd)
+    except PermissionError:
+        handle = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        try:
+            os.chmod(f"/proc/self/fd/{handle}", 0o700)
+        finally:
+            os.close(handle)
+        fd = os.open(name, flags, dir_fd=dir_fd)
+    mode = os.fstat(fd).st_mode
+    if mode & 0o700 != 0o700:  # listable but not searchable (chmod 444): entries could not be examined
+        os.fchmod(fd, stat.S_IMODE(mode) | 0o700)
+    return fd
+
+
+def walk_tree(root: str, remove: bool, max_entries: int, deadline: float) -> tuple[int, int, bool]:
+    """Visit the tree under `root` whatever its owner did to it: any depth with two descriptors at most, no
+    symbolic link followed, locked directories unlocked. Returns (bytes allocated, entries, finished); stops
+    after `max_entries` entries or at `deadline`. With remove, every entry goes as it is seen, then `root`."""
+    size = entries = 0
+    fd = _enter(root, None)
+    here = os.fstat(fd)
+    ids = [(here.st_dev, here.st_ino)]  # the directories from root down to the current one
+    names: list[str] = []
+    pending: list[list[str]] = []  # per level: subdirectories not visited yet
+    finished = False
+    try:
+        while entries <= max_entries and time.monotonic() < deadline:
+            if len(pending) < len(ids):  # entered a directory: list it
+                subdirs = []
+                with os.scandir(fd) as listing:
+                    for entry in listing:
+                        try:
+                            info = entry.stat(follow_symlinks=False)
+                        except FileNotFoundError:  # a live worker removed it meanwhile
+                            continue
+                        entries += 1
+                        size += info.st_blocks * 512
+                        if stat.S_ISDIR(info.st_mode):
+                            subdirs.append(entry.name)
+                        elif remove:
+                            os.unlink(entry.name, dir_fd=fd)
+                pending.append(subdirs)
+            if pending[-1]:
+                name = pending[-1].pop()
+                try:
+                    child = _enter(name, fd)
+                except FileNotFoundError:
+                    continue
+                os.close(fd)
+                fd = child
+                here = os.fstat(fd)
+                ids.append((here.st_dev, here.st_ino))
+                names.append(name)
+                continue
+            if not names:
+                finished = True
+                break
+            parent = os.open("..", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = parent
+            pending.pop()
+            ids.pop()
+            here = os.fstat(fd)
+            if (here.st_dev, here.st_ino) != ids[-1]:  # moved while we were below: never walk anywhere else
+                break
+            if remove:
+                os.rmdir(names[-1], dir_fd=fd)
+            names.pop()
+    finally:
+        os.close(fd)
+    if finished and remove:
+        os.rmdir(root)
+    return size, entries, finished
+
+
+def _check_quota(pid: int, child: Child) -> None:
+    """Stop a live worker whose directory holds more than its disk quota or MAX_FILES entries (the
+    directory is RAM under bubblewrap's /tmp, outside the memory limit; RLIMIT_FSIZE bounds one file)."""
+    try:
+        size, entries, _ = walk_tree(child.workdir, False, MAX_FILES, time.monotonic() + 1.0)
+    except OSError:
+        return
+    if size > child.disk_bytes:
+        child.stopped_for = DISK_QUOTA_NOTE.format(found=size // 2**20, limit=child.disk_bytes // 2**20)
+    elif entries > MAX_FILES:
+        child.stopped_for = FILE_COUNT_NOTE.format(limit=MAX_FILES)
+    else:
+        return
+    _kill_group(pid)
+
+
+def _kill_group(pid: int) -> None:
+    for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
+        with contextlib.suppress(OSError):
+            target()  # also ends what the child left running in its group
+
+
+def _stderr_tail(log: int) -> str:
+    """The last STDERR_TAIL bytes the child wrote, read through the zygote's own descriptor of the file
+    (whatever the child did to the name: a symbolic link to /dev/zero or a FIFO is never opened)."""
+    try:
+        size = os.fstat(log).st_size
+        return os.pread(log, STDERR_TAIL, max(0, size - STDERR_TAIL)).decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _finish(pid: int, child: Child | None, grace: float) -> dict[str, Any]:
     """Stop a child (and its process group), reap it, read the tail of its stderr, remove its directory.
 
     The child gets `grace` seconds to finish exiting by itself (its pipes close a moment before it
@@ -430,9 +573,7 @@ def _finish(pid: int, workdir: str | None, grace: float) -> dict[str, Any]:
         if done != 0 or time.monotonic() >= deadline:
             break
         time.sleep(0.002)
-    for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
-        with contextlib.suppress(OSError):
-            target()  # also ends what the child left running in its group
+    _kill_group(pid)
     if done == 0:
         status["was_running"] = True
         with contextlib.suppress(ChildProcessError):
@@ -442,14 +583,17 @@ def _finish(pid: int, workdir: str | None, grace: float) -> dict[str, Any]:
             status["signal"] = os.WTERMSIG(raw)
         else:
             status["exitcode"] = os.WEXITSTATUS(raw)
-    if workdir:
+    if child is not None:
+        status["stderr"] = _stderr_tail(child.log)
+        os.close(child.log)
+        if child.stopped_for:
+            status["stopped_for"] = child.stopped_for
+            status["stderr"] = (status["stderr"] + "\n" + child.stopped_for)[-STDERR_TAIL:]
         try:
-            with open(os.path.join(workdir, ".stderr"), "rb") as f:
-                f.seek(max(0, os.fstat(f.fileno()).st_size - 4096))
-                status["stderr"] = f.read().decode("utf-8", "replace")
+            _, _, removed = walk_tree(child.workdir, True, 1 << 62, time.monotonic() + REMOVE_TIMEOUT)
         except OSError:
-            pass
-        shutil.rmtree(workdir, ignore_errors=True)
+            removed = False
+        status["cleaned"] = removed
     return status
 
 
@@ -461,42 +605,56 @@ def _die_with(parent: int) -> None:
         os._exit(0)
 
 
+def _spawn(
+    control: socket.socket, fds: list[int], config: dict[str, Any], request: dict[str, Any], shell: GradingShell
+) -> tuple[int, Child]:
+    """Fork a worker with its own directory (owned by the unprivileged user when the zygote is root) and
+    a stderr file the zygote keeps a descriptor of; returns its pid."""
+    workdir = tempfile.mkdtemp(prefix="jitgrade-", dir=config["tmp_root"])
+    log = os.open(os.path.join(workdir, STDERR_FILE), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    if os.geteuid() == 0:
+        os.chown(workdir, confine.UNPRIVILEGED_ID, confine.UNPRIVILEGED_ID)
+    zygote = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        control.close()
+        _die_with(zygote)
+        child_main(fds, log, workdir, config, request, shell)
+    return pid, Child(workdir, log, int(request["disk_bytes"]))
+
+
 def zygote_main(control: socket.socket, config: dict[str, Any]) -> None:
-    """Serve spawn/finish requests from the grader until it says exit or goes away."""
+    """Serve spawn/finish requests from the grader until it says exit or goes away; meanwhile hold
+    every live worker to its disk quota."""
+    confine.make_undumpable()  # a worker of the same user cannot open this process's mem, environ or fds
     shell = _make_shell()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    workdirs: dict[int, str] = {}
-    zygote = os.getpid()
-    control.send(json.dumps({"ready": True, "pid": zygote, "time": time.time()}).encode())
+    children: dict[int, Child] = {}
+    control.send(json.dumps({"ready": True, "pid": os.getpid(), "time": time.time()}).encode())
     while True:
+        if not select.select([control], [], [], QUOTA_POLL if children else None)[0]:
+            for pid, child in children.items():
+                if not child.stopped_for:
+                    _check_quota(pid, child)
+            continue
         try:
             message, fds, _, _ = socket.recv_fds(control, 65536, 4)
         except OSError:
             message, fds = b"", []
-        if not message:  # the grader is gone (exited or killed): take every worker with us
-            for pid, workdir in list(workdirs.items()):
-                _finish(pid, workdir, 0.0)
-            return
-        request = json.loads(message)
+        request = json.loads(message) if message else {}
         op = request.get("op")
         if op == "spawn":
-            workdir = tempfile.mkdtemp(prefix="jitgrade-", dir=config["tmp_root"])
-            pid = os.fork()
-            if pid == 0:
-                control.close()
-                _die_with(zygote)
-                child_main(fds, workdir, config, request, shell)
+            pid, children[pid] = _spawn(control, fds, config, request, shell)
             for fd in fds:
                 os.close(fd)
-            workdirs[pid] = workdir
             control.send(json.dumps({"pid": pid}).encode())
         elif op == "finish":
             pid = int(request["pid"])
             grace = min(float(request.get("grace", 0.0)), 2.0)
-            control.send(json.dumps({"pid": pid, **_finish(pid, workdirs.pop(pid, None), grace)}).encode())
-        else:
-            for pid, workdir in list(workdirs.items()):
-                _finish(pid, workdir, 0.0)
+            control.send(json.dumps({"pid": pid, **_finish(pid, children.pop(pid, None), grace)}).encode())
+        else:  # exit, or the grader is gone (exited or killed): take every worker with us
+            for pid, child in list(children.items()):
+                _finish(pid, child, 0.0)
             return
 
 

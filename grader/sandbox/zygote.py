@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.metadata
 import importlib.util
 import json
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -25,6 +27,8 @@ from grader.sandbox.limits import Limits
 _HERE = Path(__file__).resolve().parent
 _RUNTIME_FILES = ("worker.py", "protocol.py", "confine.py")
 BLOCKED_IMPORTS = ("grader", "reference", "jitgrade")
+DISTRIBUTION = "jitgrade"
+SANDBOX_TMP_BYTES = 1024**3  # bubblewrap's /tmp is RAM: its size bounds every worker directory of a zygote together
 # What a worker may read besides the interpreter's own directories.
 SYSTEM_READ_ONLY = (
     "/usr",
@@ -63,17 +67,33 @@ class ZygoteError(RuntimeError):
     """The zygote could not be started or stopped answering."""
 
 
+def installed_distribution_paths(name: str = DISTRIBUTION) -> list[str]:
+    """Every top-level folder an installed copy of the grader's distribution put on disk (its packages,
+    anything bundled in them, its .dist-info), in every environment on sys.path: a wheel installed
+    next to a source checkout may hold assignments the checkout's paths do not cover."""
+    paths: dict[str, None] = {}
+    for dist in importlib.metadata.distributions(name=name):
+        for file in dist.files or []:
+            if file.parts and file.parts[0] != "..":  # scripts in bin/ say nothing private
+                top = Path(str(dist.locate_file(file.parts[0])))
+                if top.is_dir():
+                    paths[str(top.resolve())] = None
+    return list(paths)
+
+
 def grader_private_paths() -> list[str]:
-    """Directories a worker must never read: the grader's and reference's sources and data."""
+    """Directories a worker must never read: the grader's and reference's sources and data, wherever
+    they are installed."""
     paths = [str(_HERE.parent)]
     spec = importlib.util.find_spec("reference")  # located, not imported (importing compiles nothing, but costs)
     if spec is not None and spec.origin is not None:
         paths.append(str(Path(spec.origin).resolve().parent))
     paths += [str(p.resolve()) for p in assignment_roots()]
+    paths += installed_distribution_paths()
     checkout = _HERE.parent.parent / ".git"  # a source checkout's history holds every solution ever committed
     if checkout.exists():
         paths.append(str(checkout.resolve()))
-    return paths
+    return list(dict.fromkeys(paths))
 
 
 def _is_within(path: str, root: str) -> bool:
@@ -135,6 +155,17 @@ def _interpreter_paths(hidden: Iterable[str]) -> list[str]:
     return [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *worker_sys_path(hidden)]
 
 
+def readable_by_anyone(path: str) -> bool:
+    """Whether a user without privileges can read `path`: readable by others, every folder on the way
+    searchable by others (an interpreter under /root is not)."""
+    real = Path(os.path.realpath(path))
+    try:
+        folders = [real, *real.parents] if real.is_dir() else list(real.parents)
+        return bool(os.stat(real).st_mode & stat.S_IROTH) and all(os.stat(f).st_mode & stat.S_IXOTH for f in folders)
+    except OSError:
+        return False
+
+
 @functools.lru_cache(maxsize=1)
 def bwrap_usable() -> bool:
     """Whether bubblewrap exists and can create its namespaces here (cached per process)."""
@@ -160,6 +191,8 @@ def _bwrap_base_args() -> list[str]:
         "/dev",
         "--proc",
         "/proc",
+        "--size",
+        str(SANDBOX_TMP_BYTES),
         "--tmpfs",
         "/tmp",
     ]
@@ -202,12 +235,17 @@ class Zygote:
         return "bwrap" if self.uses_bwrap else "process"
 
     def _config(self) -> dict[str, Any]:
+        """What the zygote needs to confine its workers. A root grader's workers become an unprivileged
+        user; if that user could not read the interpreter, they keep the right to read (not to write)."""
+        interpreter = _interpreter_paths(self.hidden)
+        becomes_nobody = not self.uses_bwrap and os.geteuid() == 0
         return {
             "env": WORKER_ENV,
             "sys_path": worker_sys_path(self.hidden),
-            "read_only": readable_paths([*_interpreter_paths(self.hidden), *SYSTEM_READ_ONLY], self.hidden),
+            "read_only": readable_paths([*interpreter, *SYSTEM_READ_ONLY], self.hidden),
             "blocked_imports": list(BLOCKED_IMPORTS),
             "tmp_root": "/tmp",
+            "keep_read_search": becomes_nobody and not all(readable_by_anyone(p) for p in interpreter),
         }
 
     def start(self) -> None:
@@ -236,6 +274,7 @@ class Zygote:
         for name in _RUNTIME_FILES:
             shutil.copyfile(_HERE / name, os.path.join(self.runtime, name))
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.uses_bwrap = self.requested == "bwrap" or (self.requested == "auto" and bwrap_usable())
         settings = self._config()
         config = json.dumps(settings)
         command = [
@@ -247,7 +286,6 @@ class Zygote:
             str(theirs.fileno()),
             config,
         ]
-        self.uses_bwrap = self.requested == "bwrap" or (self.requested == "auto" and bwrap_usable())
         if self.uses_bwrap:
             if shutil.which("bwrap") is None:
                 raise ZygoteError("isolation 'bwrap' was requested but bwrap is not installed (Debian: bubblewrap)")
@@ -321,6 +359,7 @@ class Zygote:
             "op": "spawn",
             "rlimits": limits.worker_rlimits(),
             "output_limit": limits.output_kb * 1024,
+            "disk_bytes": limits.disk_mb * 1024**2,
             "no_subprocesses": limits.max_processes <= 1,
         }
         try:
