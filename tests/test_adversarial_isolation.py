@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -77,7 +78,31 @@ if out["installed"]:
     attempt("socket_inet", lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM).close())
     attempt("socket_inet6", lambda: socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).close())
     attempt("socket_unix", lambda: socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).close())
+    attempt("socket_unix_dgram", lambda: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).close())
+    attempt("socket_netlink", lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0).close())
+    attempt("socket_packet", lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0).close())
+    attempt("socket_vsock", lambda: socket.socket(40, socket.SOCK_STREAM).close())  # AF_VSOCK
     attempt("socketpair", lambda: [s.close() for s in socket.socketpair()] and None)
+    attempt("socketpair_seqpacket",
+            lambda: [s.close() for s in socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)] and None)
+    attempt("socketpair_dgram",  # a datagram socket could sendto() any unix address
+            lambda: [s.close() for s in socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)] and None)
+    params = ctypes.create_string_buffer(120)
+    attempt("io_uring_setup", lambda: raw(nr["io_uring_setup"], 4, params) and None)
+    attempt("io_uring_enter", lambda: raw(nr["io_uring_enter"], 0, 0, 0, 0, 0, 0) and None)
+    attempt("bpf", lambda: raw(nr["bpf"], 0, 0, 0) and None)
+    attempt("userfaultfd", lambda: raw(nr["userfaultfd"], 0) and None)
+    attempt("perf_event_open", lambda: raw(nr["perf_event_open"], 0, 0, -1, -1, 0) and None)
+    attempt("unshare_user", lambda: raw(nr["unshare"], 0x10000000) and None)
+    attempt("clone_new_user_thread", lambda: raw(nr["clone"], 0x10000000 | 0x00010000, 0, 0, 0, 0) and None)
+    attempt("mount", lambda: raw(nr["mount"], 0, 0, 0, 0, 0) and None)
+    attempt("keyctl", lambda: raw(nr["keyctl"], 0, 0, 0, 0, 0) and None)
+    attempt("open_by_handle_at", lambda: raw(nr["open_by_handle_at"], 0, 0, 0) and None)
+    attempt("setsid", lambda: raw(nr["setsid"]) and None)
+    attempt("personality_no_randomize", lambda: raw(nr["personality"], 0x0040000) and None)
+    attempt("personality_query", lambda: [raw(nr["personality"], 0xFFFFFFFF)] and None)
+    attempt("statmount", lambda: raw(457, 0, 0, 0, 0) and None)  # Linux 6.8: newer than the reviewed table
+    attempt("syscall_from_the_future", lambda: raw(1000) and None)
     attempt("kill_parent", lambda: os.kill(parent, 0))
     attempt("kill_pid_1", lambda: os.kill(1, 0))
     attempt("kill_everyone", lambda: os.kill(-1, 0))
@@ -191,11 +216,14 @@ def seccomp() -> dict[str, Any]:
     return out
 
 
-REFUSED_BY_SECCOMP = ["fork", "clone_process", "subprocess", "socket_inet", "socket_inet6", "kill_parent",
-                      "kill_pid_1", "kill_everyone", "kill_other_group", "tkill", "ptrace_traceme",
-                      "ptrace_attach_parent", "process_vm_readv", "pidfd_open"]
-ALLOWED_BY_SECCOMP = ["socket_unix", "socketpair", "kill_self_signal_0", "kill_self_sigusr1",
-                      "kill_own_group_signal_0", "raise_signal", "threads", "getpid"]
+REFUSED_BY_SECCOMP = ["fork", "clone_process", "subprocess", "socket_inet", "socket_inet6", "socket_unix",
+                      "socket_unix_dgram", "socket_netlink", "socket_packet", "socket_vsock", "socketpair_dgram",
+                      "io_uring_setup", "io_uring_enter", "bpf", "userfaultfd", "perf_event_open", "unshare_user",
+                      "clone_new_user_thread", "mount", "keyctl", "open_by_handle_at", "setsid",
+                      "personality_no_randomize", "kill_parent", "kill_pid_1", "kill_everyone", "kill_other_group",
+                      "tkill", "ptrace_traceme", "ptrace_attach_parent", "process_vm_readv", "pidfd_open"]
+ALLOWED_BY_SECCOMP = ["socketpair", "socketpair_seqpacket", "personality_query", "kill_self_signal_0",
+                      "kill_self_sigusr1", "kill_own_group_signal_0", "raise_signal", "threads", "getpid"]
 
 
 @pytest.mark.parametrize("action", REFUSED_BY_SECCOMP)
@@ -217,6 +245,50 @@ def test_seccomp_refuses_vfork_and_other_abis(seccomp: dict[str, Any]) -> None:
 
 def test_seccomp_answers_clone3_with_enosys_so_libc_falls_back_to_clone(seccomp: dict[str, Any]) -> None:
     assert seccomp["clone3"] == "ENOSYS"
+
+
+@pytest.mark.parametrize("action", ["statmount", "syscall_from_the_future"])
+def test_seccomp_refuses_system_calls_newer_than_its_table(seccomp: dict[str, Any], action: str) -> None:
+    assert seccomp[action] == "ENOSYS", seccomp
+
+
+def _load_confine() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("confine_tables_only", CONFINE)
+    assert spec is not None and spec.loader is not None
+    confine = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = confine
+    try:
+        spec.loader.exec_module(confine)
+    finally:
+        del sys.modules[spec.name]
+    return confine
+
+
+UNISTD_HEADERS = {"x86_64": Path("/usr/include/x86_64-linux-gnu/asm/unistd_64.h"),
+                  "aarch64": Path("/usr/include/asm-generic/unistd.h")}
+
+
+@pytest.mark.parametrize("machine", sorted(UNISTD_HEADERS))
+def test_system_call_numbers_match_the_kernel_headers(machine: str) -> None:
+    header = UNISTD_HEADERS[machine]
+    if not header.exists():
+        pytest.skip(f"{header} is not installed (Debian: linux-libc-dev)")
+    defined = {m[0]: int(m[1]) for m in re.findall(r"^#define __NR(?:3264)?_(\w+)\s+(\d+)\s*$", header.read_text(),
+                                                     re.MULTILINE)}
+    table = _load_confine()._SYSCALLS[machine]
+    known = {name: number for name, number in table.items() if name in defined}
+    assert known == {name: defined[name] for name in known}
+    assert len(known) >= len(table) - 12, sorted(set(table) - set(defined))  # an older header lacks the newest
+
+
+def test_every_refused_system_call_is_in_a_table() -> None:
+    confine = _load_confine()
+    names = set().union(*confine._SYSCALLS.values())
+    assert set(confine.REFUSED_SYSCALLS) <= names, sorted(set(confine.REFUSED_SYSCALLS) - names)
+    assert all(number <= confine.NEWEST_KNOWN_SYSCALL for table in confine._SYSCALLS.values()
+               for number in table.values())
 
 
 def test_seccomp_lets_signals_to_itself_through(seccomp: dict[str, Any]) -> None:
@@ -296,3 +368,69 @@ def test_seccomp_program_is_only_built_for_known_architectures() -> None:
     for machine in ("x86_64", "aarch64"):
         program = confine.seccomp_program(machine, 1234)
         assert program is not None and len(program) % 8 == 0 and len(program) // 8 < 4096
+
+
+PRIVILEGES = PRELUDE + """
+out["dropped"] = confine.drop_privileges(confine.UNPRIVILEGED_ID, keep_read_search=sys.argv[3] == "keep")
+out["ids"] = [list(os.getresuid()), list(os.getresgid()), os.getgroups()]
+status = open("/proc/self/status").read()
+out["caps"] = {line.split(":")[0]: int(line.split()[1], 16) for line in status.splitlines() if line.startswith("Cap")}
+attempt("append_to_root_file", lambda: open(sys.argv[2], "a").write("x") and None)
+attempt("signal_parent", lambda: os.kill(os.getppid(), 0))
+attempt("read_parent_environ", lambda: open(f"/proc/{os.getppid()}/environ", "rb").read() and None)
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("keep", ["keep", "none"], ids=["keeping_read_search", "no_capability"])
+def test_a_root_worker_becomes_nobody(tmp_path: Path, keep: str) -> None:
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("only a root process changes its user")
+    owned = tmp_path / "root-owned.txt"
+    owned.write_text("root")
+    owned.chmod(0o666 & ~0o022)
+    tmp_path.chmod(0o755)
+    out = run_script(PRIVILEGES, str(owned), keep)
+    assert out["dropped"] is True
+    assert out["ids"] == [[65534] * 3, [65534] * 3, []]
+    assert out["caps"]["CapEff"] == out["caps"]["CapPrm"] == (1 << 2 if keep == "keep" else 0)
+    assert out["caps"]["CapInh"] == out["caps"]["CapAmb"] == 0
+    assert out["append_to_root_file"] == "EACCES" and owned.read_text() == "root"
+    assert out["signal_parent"] == "EPERM"
+    assert out["read_parent_environ"] == "EACCES"
+
+
+SCOPE = PRELUDE + """
+out["abi"] = confine.landlock_abi()
+if out["abi"] >= 6:
+    out["installed"] = confine.install_landlock([], [])
+    def connect():
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(b"\\0" + sys.argv[2].encode())
+    attempt("connect_abstract_socket_outside", connect)
+    attempt("signal_parent", lambda: os.kill(os.getppid(), 0))
+    attempt("signal_self", lambda: os.kill(os.getpid(), 0))
+print(json.dumps(out))
+"""
+
+
+def test_landlock_scopes_abstract_sockets_and_signals_to_the_sandbox() -> None:
+    import socket
+    import uuid
+
+    name = f"jitgrade-scope-{uuid.uuid4().hex}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(b"\0" + name.encode())
+        server.listen(1)
+        server.settimeout(0.0)
+        out = run_script(SCOPE, name)
+        if out["abi"] < 6:
+            pytest.skip(f"Landlock ABI {out['abi']} has no scopes (needs 6, Linux 6.12)")
+        with pytest.raises(BlockingIOError):
+            server.accept()
+    assert out["installed"] is True
+    assert out["connect_abstract_socket_outside"] == "EPERM"
+    assert out["signal_parent"] == "EPERM"
+    assert out["signal_self"] == "allowed"
