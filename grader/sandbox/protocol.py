@@ -435,7 +435,7 @@ class FrameReader:
         if head_len > limits.max_header:
             raise FrameTooLarge("a header", head_len, limits.max_header)
         if count > limits.max_payloads:
-            raise ProtocolError(f"frame too large: {count} arrays (at most {limits.max_payloads} here)")
+            raise ProtocolError(f"frame too large: {count} array(s) (at most {limits.max_payloads} here)")
         lengths = struct.unpack(f"<{count}Q", self._take(_LENGTH.size * count, deadline)) if count else ()
         if sum(lengths) > limits.max_total:
             raise FrameTooLarge("arrays", sum(lengths), limits.max_total)
