@@ -31,8 +31,9 @@ ASSIGNMENTS = ("mlp", "mlp-sigmoid")
 GRADIENT_CHECKS = ("grad_W1", "grad_b1", "grad_W2", "grad_b2", "square_weights", "gradient_matches_own_loss")
 HIDDEN_SEEDS = (7, 123456789, 2**31 - 2)
 
-# the honest loss every farm below computes (so that the loss checks pass and no property is gated), with
-# the master's own mlp_forward and softmax_cross_entropy
+# the loss every farm below computes honestly, with the master's mlp_forward and softmax_cross_entropy: the data
+# loss without its L2 penalty, a known mistake (so that, before, its gradients could be carried forward), right
+# when reg = 0 (so that a value check of mlp_loss passes and no property of it is gated)
 HONEST = '''
 import numpy as np
 
@@ -40,7 +41,7 @@ NAMES = ("W1", "b1", "W2", "b2")
 
 def honest_loss(X, y, params, reg):
     data, _ = softmax_cross_entropy(mlp_forward(X, params), y)
-    return data + 0.5 * reg * (np.sum(params["W1"] ** 2) + np.sum(params["W2"] ** 2))
+    return data
 
 def flat(params):
     return np.concatenate([np.asarray(params[k], dtype=float).ravel() for k in NAMES])
@@ -178,7 +179,7 @@ def test_gradient_farms_earn_no_gradient_points(farm: str, assignment: str, grad
         points = _gradient_points(report)
         assert points and all(s == 0 for s in points.values()), f"{farm}, hidden seed {seed}: {points}"
         tests = by_id(report)
-        assert tests["mlp_loss.loss_value"]["score"] > 0  # the honest loss still earns its own points
+        assert tests["mlp_loss.loss_without_reg"]["score"] > 0  # the honest loss still earns its own points
         assert "credit carried forward" not in " ".join(t["message"] for t in report["tests"])
 
 
