@@ -23,7 +23,7 @@ from grader import cases  # noqa: E402
 from grader.assignment import Assignment, AssignmentError, load  # noqa: E402
 from grader.checks.base import CheckContext  # noqa: E402
 from grader.checks.numgrad import quadratic, sum_of_sines  # noqa: E402
-from grader.checks.runner import plan  # noqa: E402  (importing the runner registers every check)
+from grader.checks.runner import REGISTRY, plan  # noqa: E402  (importing the runner registers every check)
 from reference import MLPSpec, forward, loss_and_grads, sigmoid, sigmoid_grad, softmax, softmax_cross_entropy  # noqa: E402
 
 helpers = conftest_helpers()
@@ -366,3 +366,56 @@ def test_a_problem_without_any_weighted_check_is_rejected(tmp_path: Path) -> Non
         assert "softmax" in str(exc)
         return
     pytest.fail(f"accepted: the plan awards {sum(p.points for p in planned):g} of {a.max_score:g} points")
+
+
+# --------------------------------------------------------------------------- (f) the rules behind carried credit
+
+
+@pytest.mark.parametrize("activation,reduction", [("relu", "mean"), ("sigmoid", "sum"), ("tanh", "mean")])
+def test_every_known_loss_comes_with_its_exact_gradient(activation: str, reduction: str) -> None:
+    # credit is carried forward only for the exact gradient of a known loss, so each must be exact: central
+    # differences of the loss along random directions agree with the returned gradient
+    from grader.checks.diagnosis import loss_mistake_sets
+    from reference import bugs
+
+    x, y, params, reg = cases.mlp(11, 0.1, activation).args
+    rng = np.random.default_rng(5)
+    step = 1e-6
+    for combo in [(), *loss_mistake_sets(activation, reduction)]:
+        def loss_at(shift: float, v: dict[str, np.ndarray], combo: tuple[str, ...] = combo) -> float:
+            moved = {k: p + shift * v[k] for k, p in params.items()}
+            return bugs.consistent_loss_and_grads(x, y, moved, activation, reduction, reg, combo)[0]
+
+        _, grads = bugs.consistent_loss_and_grads(x, y, params, activation, reduction, reg, combo)
+        for _ in range(3):
+            v = {k: rng.standard_normal(p.shape) for k, p in params.items()}
+            numerical = (loss_at(step, v) - loss_at(-step, v)) / (2 * step)
+            analytic = sum(float(np.sum(grads[k] * v[k])) for k in params)
+            assert analytic == pytest.approx(numerical, rel=1e-6, abs=1e-7), combo
+
+
+def test_a_property_check_earns_points_only_beside_a_value_check_that_earns_some() -> None:
+    from grader.checks.base import Outcome
+    from grader.checks.runner import gate_properties
+
+    def outcome(problem: str, check: str, role: str, score: float) -> Outcome:
+        return Outcome(f"{problem}.{check}", problem, check, check, "passed" if score else "failed", score, 1.0,
+                       hidden=False, role=role)
+
+    gated = {o.id: o for o in gate_properties([
+        outcome("f", "values", "value", 0.0), outcome("f", "no_mutation", "property", 1.0),
+        outcome("g", "values", "value", 0.5), outcome("g", "no_mutation", "property", 1.0),
+    ])}
+    assert gated["f.no_mutation"].score == 0 and gated["f.no_mutation"].status == "failed"
+    assert "no points" in gated["f.no_mutation"].message and gated["f.no_mutation"].details["gated"]
+    assert gated["g.no_mutation"].score == 1.0 and gated["g.values"].score == 0.5
+
+
+def test_checks_that_code_computing_nothing_passes_are_declared_properties() -> None:
+    properties = {f"{kind}.{c.name}" for kind, checks in REGISTRY.items() for c in checks if c.role == "property"}
+    assert properties == {
+        "softmax.rows_sum_to_one", "softmax.no_mutation", "sigmoid.no_mutation", "sigmoid_grad.no_mutation",
+        "softmax_cross_entropy.gradient_matches_own_loss", "softmax_cross_entropy.no_mutation",
+        "mlp_forward.no_mutation", "mlp_loss.gradient_matches_own_loss", "mlp_loss.output_structure",
+        "mlp_loss.no_mutation", "numerical_gradient.restores_x", "numerical_gradient.deterministic",
+    }

@@ -76,19 +76,17 @@ def describe(loss: str, activation: str) -> str:
 
 
 def matches(
-    known: KnownLoss,
-    args: tuple[Any, ...],
+    truth: tuple[float, Gradients],
     loss: float,
-    grads: Mapping[str, np.ndarray],
+    grads: Mapping[str, np.ndarray] | None,
     ctx: CheckContext,
-    gradients: bool = True,
 ) -> bool:
-    """The student's loss (and, with `gradients`, every gradient) equals the known loss's on these inputs."""
-    true_loss, true_grads = known.compute(args)
+    """The student's loss (and every gradient, unless `grads` is None) equals a known loss's `truth` here."""
+    true_loss, true_grads = truth
     tol = ctx.tolerance()
     if not is_close(np.asarray(loss, dtype=np.float64), np.asarray(true_loss), tol):
         return False
-    return not gradients or all(is_close(grads[k], np.asarray(g), tol) for k, g in true_grads.items())
+    return grads is None or all(is_close(grads[k], np.asarray(g), tol) for k, g in true_grads.items())
 
 
 def verdict(
@@ -122,8 +120,9 @@ def _judge(
             loss, grads = student(case)
         except CheckFailed as failure:
             return Verdict(None, False, PROBE_FAILED.format(message=failure.message))
-        losses = [k for k in losses if matches(k, case.args, loss, grads, ctx, gradients=False)]
-        exact = [k for k in exact if k in losses and matches(k, case.args, loss, grads, ctx)]
+        truths = {k.name: k.compute(case.args) for k in losses}
+        losses = [k for k in losses if matches(truths[k.name], loss, None, ctx)]
+        exact = [k for k in exact if k in losses and matches(truths[k.name], loss, grads, ctx)]
     if exact:
         return Verdict(exact[0].name, True)
     if not losses:
@@ -142,4 +141,4 @@ def carried_at(
     that known mistake and every gradient its exact gradient."""
     if not found.carries:
         return False
-    return any(matches(k, args, loss, grads, ctx) for k in known if k.name == found.loss)
+    return any(matches(k.compute(args), loss, grads, ctx) for k in known if k.name == found.loss)
