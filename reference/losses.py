@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from numpy.typing import ArrayLike
 
 from reference.activations import _float_copy
 
@@ -67,7 +68,7 @@ def _first_outside(labels, classes):  # type: ignore[no-untyped-def]
     return -1
 
 
-def check_labels(y: object, rows: int, classes: int, reduction: str, source: str = "z") -> np.ndarray:
+def check_labels(y: ArrayLike, rows: int, classes: int, reduction: str, source: str = "z") -> np.ndarray:
     """Labels as a C-contiguous int64 array, checked against N = rows examples of C = classes classes.
 
     The rule: 1-D of length N, every value in [0, C); any integer dtype, or floats only when every
@@ -140,7 +141,7 @@ def _float_cross_entropy(z, y, reduction):  # type: ignore[no-untyped-def]
     return _cross_entropy(_float_copy(z), y, reduction_scale(reduction, z.shape[0]))
 
 
-def softmax_cross_entropy(z: np.ndarray, y: np.ndarray, reduction: str = "mean") -> tuple[float, np.ndarray]:
+def softmax_cross_entropy(z: np.ndarray, y: ArrayLike, reduction: str = "mean") -> tuple[float, np.ndarray]:
     """Loss -log softmax(z)[i, y_i] reduced over the batch ("mean" or "sum"), and dL/dz.
 
     z is (N, C) logits, y is N labels in [0, C) (see check_labels). Returns (loss as float64,

@@ -17,6 +17,7 @@ from functools import cached_property
 
 import numpy as np
 from numba import njit
+from numpy.typing import ArrayLike
 
 from reference.activations import relu_grad_scalar, relu_scalar, sigmoid_grad_scalar, sigmoid_scalar, tanh_grad_scalar
 from reference.losses import REDUCTIONS, _cross_entropy, check_labels, reduction_scale
@@ -345,9 +346,12 @@ def forward(x: np.ndarray, params: Mapping[str, np.ndarray], spec: MLPSpec) -> t
 
 
 def loss_and_grads(
-    x: np.ndarray, y: np.ndarray, params: Mapping[str, np.ndarray], spec: MLPSpec
+    x: np.ndarray, y: ArrayLike, params: Mapping[str, np.ndarray], spec: MLPSpec
 ) -> tuple[float, Params]:
-    """Loss (data loss reduced over the batch + L2 penalty) and a gradient for every W and b."""
+    """Loss (data loss reduced over the batch + L2 penalty) and a gradient for every W and b.
+
+    X is (N, D); y holds N class indices in [0, C), checked by check_labels (never truncated).
+    """
     x, p = _prepare(x, params, spec)
     labels = check_labels(y, x.shape[0], spec.sizes[-1], spec.reduction, "X")
     loss, grad = _loss_and_grads(x, labels, p.flat, *spec.kernel_args)
@@ -364,8 +368,8 @@ def _loss(x, y, theta, sizes, activation, reduction, reg):  # type: ignore[no-un
     return data + _penalty(theta, sizes, reg)
 
 
-def loss(x: np.ndarray, y: np.ndarray, params: Mapping[str, np.ndarray], spec: MLPSpec) -> float:
-    """Loss only (the forward pass and the penalty), no backward pass."""
+def loss(x: np.ndarray, y: ArrayLike, params: Mapping[str, np.ndarray], spec: MLPSpec) -> float:
+    """Loss only (the forward pass and the penalty), no backward pass; X and y as for loss_and_grads."""
     x, p = _prepare(x, params, spec)
     labels = check_labels(y, x.shape[0], spec.sizes[-1], spec.reduction, "X")
     return float(_loss(x, labels, p.flat, *spec.kernel_args))

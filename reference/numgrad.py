@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 from numba import njit
+from numpy.typing import ArrayLike
 
 from reference.activations import softmax
 from reference.losses import check_labels, reduction_scale
@@ -222,7 +223,7 @@ def _mlp_numgrad(x, y, theta, sizes, activation, reduction, reg, h, indices):  #
 
 def mlp_numerical_gradient(
     x: np.ndarray,
-    y: np.ndarray,
+    y: ArrayLike,
     params: Mapping[str, np.ndarray],
     spec: MLPSpec,
     h: float = 1e-5,
