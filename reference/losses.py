@@ -32,7 +32,7 @@ LABELS_SHAPE_FLAT = "Pass np.ravel(y)."
 LABELS_SHAPE_COUNT = "Pass exactly one label per row of {source}."
 LABELS_TYPE = (
     "labels y must be integer class indices; found dtype {dtype}. "
-    "Pass an integer array such as np.asarray(y, dtype=np.int64)."
+    "Pass an integer array of class indices (np.asarray(y, dtype=np.int64) if y holds whole numbers)."
 )
 LABELS_NOT_WHOLE = (
     "labels y must be whole numbers (float labels are accepted only when every value is integral, never "
@@ -149,7 +149,7 @@ def softmax_cross_entropy(z: np.ndarray, y: ArrayLike, reduction: str = "mean") 
     and float64 otherwise). Computed from log-sum-exp, so logits of |1e4| neither overflow nor give log(0).
     """
     logits = np.asarray(z)
-    if logits.dtype.kind not in "iuf":
+    if logits.dtype.kind not in "biuf":
         raise TypeError(LOGITS_TYPE.format(dtype=logits.dtype))
     if logits.ndim != 2:
         raise ValueError(LOGITS_SHAPE.format(shape=logits.shape))

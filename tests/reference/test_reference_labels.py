@@ -140,3 +140,9 @@ def test_an_mlp_summed_over_an_empty_batch_is_only_the_penalty(function):
 def test_cross_entropy_of_logits_that_are_not_2_d_is_refused_with_the_fix(logits):
     with pytest.raises(ValueError, match=r"\(N, C\).*found shape.*z\.reshape\(1, -1\)"):
         R.softmax_cross_entropy(logits, np.array([0]), "mean")
+
+
+@pytest.mark.parametrize("logits", [np.array([["1", "2"]]), np.array([[1 + 0j, 2]])], ids=["str", "complex"])
+def test_cross_entropy_of_logits_that_are_not_real_numbers_is_refused_with_a_type_error(logits):
+    with pytest.raises(TypeError, match=r"real numbers; found dtype"):
+        R.softmax_cross_entropy(logits, np.array([0]), "mean")
