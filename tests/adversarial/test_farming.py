@@ -123,6 +123,24 @@ FARMS = {
     "detects_probes": DETECTS_PROBES,
 }
 
+# the same attack on softmax_cross_entropy: an honest loss, a made-up dz, and a loss linearized with that dz around
+# the first logits seen for the labels (every finite difference around them agrees with dz)
+CE_LINEARIZED = '''
+import numpy as np
+
+CE_FIRST = {}
+
+def softmax_cross_entropy(z, y):
+    dz = np.full(z.shape, 0.01)
+    key = (z.shape, y.tobytes())
+    if key not in CE_FIRST:
+        shifted = z - z.max(axis=1, keepdims=True)
+        log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        CE_FIRST[key] = (z.copy(), float(-log_p[np.arange(len(y)), y].mean()))
+    z0, l0 = CE_FIRST[key]
+    return l0 + float(np.sum(dz * (z - z0))), dz
+'''
+
 ZERO_STUBS = {
     "softmax": "def softmax(x):\n    return np.zeros_like(x)\n",
     "sigmoid": "def sigmoid(x):\n    return np.zeros_like(x)\n",
@@ -181,6 +199,13 @@ def test_gradient_farms_earn_no_gradient_points(farm: str, assignment: str, grad
         tests = by_id(report)
         assert tests["mlp_loss.loss_without_reg"]["score"] > 0  # the honest loss still earns its own points
         assert "credit carried forward" not in " ".join(t["message"] for t in report["tests"])
+
+
+def test_a_cross_entropy_farm_earns_no_consistency_points(grade: Any) -> None:
+    tests = by_id(grade(solution_cells("mlp", {"softmax_cross_entropy": CE_LINEARIZED}), "mlp"))
+    own = tests["softmax_cross_entropy.gradient_matches_own_loss"]
+    assert own["score"] == 0 and "not the gradient of your own loss" in own["message"], own
+    assert tests["softmax_cross_entropy.loss_value"]["score"] > 0
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
