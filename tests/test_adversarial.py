@@ -314,7 +314,7 @@ def test_slow_cells_exhaust_the_notebook_budget_and_later_cells_are_not_run(atta
     run = attack(solution_cells() + SLOW_TAIL, NOTEBOOK_BUDGET)
     assert_survived(run, NOTEBOOK_BUDGET)
     assert_full_points_except(run, *FUNCTIONS)  # the budget covers the calls too: none is left for them
-    assert all(t["message"].startswith("not run: the notebook's total time budget of 2 s was used up")
+    assert all("not run: the notebook's total time budget of 2 s was used up" in t["message"]
                for t in run.failed()), [t["message"] for t in run.failed()]
     tail = [run.cells[i] for i in range(len(solution_cells()), len(solution_cells()) + len(SLOW_TAIL))]
     assert tail[0]["status"] == "ok" and tail[-1]["status"] == "not_run", tail
