@@ -29,7 +29,8 @@ __all__ = ["REGISTRY", "Outcome", "gate_properties", "plan", "run_check", "run_c
 
 PROPERTY_WITHOUT_VALUES = (
     "{message} But no points: none of {function}()'s value checks earns points, and a property such as this "
-    "one (which code that computes nothing also has) counts only when the values are at least partly right."
+    "one (which code that computes nothing also has) counts only when the values are at least partly right: "
+    "make the values match first."
 )
 
 
