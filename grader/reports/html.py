@@ -40,7 +40,7 @@ _ENV = Environment(
     lstrip_blocks=True,
 )
 _ENV.filters["pts"] = lambda x: f"{x:g}"
-_ENV.filters["num"] = lambda x: x if isinstance(x, str) else f"{x:.6g}"
+_ENV.filters["num"] = lambda x: f"{x:.6g}" if isinstance(x, (int, float)) else str(x)  # "nan", "inf" are strings
 
 
 def feedback(report: dict[str, Any], instructor: bool = False) -> str:
