@@ -336,9 +336,10 @@ _SCOPE_ABSTRACT_UNIX_SOCKET, _SCOPE_SIGNAL = 1 << 0, 1 << 1  # ABI 6
 _LANDLOCK_CREATE_RULESET_VERSION = 1
 _LANDLOCK_RULE_PATH_BENEATH = 1
 _O_PATH = getattr(os, "O_PATH", 0o10000000)
-# What Python, NumPy, BLAS threads and IPython read of their own /proc/<pid> (not mountinfo, mounts,
-# mountstats, net, environ or cmdline, which tell host paths or the grader's command line).
-OWN_PROC_ENTRIES = ("stat", "statm", "status", "limits", "maps", "fd", "task")
+# What Python, NumPy, BLAS threads and IPython read of their own /proc/<pid>: not mountinfo, mounts,
+# mountstats, net, environ or cmdline, which tell host paths or the grader's command line, nor task/,
+# whose per-thread folders hold all of those again.
+OWN_PROC_ENTRIES = ("stat", "statm", "status", "limits", "maps", "fd")
 
 
 def landlock_abi() -> int:

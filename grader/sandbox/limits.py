@@ -12,8 +12,8 @@ class Limits:
 
     Timeouts are wall-clock seconds measured by the grader; memory, file size and process
     count are kernel limits on the worker. ``max_processes = 1`` means the worker alone:
-    forks and subprocesses are refused. ``disk_mb`` bounds all the files in the worker's
-    directory together (the zygote measures it ten times a second and stops a worker over it).
+    forks and subprocesses are refused. ``disk_mb`` and ``max_files`` bound the worker's
+    directory as a whole (the zygote measures it ten times a second and stops a worker over it).
     A function that times out or crashes the worker ``failures_per_function`` times is not
     called again (each attempt costs a restart).
     """
@@ -26,6 +26,7 @@ class Limits:
     max_processes: int = 1
     max_file_mb: int = 64
     disk_mb: int = 256
+    max_files: int = 4096
     max_restarts: int = 5
     failures_per_function: int = 2
     max_callbacks: int = 200_000

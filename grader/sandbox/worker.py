@@ -66,16 +66,14 @@ TRUNCATION_NOTE = "\n[jitgrade: output truncated: this notebook printed more tha
 STDERR_FILE = ".stderr"  # in the worker's directory; the zygote reads it through its own descriptor only
 STDERR_TAIL = 4096
 QUOTA_POLL = 0.1  # seconds between two measures of the live workers' directories
-MAX_FILES = 10_000  # files and folders a worker's directory may hold
-REMOVE_TIMEOUT = 10.0  # seconds the removal of a worker's directory may take
+REMOVE_TIMEOUT = 20.0  # seconds the removal of a worker's directory may take (the grader waits 30 s for finish)
+# Why the zygote stopped a worker, as finish() reports it ("stopped_for") and as a last line of its stderr.
 DISK_QUOTA_NOTE = (
-    "jitgrade: the notebook's files took {found} MiB in its working directory, over the limit of {limit} MiB; "
-    "its process was stopped. Write less to files, or delete what you no longer need"
+    "its files took {found} MiB in its working directory, over the limit of {limit} MiB; "
+    "write less to files, or delete those it no longer needs"
 )
-FILE_COUNT_NOTE = (
-    "jitgrade: the notebook created more than {limit} files and folders in its working directory; "
-    "its process was stopped. Keep fewer files"
-)
+FILE_COUNT_NOTE = "it created more than {limit} files and folders in its working directory; keep fewer files"
+STOPPED_LINE = "jitgrade: the notebook's process was stopped: {reason}\n"
 
 
 # --------------------------------------------------------------------------- output capture
@@ -437,11 +435,12 @@ def child_main(
 @dataclass
 class Child:
     """A forked worker as the zygote tracks it: its directory, the zygote's own descriptor of its
-    stderr file, its disk quota, and why the zygote stopped it, if it did."""
+    stderr file, its directory's quota (bytes, entries), and why the zygote stopped it, if it did."""
 
     workdir: str
     log: int
     disk_bytes: int
+    max_files: int
     stopped_for: str = ""
 
 
@@ -526,16 +525,16 @@ def walk_tree(root: str, remove: bool, max_entries: int, deadline: float) -> tup
 
 
 def _check_quota(pid: int, child: Child) -> None:
-    """Stop a live worker whose directory holds more than its disk quota or MAX_FILES entries (the
-    directory is RAM under bubblewrap's /tmp, outside the memory limit; RLIMIT_FSIZE bounds one file)."""
+    """Stop a live worker whose directory holds more than its quota of bytes or entries (the directory
+    is RAM under bubblewrap's /tmp, outside the memory limit; RLIMIT_FSIZE bounds one file only)."""
     try:
-        size, entries, _ = walk_tree(child.workdir, False, MAX_FILES, time.monotonic() + 1.0)
+        size, entries, _ = walk_tree(child.workdir, False, child.max_files, time.monotonic() + 1.0)
     except OSError:
         return
     if size > child.disk_bytes:
         child.stopped_for = DISK_QUOTA_NOTE.format(found=size // 2**20, limit=child.disk_bytes // 2**20)
-    elif entries > MAX_FILES:
-        child.stopped_for = FILE_COUNT_NOTE.format(limit=MAX_FILES)
+    elif entries > child.max_files:
+        child.stopped_for = FILE_COUNT_NOTE.format(limit=child.max_files)
     else:
         return
     _kill_group(pid)
@@ -588,7 +587,7 @@ def _finish(pid: int, child: Child | None, grace: float) -> dict[str, Any]:
         os.close(child.log)
         if child.stopped_for:
             status["stopped_for"] = child.stopped_for
-            status["stderr"] = (status["stderr"] + "\n" + child.stopped_for)[-STDERR_TAIL:]
+            status["stderr"] = (status["stderr"] + STOPPED_LINE.format(reason=child.stopped_for))[-STDERR_TAIL:]
         try:
             _, _, removed = walk_tree(child.workdir, True, 1 << 62, time.monotonic() + REMOVE_TIMEOUT)
         except OSError:
@@ -620,7 +619,7 @@ def _spawn(
         control.close()
         _die_with(zygote)
         child_main(fds, log, workdir, config, request, shell)
-    return pid, Child(workdir, log, int(request["disk_bytes"]))
+    return pid, Child(workdir, log, int(request["disk_bytes"]), int(request["max_files"]))
 
 
 def zygote_main(control: socket.socket, config: dict[str, Any]) -> None:

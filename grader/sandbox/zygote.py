@@ -102,20 +102,24 @@ def _is_within(path: str, root: str) -> bool:
 
 def readable_paths(roots: Iterable[str], hidden: Iterable[str]) -> list[str]:
     """Allow-list for Landlock: every root, except that roots containing a hidden path are
-    replaced by their children (recursively), so the hidden paths themselves stay out."""
+    replaced by their children (recursively), so the hidden paths themselves stay out. Children
+    are resolved first: a rule follows symbolic links (a virtual environment's lib64 -> lib would
+    otherwise allow all of lib, hidden folders included)."""
     hidden = [os.path.realpath(h) for h in hidden]
     out: list[str] = []
+    seen: set[str] = set()
 
     def visit(path: str) -> None:
-        if any(_is_within(path, h) for h in hidden):
+        if path in seen or any(_is_within(path, h) for h in hidden):
             return
+        seen.add(path)
         if any(_is_within(h, path) for h in hidden):
             try:
                 children = sorted(os.listdir(path))
             except OSError:
                 return
             for child in children:
-                visit(os.path.join(path, child))
+                visit(os.path.realpath(os.path.join(path, child)))
             return
         out.append(path)
 
@@ -360,6 +364,7 @@ class Zygote:
             "rlimits": limits.worker_rlimits(),
             "output_limit": limits.output_kb * 1024,
             "disk_bytes": limits.disk_mb * 1024**2,
+            "max_files": limits.max_files,
             "no_subprocesses": limits.max_processes <= 1,
         }
         try:
