@@ -101,6 +101,11 @@ if out["installed"]:
     attempt("setsid", lambda: raw(nr["setsid"]) and None)
     attempt("personality_no_randomize", lambda: raw(nr["personality"], 0x0040000) and None)
     attempt("personality_query", lambda: [raw(nr["personality"], 0xFFFFFFFF)] and None)
+    import resource
+    limit = ctypes.create_string_buffer(16)
+    attempt("prlimit_parent", lambda: raw(nr["prlimit64"], parent, resource.RLIMIT_NOFILE, None, limit) and None)
+    attempt("prlimit_self", lambda: [raw(nr["prlimit64"], 0, resource.RLIMIT_NOFILE, None, limit)] and None)
+    attempt("setrlimit_self", lambda: resource.setrlimit(resource.RLIMIT_CORE, (0, 0)))
     attempt("statmount", lambda: raw(457, 0, 0, 0, 0) and None)  # Linux 6.8: newer than the reviewed table
     attempt("syscall_from_the_future", lambda: raw(1000) and None)
     attempt("kill_parent", lambda: os.kill(parent, 0))
@@ -220,10 +225,12 @@ REFUSED_BY_SECCOMP = ["fork", "clone_process", "subprocess", "socket_inet", "soc
                       "socket_unix_dgram", "socket_netlink", "socket_packet", "socket_vsock", "socketpair_dgram",
                       "io_uring_setup", "io_uring_enter", "bpf", "userfaultfd", "perf_event_open", "unshare_user",
                       "clone_new_user_thread", "mount", "keyctl", "open_by_handle_at", "setsid",
-                      "personality_no_randomize", "kill_parent", "kill_pid_1", "kill_everyone", "kill_other_group",
+                      "personality_no_randomize", "prlimit_parent", "kill_parent", "kill_pid_1", "kill_everyone",
+                      "kill_other_group",
                       "tkill", "ptrace_traceme", "ptrace_attach_parent", "process_vm_readv", "pidfd_open"]
-ALLOWED_BY_SECCOMP = ["socketpair", "socketpair_seqpacket", "personality_query", "kill_self_signal_0",
-                      "kill_self_sigusr1", "kill_own_group_signal_0", "raise_signal", "threads", "getpid"]
+ALLOWED_BY_SECCOMP = ["socketpair", "socketpair_seqpacket", "personality_query", "prlimit_self", "setrlimit_self",
+                      "kill_self_signal_0", "kill_self_sigusr1", "kill_own_group_signal_0", "raise_signal", "threads",
+                      "getpid"]
 
 
 @pytest.mark.parametrize("action", REFUSED_BY_SECCOMP)

@@ -151,7 +151,7 @@ _SYSCALLS: dict[str, dict[str, int]] = {
         "delete_module": 176, "get_kernel_syms": 177, "query_module": 178, "quotactl": 179, "nfsservctl": 180,
         "tkill": 200, "lookup_dcookie": 212, "clock_settime": 227, "tgkill": 234, "kexec_load": 246,
         "add_key": 248, "request_key": 249, "keyctl": 250, "ioprio_set": 251, "migrate_pages": 256,
-        "unshare": 272, "move_pages": 279, "rt_tgsigqueueinfo": 297, "perf_event_open": 298,
+        "unshare": 272, "move_pages": 279, "rt_tgsigqueueinfo": 297, "perf_event_open": 298, "prlimit64": 302,
         "fanotify_init": 300, "name_to_handle_at": 303, "open_by_handle_at": 304, "clock_adjtime": 305,
         "setns": 308, "process_vm_readv": 310, "process_vm_writev": 311, "kcmp": 312, "finit_module": 313,
         "kexec_file_load": 320, "bpf": 321, "userfaultfd": 323,
@@ -166,7 +166,7 @@ _SYSCALLS: dict[str, dict[str, int]] = {
         "setdomainname": 162, "settimeofday": 170, "adjtimex": 171, "socket": 198, "socketpair": 199,
         "bind": 200, "connect": 203, "add_key": 217, "request_key": 218, "keyctl": 219, "clone": 220,
         "swapon": 224, "swapoff": 225, "migrate_pages": 238, "move_pages": 239, "rt_tgsigqueueinfo": 240,
-        "perf_event_open": 241, "fanotify_init": 262, "name_to_handle_at": 264, "open_by_handle_at": 265,
+        "perf_event_open": 241, "prlimit64": 261, "fanotify_init": 262, "name_to_handle_at": 264, "open_by_handle_at": 265,
         "clock_adjtime": 266, "setns": 268, "process_vm_readv": 270, "process_vm_writev": 271, "kcmp": 272,
         "finit_module": 273, "bpf": 280, "userfaultfd": 282, "kexec_file_load": 294,
     },
@@ -271,6 +271,7 @@ def seccomp_program(machine: str, own_pid: int, allow_processes: bool = False) -
     p.op(_JEQ_K, nr["clone"], "clone", 0)
     p.op(_JEQ_K, nr["socketpair"], "socketpair", 0)
     p.op(_JEQ_K, nr["personality"], "personality", 0)
+    p.op(_JEQ_K, nr["prlimit64"], "self_only", 0)
     for name in _SIGNALLING:
         p.op(_JEQ_K, nr[name], "signal", 0)
     p.op(_RET_K, _RET_ALLOW)
@@ -289,6 +290,10 @@ def seccomp_program(machine: str, own_pid: int, allow_processes: bool = False) -
     p.op(_LD_W_ABS, _ARG0)
     p.op(_JEQ_K, _PERSONALITY_QUERY, "allow", 0)
     p.op(_JEQ_K, _PER_LINUX, "allow", "deny")
+    p.label("self_only")  # prlimit64(pid): this process (0 or its pid), never another one's limits
+    p.op(_LD_W_ABS, _ARG0)
+    p.op(_JEQ_K, 0, "allow", 0)
+    p.op(_JEQ_K, own_pid, "allow", "deny")
     p.label("signal")  # kill(pid) / tgkill(tgid): this process, its own group (pid 0 / -pid), [its children]
     p.op(_LD_W_ABS, _ARG0)
     p.op(_JEQ_K, own_pid, "allow", 0)
