@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import FAST, FUNCTIONS, by_id, lost, notebook_json, solution_cells
+from conftest import FAST, FUNCTIONS, by_id, lost, notebook_json, solution_cells, write_notebook
 
 from grader.assignment import Assignment
 from grader.grading import Grader
@@ -428,3 +431,43 @@ def test_a_blocked_import_stays_recorded_when_the_cell_clears_the_record(zygote:
         record = sandbox.execute()
     assert record.cells[1].status == "ok"
     assert "reference" in record.import_attempts, record.import_attempts
+
+
+def test_a_class_of_hostile_submissions_is_graded_within_the_sum_of_its_limits(tmp_path: Path) -> None:
+    """`jitgrade grade` of a class where every submission spends its time budget one way or another."""
+    hostile = {
+        "sleepy": BUDGET_ATTACKS[0][1](),
+        "drowsy": BUDGET_ATTACKS[1][1](),
+        "crashy": BUDGET_ATTACKS[2][1](),
+        "forger": solution_cells()[:3] + [FORGE, forged(cell_done(5)) + SLEEP] + solution_cells()[3:],
+    }
+    folder, out = tmp_path / "class", tmp_path / "out"
+    folder.mkdir()
+    for name, sources in hostile.items():
+        write_notebook(folder / f"{name}.ipynb", sources)
+    limits = ["--cell-timeout", "2", "--call-timeout", "1.5", "--notebook-timeout", "4"]
+    command = [
+        sys.executable,
+        "-m",
+        "grader",
+        "grade",
+        str(folder),
+        "-a",
+        "mlp",
+        "--out",
+        str(out),
+        *limits,
+        "--jobs",
+        "1",
+        "--isolation",
+        "process",
+        "--no-feedback",
+    ]
+    started = time.monotonic()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    seconds = time.monotonic() - started
+    assert done.returncode == 0, done.stderr[-2000:]
+    start_up = 40.0  # the grading process, its sandbox and the reference's compiled kernels
+    assert seconds < start_up + len(hostile) * (4 + 3), f"{seconds:.0f} s for {len(hostile)} notebooks of 4 s each"
+    rows = (out / "gradebook.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + len(hostile), rows
