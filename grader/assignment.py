@@ -84,6 +84,8 @@ class Assignment:
     problems: tuple[Problem, ...]
     examples: Path | None
     carried_credit: float = 0.5  # [scoring]: the most a gradient earns by being exact for a wrong loss
+    shape_slip_credit: float = 0.5  # [scoring]: the share a right value returned in a wrong shape earns
+    point_step: float = 0.5  # [scoring]: every check's points are a whole multiple of this
 
     @property
     def template_path(self) -> Path | None:
@@ -244,9 +246,15 @@ def load(name_or_path: str | Path) -> Assignment:
         problems=tuple(problems),
         examples=examples if examples.is_dir() else None,
         carried_credit=float(data.get("scoring", {}).get("carried_credit", 0.5)),
+        shape_slip_credit=float(data.get("scoring", {}).get("shape_slip_credit", 0.5)),
+        point_step=float(data.get("scoring", {}).get("point_step", 0.5)),
     )
     if not 0.0 <= assignment.hidden_share <= 1.0:
         raise AssignmentError(f"{where}: [cases] hidden_share must lie in [0, 1]")
     if not 0.0 <= assignment.carried_credit <= 1.0:
         raise AssignmentError(f"{where}: [scoring] carried_credit must lie in [0, 1]")
+    if not 0.0 <= assignment.shape_slip_credit <= 1.0:
+        raise AssignmentError(f"{where}: [scoring] shape_slip_credit must lie in [0, 1]")
+    if not assignment.point_step > 0:
+        raise AssignmentError(f"{where}: [scoring] point_step must be > 0 (e.g. 0.5, 1 or 0.01)")
     return assignment

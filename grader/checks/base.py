@@ -17,6 +17,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from grader.assignment import Assignment, Problem, Tolerance
+from grader.cases import Case
+from grader.checks import shapes
 
 
 class Session(Protocol):
@@ -84,6 +86,7 @@ class Check:
     randomized: bool
     func: Callable[[CheckContext], Passed | None]
     role: str = "value"
+    forms: tuple[str, ...] | None = None  # the input forms its cases are graded in (None: every declared one)
 
 
 REGISTRY: dict[str, list[Check]] = {}
@@ -94,9 +97,16 @@ ROLES = ("value", "property")
 
 
 def check(
-    kind: str, name: str, title: str, weight: float = 1.0, randomized: bool = False, role: str = "value"
+    kind: str,
+    name: str,
+    title: str,
+    weight: float = 1.0,
+    randomized: bool = False,
+    role: str = "value",
+    forms: tuple[str, ...] | None = None,
 ) -> Callable[[Callable[[CheckContext], Passed | None]], Callable[[CheckContext], Passed | None]]:
-    """Register a check for problems of `kind`. Randomized checks run on visible and on hidden cases."""
+    """Register a check for problems of `kind`. Randomized checks run on visible and on hidden cases; `forms`
+    restricts the input forms (grader.checks.shapes) its cases are graded in, for checks about one form."""
     if role not in ROLES:
         raise ValueError(f"check {kind}.{name}: role must be one of {ROLES}, got {role!r}")
 
@@ -104,7 +114,7 @@ def check(
         checks = REGISTRY.setdefault(kind, [])
         if any(c.name == name for c in checks):
             raise ValueError(f"check {kind}.{name} registered twice")
-        checks.append(Check(kind, name, title, weight, randomized, func, role))
+        checks.append(Check(kind, name, title, weight, randomized, func, role, forms))
         return func
 
     return register
@@ -160,24 +170,43 @@ def plan(assignment: Assignment, include_hidden: bool = True) -> list[PlannedChe
                 entries.append((c, True, w * assignment.hidden_share))
             else:
                 entries.append((c, False, w))
-        points = apportion(problem.points, [share for _, _, share in entries])
+        try:
+            points = apportion(problem.points, [share for _, _, share in entries], assignment.point_step)
+        except ValueError:
+            raise ValueError(
+                POINTS_NOT_MULTIPLE.format(problem=problem.name, points=problem.points, step=assignment.point_step)
+            ) from None
         planned += [PlannedCheck(c, problem, hidden, p) for (c, hidden, _), p in zip(entries, points, strict=True)]
     return planned
 
 
-POINT_STEP = 1e-4  # points are whole multiples of this, so that reports add up exactly
+POINTS_NOT_MULTIPLE = (
+    "problem {problem}: {points:g} points cannot be split into whole multiples of the assignment's "
+    "[scoring] point_step = {step:g}; give the problem a multiple of {step:g} points or choose a smaller point_step"
+)
 
 
-def apportion(total: float, weights: list[float]) -> list[float]:
-    """Split `total` in proportion to `weights` into multiples of POINT_STEP that sum to `total`
-    (largest remainders get the leftover steps)."""
-    steps = round(total / POINT_STEP)
-    exact = [steps * w / sum(weights) for w in weights]
+def apportion(total: float, weights: list[float], step: float) -> list[float]:
+    """Split `total` in proportion to `weights` into whole multiples of `step` that sum exactly to `total`.
+
+    Largest remainders get the leftover steps, except that a check which would get nothing gets a step
+    first (when there are enough), so that every weighted check is worth something.
+    """
+    units = round(total / step)
+    if not np.isclose(units * step, total, rtol=1e-12, atol=1e-12):
+        raise ValueError(f"{total:g} is not a whole multiple of {step:g}")
+    exact = [units * w / sum(weights) for w in weights]
     whole = [int(e) for e in exact]
-    by_remainder = sorted(range(len(exact)), key=lambda i: exact[i] - whole[i], reverse=True)
-    for i in by_remainder[: steps - sum(whole)]:
+    order = sorted(range(len(exact)), key=lambda i: (whole[i] > 0, -(exact[i] - whole[i])))
+    for i in order[: units - sum(whole)]:
         whole[i] += 1
-    return [round(n * POINT_STEP, 4) for n in whole]
+    return [_on_grid(n, step) for n in whole]
+
+
+def _on_grid(units: int, step: float) -> float:
+    """units * step without binary noise (0.07, not 0.07000000000000001)."""
+    decimals = max(0, -int(np.floor(np.log10(step)))) + 6
+    return round(units * step, decimals)
 
 
 def derive_seed(*parts: object) -> int:
@@ -198,6 +227,7 @@ class CheckContext:
     # seeds the fresh problems of checks that must not be predictable from the submission's side: the
     # hidden seed when there is one (secret), else the visible seed (a student's own self-check)
     probe_seed: int = 0
+    forms: tuple[str, ...] | None = None  # the running check's input forms (grader.checks.shapes)
 
     @property
     def function(self) -> str:
@@ -221,6 +251,10 @@ class CheckContext:
     def fresh_seeds(self, count: int) -> list[int]:
         """Seeds of `count` fresh problems for this problem, derived from the probe seed (one set per submission)."""
         return [derive_seed(self.probe_seed, self.problem.name, "fresh", i) for i in range(count)]
+
+    def every_form(self, case: Case, expected: np.ndarray) -> Iterator[tuple[Case, np.ndarray]]:
+        """The case in every input form this check grades (grader.checks.shapes), each with its expected result."""
+        return shapes.every_form(self.problem.kind, case, expected, self.forms)
 
     def rng(self, *salt: object) -> np.random.Generator:
         """A generator for one case, seeded from this context and the salt."""

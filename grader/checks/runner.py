@@ -34,6 +34,26 @@ PROPERTY_WITHOUT_VALUES = (
 )
 
 
+SHAPE_SLIP_CREDIT = "Right values in the wrong shape earn {share:.0%} of this check's points in this assignment."
+SHAPE_SLIP_NO_CREDIT = "Right values in the wrong shape earn no points in this assignment."
+
+
+def _shape_slip_credit(failure: CheckFailed, planned: PlannedCheck, assignment: Assignment) -> CheckFailed:
+    """A value check whose answer has the right values in a wrong shape earns the assignment's shape_slip_credit,
+    and its message says so (either way)."""
+    if planned.check.role != "value" or not failure.details.get("right_values_wrong_shape"):
+        return failure
+    share = assignment.shape_slip_credit
+    note = SHAPE_SLIP_CREDIT.format(share=share) if share > 0 else SHAPE_SLIP_NO_CREDIT
+    return CheckFailed(
+        f"{failure.message} {note}",
+        failure.diagnosis,
+        failure.details,
+        failure.status,
+        max(failure.credit, share),
+    )
+
+
 def run_check(
     planned: PlannedCheck,
     session: Session,
@@ -44,7 +64,7 @@ def run_check(
 ) -> Outcome:
     """Run one planned check; every failure, including a grader bug, becomes an outcome."""
     probe = seed if probe_seed is None else probe_seed
-    ctx = CheckContext(session, assignment, planned.problem, seed, planned.hidden, memo, probe)
+    ctx = CheckContext(session, assignment, planned.problem, seed, planned.hidden, memo, probe, planned.check.forms)
     base: dict[str, Any] = dict(
         id=planned.id,
         problem=planned.problem.name,
@@ -61,7 +81,8 @@ def run_check(
         session.seed(derive_seed(seed, planned.id))
     try:
         note = planned.check.func(ctx)
-    except CheckFailed as failure:
+    except CheckFailed as raised:
+        failure = _shape_slip_credit(raised, planned, assignment)
         return Outcome(
             status=failure.status,
             score=planned.points * failure.credit,

@@ -166,13 +166,7 @@ def is_close(found: np.ndarray, expected: np.ndarray, tol: Tolerance) -> bool:
 
 
 def pattern(found: np.ndarray, expected: np.ndarray, ok: np.ndarray) -> str:
-    """Where and how the result differs: a constant factor, a transpose, whole rows or columns."""
-    if (
-        expected.ndim == 2
-        and found.shape == expected.shape[::-1]
-        and np.allclose(found, expected.T, rtol=1e-6, atol=1e-12)
-    ):
-        return "it is the transpose of the expected matrix"
+    """Where and how a result of the right shape differs: a constant factor, an offset, whole rows or columns."""
     if found.shape != expected.shape or not np.isfinite(found).all():
         return ""
     big = np.abs(expected) > 1e-12 * max(1.0, float(np.abs(expected).max()))
@@ -198,6 +192,74 @@ def _index_list(indices: np.ndarray) -> str:
     return f"[{shown}{', ...' if len(indices) > 8 else ''}]"
 
 
+SHAPE_SLIPS = {
+    "keepdims": "it has an extra axis of length 1 (a reduction with keepdims=True, or a (1, n) row vector): "
+    "reduce without keepdims=True (e.g. .sum(axis=0)), or use .reshape({expected})",
+    "keepdims_vector": "it is a {found} 2-D array where a 1-D array is expected (keepdims=True?): "
+    "sum with axis=0 and without keepdims=True, or use .ravel()",
+    "column_vector": "it is a column vector {found} where a 1-D array is expected: use .ravel()",
+    "one_element": "it is a one-element array where a single number is expected (the input was a single "
+    "number): return a number, e.g. with .item(), or do not wrap the input in np.array([x]) / np.atleast_1d",
+    "missing_axis": "an axis of length 1 is missing: keep it (keepdims=True) or use .reshape({expected})",
+    "flattened": "it is flattened: keep the shape {expected}, e.g. with .reshape({expected})",
+    "row_vs_column": "it is a {found} vector where a {expected} vector is expected (row vs column): use .T",
+    "transposed": "it is transposed: return its transpose (.T), or swap the factors of the product that computes "
+    "it (for z = h @ W, dW = h.T @ dz)",
+    "reshaped": "it has the right number of entries in another shape: return an array of shape {expected}",
+}
+RIGHT_VALUES = "The values are right: only the shape is wrong."
+
+
+def shape_slip(found: np.ndarray, expected: np.ndarray, tol: Tolerance) -> tuple[str, str, bool] | None:
+    """Name a wrong shape that holds the right number of entries: (slip, how to fix it, whether the values
+    are right once the shape is), or None when the sizes differ (a different mistake, not a slip)."""
+    if found.size != expected.size:
+        return None
+    squeezed = tuple(n for n in found.shape if n != 1)
+    wanted = tuple(n for n in expected.shape if n != 1)
+    as_expected = found.reshape(expected.shape)
+    if expected.ndim == 2 and found.shape == expected.shape[::-1] and 1 in expected.shape:
+        name = "row_vs_column"
+    elif expected.ndim == 2 and found.shape == expected.shape[::-1]:
+        name, as_expected = "transposed", found.T
+    elif expected.ndim == 0:
+        name = "one_element"
+    elif found.ndim > expected.ndim and squeezed == wanted:
+        column = expected.ndim == 1 and found.shape == (expected.shape[0], 1)
+        row = expected.ndim == 1 and found.shape == (1, expected.shape[0])
+        name = "column_vector" if column else "keepdims_vector" if row else "keepdims"
+    elif found.ndim < expected.ndim and squeezed == wanted:
+        name = "missing_axis"
+    elif found.ndim == 1 and expected.ndim >= 2:
+        name = "flattened"
+    else:
+        name = "reshaped"
+    fix = SHAPE_SLIPS[name].format(found=found.shape, expected=expected.shape)
+    return name, fix, is_close(as_expected, expected, tol)
+
+
+def conform(
+    found: np.ndarray,
+    expected: np.ndarray,
+    tol: Tolerance,
+    what: str,
+    case: Mapping[str, Any],
+    diagnose: Callable[[np.ndarray], str | None] | None = None,
+) -> None:
+    """Fail when `found` does not have the expected shape, naming the slip and its fix (and saying whether the
+    values are right, which the assignment's [scoring] shape_slip_credit may reward)."""
+    if found.shape == expected.shape:
+        return
+    details: dict[str, Any] = {**case, "found_shape": list(found.shape), "expected_shape": list(expected.shape)}
+    message = f"{what} has shape {found.shape}, expected {expected.shape} ({case_label(case)})"
+    slip = shape_slip(found, expected, tol)
+    if slip is not None:
+        name, fix, right = slip
+        message += f": {fix}" + (f". {RIGHT_VALUES}" if right else "")
+        details.update(shape_slip=name, right_values_wrong_shape=right)
+    raise CheckFailed(message, diagnosis=diagnose(found) if diagnose else None, details=details)
+
+
 def assert_close(
     found: np.ndarray,
     expected: np.ndarray,
@@ -209,15 +271,7 @@ def assert_close(
     """Pass silently, or fail with where, how much, and (when known) the likely cause."""
     expected = np.asarray(expected, dtype=np.float64)
     found64 = found.astype(np.float64, copy=False)
-    if found64.shape != expected.shape:
-        diagnosis = diagnose(found64) if diagnose else None
-        hint = pattern(found64, expected, np.zeros(expected.shape, dtype=bool))
-        raise CheckFailed(
-            f"{what} has shape {found64.shape}, expected {expected.shape} ({case_label(case)})"
-            + (f": {hint}" if hint else ""),
-            diagnosis=diagnosis,
-            details={**case, "found_shape": list(found64.shape), "expected_shape": list(expected.shape)},
-        )
+    conform(found64, expected, tol, what, case, diagnose)
     ok = close_mask(found64, expected, tol)
     if ok.all():
         return
