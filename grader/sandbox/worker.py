@@ -9,8 +9,16 @@ Zygote control messages (JSON over a SOCK_SEQPACKET socket, one message per pack
 ``{"op": "spawn", "rlimits": ..., "output_limit": ..., "no_subprocesses": ...}`` with two file
 descriptors attached (the request pipe to read, the response pipe to write) -> ``{"pid": ...}``;
 ``{"op": "finish", "pid": ...}`` kills that child's process group, reaps it and removes its
-directory -> ``{"exitcode": ..., "signal": ..., "stderr": "last bytes of its stderr"}``;
-``{"op": "exit"}`` or EOF ends the zygote.
+directory -> ``{"exitcode": ..., "signal": ..., "stderr": "last bytes of its stderr", "cleaned": ...}``
+(plus ``"stopped_for"`` when the zygote itself stopped the child); ``{"op": "exit"}`` or EOF ends
+the zygote. Between messages the zygote measures each live child's directory ten times a second
+and stops a child over its quota of bytes or entries (``disk_bytes``, ``max_files`` in spawn):
+the directory is RAM under bubblewrap (whose /tmp also has a fixed size) and outside the memory
+limit, and RLIMIT_FSIZE bounds one file only.
+
+The zygote trusts nothing in a child's directory: it reads the child's stderr through the
+descriptor it opened before the fork (never by name), and removes the directory without
+following symbolic links, giving back to the owner the rights a ``chmod 0`` took.
 
 Child requests (frames, see protocol.py), each answered by one frame with the same ``seq``:
 ``run_cell`` {source} -> ``cell_done`` {outputs, error, execution_count};

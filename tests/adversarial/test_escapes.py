@@ -16,6 +16,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -314,7 +315,7 @@ def test_the_io_uring_attack_reaches_a_listener_when_not_sandboxed(listeners: Li
 # --------------------------------------------------------------------------- the batch pool's fork server
 
 FORKSERVER_ATTACK = r"""
-import glob, pickle, socket
+import glob, io, pickle, socket
 found = set(GUESSES)
 for table in ("/proc/self/net/unix", "/proc/net/unix"):
     try:
@@ -326,7 +327,7 @@ for table in ("/proc/self/net/unix", "/proc/net/unix"):
 found.update(glob.glob("/tmp/pymp-*/listener-*"))
 class Proof:
     def __reduce__(self):
-        return (open, (PROOF, "w"))
+        return (io.open, (PROOF, "w"))  # run by pickle.load in the fork server's child
 connected = []
 for name in sorted(found):
     try:
@@ -357,9 +358,8 @@ def forkserver() -> Iterator[str]:
         assert address is not None
         os.chmod(os.path.dirname(address), 0o755)  # any user could reach it: only the sandbox may stop a worker
         yield address
-    finally:
-        pool.terminate()
-        pool.join()
+    finally:  # a fork server that served an attack may never let the pool join: do not wait for it
+        threading.Thread(target=pool.terminate, daemon=True).start()
 
 
 def test_the_fork_server_of_the_batch_pool_is_out_of_reach(zygote: Zygote, forkserver: str, outside: Outside) -> None:
