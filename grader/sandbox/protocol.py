@@ -248,8 +248,8 @@ def _npy_header(data: bytes) -> tuple[tuple[int, ...], bool, np.dtype, int]:
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(buf)
         else:
             raise ValueError(f"unsupported .npy version {version}")
-    except (ValueError, SyntaxError, struct.error) as exc:
-        raise ProtocolError(f"malformed .npy payload: {exc}") from None
+    except (ValueError, SyntaxError, struct.error, RecursionError) as exc:
+        raise ProtocolError(f"malformed .npy payload: {str(exc)[:200]}") from None
     return shape, fortran, dtype, buf.tell()
 
 
@@ -289,14 +289,13 @@ def decode(
             return None
         if kind == "bool" and type(node.get("v")) is bool:
             return node["v"]
-        if kind == "int" and type(node.get("v")) is int:
-            return node["v"]
-        if kind == "float":
-            v: Any = node.get("v")
-            if type(v) in (int, float):
-                return float(v)
-            if v in ("nan", "inf", "-inf"):
-                return float(v)
+        v: Any = node.get("v")
+        if kind in ("int", "float") and type(v) is int and not -(2**63) <= v < 2**64:
+            return Refused(f"{kind} of {len(str(abs(v)))} digits", "too large to grade: at most 64 bits")
+        if kind == "int" and type(v) is int:
+            return v
+        if kind == "float" and (type(v) in (int, float) or v in ("nan", "inf", "-inf")):
+            return float(v)
         if kind in ("array", "scalar"):
             index = node.get("i")
             if type(index) is not int or not 0 <= index < len(payloads):
@@ -376,7 +375,7 @@ def parse_header(raw: bytes) -> dict[str, Any]:
     """A frame header from its bytes: a JSON object, without NaN or Infinity; nesting deeper than the
     interpreter's recursion limit and invalid UTF-8 are protocol errors, lone surrogates become '?'."""
     try:
-        header = json.loads(raw, parse_constant=_no_constants)
+        header = json.loads(raw.decode("utf-8"), parse_constant=_no_constants)  # strict: json.loads(bytes) is not
         if b"\\ud" in raw.lower():  # JSON may carry lone UTF-16 surrogates, which no file or terminal accepts
             header = _scrub(header)
     except (ValueError, UnicodeDecodeError) as exc:

@@ -11,7 +11,9 @@ the request for the cell at position p carries sequence number p + 1.
 from __future__ import annotations
 
 import json
+import os
 import re
+import struct
 import subprocess
 import sys
 import threading
@@ -28,6 +30,7 @@ from conftest import FAST, FUNCTIONS, by_id, lost, notebook_json, solution_cells
 from grader.assignment import Assignment
 from grader.grading import Grader
 from grader.notebook import loads
+from grader.sandbox import protocol
 from grader.sandbox.exceptions import BudgetExhausted, ChannelBroken, ResultTooLarge
 from grader.sandbox.limits import Limits
 from grader.sandbox.protocol import TRUNCATION_NOTE
@@ -471,3 +474,49 @@ def test_a_class_of_hostile_submissions_is_graded_within_the_sum_of_its_limits(t
     assert seconds < start_up + len(hostile) * (4 + 3), f"{seconds:.0f} s for {len(hostile)} notebooks of 4 s each"
     rows = (out / "gradebook.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + len(hostile), rows
+
+
+# --------------------------------------------------------------------------- the frame layer itself
+
+
+def test_a_write_to_a_pipe_nobody_reads_gives_up_at_its_deadline() -> None:
+    r, w = os.pipe()
+    try:
+        started = time.monotonic()
+        with pytest.raises(protocol.ChannelTimeout):
+            protocol.write_frame(w, {"op": "call"}, [b"\0" * MiB], deadline=time.monotonic() + 0.3)
+        assert time.monotonic() - started < 2.0
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+@pytest.mark.parametrize(
+    ("raw", "says"),
+    [
+        (DEEP, "nested too deeply"),
+        (b'{"op": "ok", "seq": NaN}', "not JSON: NaN"),
+        (b'{"op": "ok", "seq": -Infinity}', "not JSON: -Infinity"),
+        (b'{"op": "ok", "seq": ' + b"9" * 5000 + b"}", "not JSON"),
+        (b'{"op": "\xed\xa0\x80"}', "not JSON"),
+    ],
+    ids=["nested_100k_deep", "nan", "minus_infinity", "int_of_5000_digits", "encoded_surrogate"],
+)
+def test_headers_a_worker_may_not_send_are_protocol_errors(raw: bytes, says: str) -> None:
+    r, w = os.pipe()
+    try:
+        writer = threading.Thread(target=os.write, args=(w, struct.pack("<4sII", b"JGF1", len(raw), 0) + raw))
+        writer.start()
+        with pytest.raises(protocol.ProtocolError, match=re.escape(says)):
+            protocol.FrameReader(r).read(time.monotonic() + 5)
+        writer.join()
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_numbers_past_64_bits_are_refused_as_values() -> None:
+    for node in ({"t": "int", "v": 10**30}, {"t": "float", "v": 10**400}, {"t": "int", "v": -(2**64)}):
+        value = protocol.decode(node, [])
+        assert isinstance(value, protocol.Refused) and "at most 64 bits" in value.why, value
+    assert protocol.decode({"t": "int", "v": 2**63 - 1}, []) == 2**63 - 1
