@@ -1,7 +1,11 @@
 """One submission's sandbox: execute its cells once, then serve calls of its functions.
 
-The grader side of the channel. Every wait has a deadline; a timeout or a dead worker is
-turned into an exception for the affected cell or call only, and the worker is restarted
+The grader side of the channel. The worker belongs to the student (student code shares its
+interpreter), so nothing it says is trusted: every read and write has a deadline, every frame a
+size cap (a call's answer at most RESULT_FACTOR times its arguments), the output budget and the
+notebook's total time budget are counted here, and a forged, out-of-sequence or malformed frame
+is a protocol error charged to that cell or call. A timeout, a dead worker or a broken channel
+is turned into an exception for the affected cell or call only, and the worker is restarted
 (re-executing the notebook without the cells that killed it) before the next call.
 """
 
@@ -54,7 +58,8 @@ STALLED = "it stopped reading the grader's requests"
 RESULT_FLOOR = 4 * 2**20  # bytes of arrays any call may answer with ...
 RESULT_FACTOR = 16  # ... or this many times the bytes of its arguments, whichever is more
 CALL_HEADER = 2 * 2**20  # an answer's value tree (at most protocol.MAX_NODES nodes) and its capped texts
-CELL_HEADER_SLACK = 2**20  # a cell's answer: its outputs (JSON escaping: up to 8 bytes per byte) plus this
+CELL_HEADER = 8 * 2**20  # a cell's answer: at least this, or 8 bytes per byte of the output budget (JSON escapes) ...
+CELL_HEADER_SLACK = 2**20  # ... plus this for its error and traceback (the grader keeps only the budget of it)
 SMALL = protocol.FrameLimits(max_header=256 * 1024, max_payloads=0, max_total=0)  # hello, ok
 ANSWERS = {  # the frames that may answer each request (callbacks aside)
     "run_cell": ("cell_done",),
@@ -326,7 +331,7 @@ class Sandbox:
 
     def _cell_limits(self) -> protocol.FrameLimits:
         return protocol.FrameLimits(
-            max_header=8 * self.limits.output_kb * 1024 + CELL_HEADER_SLACK, max_payloads=0, max_total=0
+            max_header=max(CELL_HEADER, 8 * self.output.limit) + CELL_HEADER_SLACK, max_payloads=0, max_total=0
         )
 
     def _run_cells(self) -> bool:

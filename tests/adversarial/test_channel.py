@@ -166,9 +166,9 @@ FORGED_CELL_ANSWERS = [
         r"not JSON: NaN",
     ),
     (
-        "header_of_7_mib",
-        f"forge(frame({cell_done(2)!r} | {{'outputs': [{{'output_type': 'stream', 'text': 'x' * 7 * 2**20}}]}}))\n",
-        r"frame too large: a header of 7\.0 MiB \(at most 1\.5 MiB here\)",
+        "header_of_12_mib",
+        f"forge(frame({cell_done(2)!r} | {{'outputs': [{{'output_type': 'stream', 'text': 'x' * 12 * 2**20}}]}}))\n",
+        r"frame too large: a header of 12\.0 MiB \(at most 9\.0 MiB here\)",
     ),
     (
         "arrays_on_a_cell_answer",
