@@ -72,17 +72,21 @@ def _check_dz(ctx: CheckContext, case: cases.Case) -> None:
     z, y = case.args
     reduction = ctx.assignment.reduction
     _, expected = ref_cross_entropy(z, y, reduction)
-    _, found = _loss_and_dz(ctx, case)
+    loss, found = _loss_and_dz(ctx, case)
     finite_or_fail(found, "dz", case.details, message("softmax_no_max_shift"))
     diagnose = _variants(case, reduction, 1)
-    assert_close(
-        found,
-        expected,
-        ctx.tolerance(),
-        "dz",
-        case.details,
-        lambda f: diagnose_with(f, expected, diagnose, ctx.tolerance()),
-    )
+    try:
+        assert_close(
+            found,
+            expected,
+            ctx.tolerance(),
+            "dz",
+            case.details,
+            lambda f: diagnose_with(f, expected, diagnose, ctx.tolerance()),
+        )
+    except CheckFailed as failure:
+        known = _known_losses(reduction)
+        raise ownloss.carry(ctx, failure, lambda: _verdict(ctx), known, case.args, (loss, {"z": found}), "z") from None
 
 
 @check("softmax_cross_entropy", "loss_value", "loss value on random logits", weight=3, randomized=True)
@@ -93,8 +97,7 @@ def check_ce_loss_value(ctx: CheckContext) -> None:
 
 @check("softmax_cross_entropy", "gradient", "dz = dL/dz on random logits", weight=4, randomized=True)
 def check_ce_gradient(ctx: CheckContext) -> None:
-    for seed in ctx.case_seeds():
-        _check_dz(ctx, cases.classification(seed))
+    ownloss.grade_gradients(lambda s=seed: _check_dz(ctx, cases.classification(s)) for seed in ctx.case_seeds())
 
 
 def _known_losses(reduction: str) -> list[ownloss.KnownLoss]:
@@ -111,6 +114,16 @@ def _known_losses(reduction: str) -> list[ownloss.KnownLoss]:
     return [ownloss.KnownLoss("+".join(c), compute(c)) for c in [(), *((m,) for m in mistakes)]]
 
 
+def _verdict(ctx: CheckContext) -> ownloss.Verdict:
+    """Once per submission: which known cross-entropy the student computes, and whether dz is exact for it."""
+
+    def student(case: cases.Case) -> tuple[float, dict[str, np.ndarray]]:
+        loss, dz = _parse(ctx.call(*case.args).value, case)
+        return loss, {"z": dz}
+
+    return ownloss.verdict(ctx, cases.classification, student, _known_losses(ctx.assignment.reduction), "dz")
+
+
 @check(
     "softmax_cross_entropy",
     "gradient_matches_own_loss",
@@ -119,11 +132,7 @@ def _known_losses(reduction: str) -> list[ownloss.KnownLoss]:
     role="property",
 )
 def check_ce_gradient_matches_own_loss(ctx: CheckContext) -> None:
-    def student(case: cases.Case) -> tuple[float, dict[str, np.ndarray]]:
-        loss, dz = _parse(ctx.call(*case.args).value, case)
-        return loss, {"z": dz}
-
-    verdict = ownloss.verdict(ctx, cases.classification, student, _known_losses(ctx.assignment.reduction), "dz")
+    verdict = _verdict(ctx)
     if not verdict.exact:
         raise CheckFailed(verdict.reason)
 

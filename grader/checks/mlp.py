@@ -15,7 +15,14 @@ import numpy as np
 from grader import cases
 from grader.checks import ownloss
 from grader.checks.base import CheckContext, CheckFailed, check
-from grader.checks.diagnosis import diagnose_gradient, diagnose_loss, diagnose_with, loss_mistake_sets, nonfinite_loss
+from grader.checks.diagnosis import (
+    diagnose_gradient,
+    diagnose_loss,
+    diagnose_with,
+    loss_mistake_sets,
+    message,
+    nonfinite_loss,
+)
 from grader.checks.values import (
     as_array,
     as_float,
@@ -24,15 +31,14 @@ from grader.checks.values import (
     assert_close,
     assert_loss_close,
     assert_unchanged,
+    conform,
+    finite_or_fail,
     is_close,
 )
 from reference import MLPSpec, bugs, forward, loss_and_grads
 
 PARAMS = ("W1", "b1", "W2", "b2")
-CARRIED = (
-    "d{name} differs from the reference, but your whole backward pass is the exact gradient of your own loss, "
-    "which is {loss}: credit carried forward, {share:.0%} of this check's points (fix the loss for the rest)"
-)
+LARGE_SCORES = 1000.0  # the largest |score| of the stability check: exp overflows beyond about 709.8
 
 
 def _spec(ctx: CheckContext, case: cases.Case) -> MLPSpec:
@@ -177,30 +183,13 @@ def _check_gradient(ctx: CheckContext, case: cases.Case, name: str) -> None:
             lambda f: diagnose_gradient(grads, name, ref_grads, case.args, activation, reduction, ctx.tolerance()),
         )
     except CheckFailed as failure:
-        verdict = _verdict(ctx)
-        if not ownloss.carried_at(ctx, verdict, _known_losses(ctx), case.args, loss, grads):
-            raise
-        assert verdict.loss is not None
-        share = ctx.assignment.carried_credit
-        raise CheckFailed(
-            CARRIED.format(name=name, loss=ownloss.describe(verdict.loss, activation), share=share),
-            details={**failure.details, "carried_forward": verdict.loss},
-            credit=share,
-        ) from None
+        known = _known_losses(ctx)
+        raise ownloss.carry(ctx, failure, lambda: _verdict(ctx), known, case.args, (loss, grads), name) from None
 
 
 def _grade_gradients(ctx: CheckContext, items: list[tuple[cases.Case, str]]) -> None:
     """Grade (case, gradient) pairs: a real failure fails at once; otherwise a carried one sets the credit."""
-    carried: CheckFailed | None = None
-    for case, name in items:
-        try:
-            _check_gradient(ctx, case, name)
-        except CheckFailed as failure:
-            if "carried_forward" not in failure.details:
-                raise
-            carried = carried or failure
-    if carried is not None:
-        raise carried
+    ownloss.grade_gradients(lambda c=case, n=name: _check_gradient(ctx, c, n) for case, name in items)
 
 
 def _gradient_check(name: str):  # type: ignore[no-untyped-def]
@@ -246,15 +235,42 @@ def check_output_structure(ctx: CheckContext) -> None:
     _, grads = _student_loss_and_grads(ctx, case)
     _, expected = _reference(ctx, case)
     a = ctx.assignment
-    for name, shape in _shapes(case).items():
-        if grads[name].shape != shape:
-            raise CheckFailed(
-                f"d{name} has shape {grads[name].shape}; a gradient has the shape of its parameter, {shape}",
-                diagnosis=diagnose_gradient(
-                    grads, name, expected, case.args, a.activation, a.reduction, ctx.tolerance()
-                ),
-                details=case.details,
-            )
+    for name in PARAMS:
+        conform(
+            grads[name],
+            expected[name],
+            ctx.tolerance(),
+            f"d{name} (a gradient has the shape of its parameter)",
+            case.details,
+            lambda _, n=name: diagnose_gradient(
+                grads, n, expected, case.args, a.activation, a.reduction, ctx.tolerance()
+            ),
+        )
+
+
+def _large_scores_case(ctx: CheckContext) -> cases.Case:
+    """A random problem (reg = 0) whose output weights are scaled so that the largest |score| is LARGE_SCORES."""
+    base = _case(ctx, ctx.sub_seed("large"), reg=0.0)
+    x, y, params, reg = base.args
+    scores, _ = forward(x, params, _spec(ctx, base))
+    scale = LARGE_SCORES / float(np.abs(scores).max())
+    large = {**params, "W2": params["W2"] * scale, "b2": params["b2"] * scale}
+    label = f"random two-layer problem with W2 and b2 scaled by {scale:.4g} (scores up to {LARGE_SCORES:g}), reg = 0"
+    return cases.Case(label, base.seed, (x, y, large, reg), {**base.extra, "scale": scale}, base.names)
+
+
+@check(
+    "mlp_loss",
+    "large_scores",
+    f"finite, exact loss and finite gradients for scores up to {LARGE_SCORES:g} (the loss must not overflow)",
+    weight=2,
+)
+def check_large_scores(ctx: CheckContext) -> None:
+    case = _large_scores_case(ctx)
+    _check_loss_value(ctx, case)
+    _, grads = _student_loss_and_grads(ctx, case)
+    for name in PARAMS:
+        finite_or_fail(grads[name], f"d{name}", case.details, message("softmax_no_max_shift"))
 
 
 @check("mlp_loss", "no_mutation", "does not modify X, y or params", role="property")

@@ -14,7 +14,7 @@ import numpy as np
 from grader import cases
 from grader.assignment import Tolerance
 from grader.checks.base import CheckContext, CheckFailed, check
-from grader.checks.values import as_array, assert_close, assert_unchanged
+from grader.checks.values import as_array, assert_close, assert_unchanged, close_mask
 from reference import MLPSpec, loss, loss_and_grads
 
 DEFAULT_STEP = 1e-5
@@ -22,6 +22,26 @@ DEFAULT_STEP = 1e-5
 # <= 1e-10, rounding ~eps * |f| / h <= 1e-10. One-sided differences are off by ~h * |f''| / 2,
 # about 5e-6 here. A tolerance of 1e-7 relative plus 1e-8 absolute separates the two by 50x.
 CENTRAL = Tolerance(rtol=1e-7, atol=1e-8)
+SAME_STEP = 0.05  # two inferred steps within 5% of each other are the same step
+
+ONE_SIDED = (
+    "this is a one-sided difference (f(x + h) - f(x)) / h, accurate only to O(h); "
+    "use the central difference (f(x + h) - f(x - h)) / (2h), accurate to O(h^2)"
+)
+NEVER_COMPUTED = "entries {entries} (in x.flat order) were never computed (left 0)"
+LOOP_ADVANCES = ": the loop advances {times} per iteration (it.iternext() called {times}?)"
+H_IGNORED = (
+    "`h` is ignored: your checker uses a step of {step} whatever h is passed (h = {h1:g} and h = {h2:g} both "
+    "give a step of {step}); use the h argument instead of a fixed step"
+)
+LEFT_PERTURBED = (
+    "x is left perturbed after your checker returns: {changed} of {size} entries differ from the x passed in, "
+    "by up to {largest:.3g} (h = {h:g}); restore x[i] = old_value after each evaluation"
+)
+NOT_BIT_EXACT = (
+    "{message}; save x[i] before the step and assign the saved value back afterwards "
+    "(x[i] -= h does not restore the exact bits)"
+)
 
 
 @dataclass(frozen=True)
@@ -125,20 +145,66 @@ def _grade(ctx: CheckContext, fn: KnownFunction, h: float | None = None) -> None
     found = as_array(result.value, f"numerical_gradient(f, x) for x of shape {x.shape}", x.shape)
     details = {"label": fn.label, "shapes": {"x": list(x.shape)}}
     step = DEFAULT_STEP if h is None else h
+    expected = fn.gradient(fn.x)
 
     def diagnose(value: np.ndarray) -> str | None:
         if value.shape != x.shape:
             return None
         if np.allclose(value, differences(fn, step, central=False), rtol=1e-6, atol=1e-9):
-            return (
-                "this is a one-sided difference (f(x + h) - f(x)) / h, accurate only to O(h); "
-                "use the central difference (f(x + h) - f(x - h)) / (2h), accurate to O(h^2)"
-            )
-        if h is not None and np.allclose(value, differences(fn, DEFAULT_STEP, central=True), rtol=1e-9, atol=1e-12):
-            return f"the step h passed in ({h:g}) is ignored: the result is that of h = {DEFAULT_STEP:g}; use h"
-        return None
+            return ONE_SIDED
+        skipped = never_computed(value, expected)
+        if skipped:
+            return skipped
+        return ignored_h(ctx, h) if h is not None else None
 
-    assert_close(found, fn.gradient(fn.x), CENTRAL, "numerical_gradient(f, x)", details, diagnose)
+    assert_close(found, expected, CENTRAL, "numerical_gradient(f, x)", details, diagnose)
+
+
+def never_computed(found: np.ndarray, expected: np.ndarray) -> str | None:
+    """Entries left 0 while every other entry is right: which ones, and a loop that advances k times per turn."""
+    never = ((found == 0) & ~close_mask(found, expected, CENTRAL)).reshape(-1)
+    if not never.any() or not (close_mask(found, expected, CENTRAL).reshape(-1) | never).all():
+        return None
+    missed = np.flatnonzero(never)
+    shown = ", ".join(str(int(i)) for i in missed[:3]) + (", ..." if len(missed) > 3 else "")
+    text = NEVER_COMPUTED.format(entries=shown)
+    computed = np.flatnonzero(~never)
+    stride = int(computed[1] - computed[0]) if len(computed) >= 2 else never.size
+    if stride >= 2 and np.array_equal(computed, np.arange(0, never.size, stride)):
+        times = "twice" if stride == 2 else f"{stride} times"
+        text += LOOP_ADVANCES.format(times=times)
+    return text
+
+
+def step_used(ctx: CheckContext, h: float) -> float | None:
+    """The step the student's checker really takes when given `h`, inferred from its error on a cubic.
+
+    Central differences of f(x) = sum(x**3) give exactly 3 x^2 + step^2; with |x| <= 1e-3 the rounding error is
+    far below step^2 for any step down to 1e-7, so the error gives the step."""
+    x = np.linspace(-1e-3, 1e-3, 5)
+    f = _guarded(lambda v: float(np.sum(v**3)), x.shape)
+    try:
+        found = as_array(ctx.call(f, x.copy(), h, functions=[f]).value, "numerical_gradient(f, x, h)", x.shape)
+    except CheckFailed:
+        return None
+    offset = float(np.median(found - 3 * x**2))
+    return float(np.sqrt(offset)) if np.isfinite(offset) and offset > 0 else None
+
+
+def ignored_h(ctx: CheckContext, h: float) -> str | None:
+    """'h is ignored' with the step really used, when the checker takes the same step for h and for 10 h."""
+    first, second = step_used(ctx, h), step_used(ctx, 10 * h)
+    if first is None or second is None or abs(first - second) > SAME_STEP * first:
+        return None
+    if abs(first - h) <= SAME_STEP * h:
+        return None
+    return H_IGNORED.format(step=_step_text(first), h1=h, h2=10 * h)
+
+
+def _step_text(step: float) -> str:
+    """1e-4 for 0.0001003: the step to one significant digit, as a programmer writes it."""
+    mantissa, exponent = f"{step:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
 
 
 @check(
@@ -181,15 +247,24 @@ def check_numgrad_restores_x(ctx: CheckContext) -> None:
     f = _guarded(fn.f, fn.x.shape)
     x = fragile_values(seed, fn.x.shape, DEFAULT_STEP)
     result = ctx.call(f, x, echo_args=True, functions=[f])
-    after = result.args_after
+    after = None if result.args_after is None else (result.args_after[1],)
     try:
-        assert_unchanged((x,), None if after is None else (after[1],), ("x",), ctx.function)
+        assert_unchanged((x,), after, ("x",), ctx.function)
     except CheckFailed as failure:
-        raise CheckFailed(
-            failure.message.split(";")[0] + "; save x[i] before the step and assign the saved value "
-            "back afterwards (x[i] -= h does not restore the exact bits)",
-            details=failure.details,
-        ) from None
+        raise CheckFailed(_restore_message(failure, x, after), details=failure.details) from None
+
+
+def _restore_message(failure: CheckFailed, x: np.ndarray, after: tuple[object, ...] | None) -> str:
+    """'x is left perturbed' when entries moved by about h or more, else the exact-bits advice."""
+    moved = after[0] if after is not None else None
+    if isinstance(moved, np.ndarray) and moved.shape == x.shape and moved.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            change = np.abs(moved - x)
+        if np.nanmax(change, initial=0.0) >= DEFAULT_STEP / 2:
+            return LEFT_PERTURBED.format(
+                changed=int((change > 0).sum()), size=x.size, largest=float(np.nanmax(change)), h=DEFAULT_STEP
+            )
+    return NOT_BIT_EXACT.format(message=failure.message.split(";")[0])
 
 
 @check(

@@ -20,7 +20,7 @@ exact gradient, on the fresh problems and on the graded case itself; it is cappe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,7 @@ import numpy as np
 from grader import cases
 from grader.checks.base import CheckContext, CheckFailed
 from grader.checks.diagnosis import message
-from grader.checks.values import is_close
+from grader.checks.values import same_values
 
 FRESH_PROBLEMS = 3
 REFERENCE = ""  # the name of the reference among the known losses (a mistake is '+'-joined bug names)
@@ -43,6 +43,10 @@ NOT_OWN_GRADIENT = (
     "but {what} differs from the exact gradient of that loss; check the backward pass against your forward pass"
 )
 PROBE_FAILED = "on a fresh random problem, {message}"
+CARRIED = (
+    "d{name} differs from the reference, but your whole backward pass is the exact gradient of your own loss, "
+    "which is {loss}: credit carried forward, {share:.0%} of this check's points (fix the loss for the rest)"
+)
 
 Gradients = dict[str, np.ndarray]
 StudentCall = Callable[[cases.Case], tuple[float, Gradients]]
@@ -81,12 +85,13 @@ def matches(
     grads: Mapping[str, np.ndarray] | None,
     ctx: CheckContext,
 ) -> bool:
-    """The student's loss (and every gradient, unless `grads` is None) equals a known loss's `truth` here."""
+    """The student's loss (and every gradient, unless `grads` is None) equals a known loss's `truth` here (a
+    gradient of the right values in a wrong shape counts: the shape is charged where shapes are checked)."""
     true_loss, true_grads = truth
     tol = ctx.tolerance()
-    if not is_close(np.asarray(loss, dtype=np.float64), np.asarray(true_loss), tol):
+    if not same_values(np.asarray(loss, dtype=np.float64), np.asarray(true_loss), tol):
         return False
-    return grads is None or all(is_close(grads[k], np.asarray(g), tol) for k, g in true_grads.items())
+    return grads is None or all(same_values(grads[k], np.asarray(g), tol) for k, g in true_grads.items())
 
 
 def verdict(
@@ -142,3 +147,42 @@ def carried_at(
     if not found.carries:
         return False
     return any(matches(k.compute(args), loss, grads, ctx) for k in known if k.name == found.loss)
+
+
+def carry(
+    ctx: CheckContext,
+    failure: CheckFailed,
+    judged: Callable[[], Verdict],
+    known: Sequence[KnownLoss],
+    case: tuple[Any, ...],
+    answer: tuple[float, Gradients],
+    name: str,
+) -> CheckFailed:
+    """What a failed gradient check of `name` becomes: capped carried credit when the verdict carries and holds on
+    this graded case too, else the failure itself. `judged` is called only when the gradient is wrong."""
+    found = judged()
+    loss, grads = answer
+    if not carried_at(ctx, found, known, case, loss, grads):
+        return failure
+    assert found.loss is not None
+    share = ctx.assignment.carried_credit
+    return CheckFailed(
+        CARRIED.format(name=name, loss=describe(found.loss, ctx.assignment.activation), share=share),
+        details={**failure.details, "carried_forward": found.loss},
+        credit=share,
+    )
+
+
+def grade_gradients(graders: Iterable[Callable[[], None]]) -> None:
+    """Run gradient graders over several cases: a failure that is not carried forward fails at once; otherwise the
+    first carried one sets the check's credit."""
+    carried: CheckFailed | None = None
+    for grade in graders:
+        try:
+            grade()
+        except CheckFailed as failure:
+            if "carried_forward" not in failure.details:
+                raise
+            carried = carried or failure
+    if carried is not None:
+        raise carried

@@ -165,6 +165,14 @@ def is_close(found: np.ndarray, expected: np.ndarray, tol: Tolerance) -> bool:
     return found.shape == expected.shape and bool(close_mask(found, expected, tol).all())
 
 
+def same_values(found: np.ndarray, expected: np.ndarray, tol: Tolerance) -> bool:
+    """Every entry close, in the expected shape or in a named shape slip of it (see shape_slip)."""
+    if found.shape == expected.shape:
+        return is_close(found, expected, tol)
+    slip = shape_slip(found, expected, tol)
+    return slip is not None and slip[2]
+
+
 def pattern(found: np.ndarray, expected: np.ndarray, ok: np.ndarray) -> str:
     """Where and how a result of the right shape differs: a constant factor, an offset, whole rows or columns."""
     if found.shape != expected.shape or not np.isfinite(found).all():
