@@ -214,6 +214,9 @@ def derive_seed(*parts: object) -> int:
     return zlib.crc32(repr(parts).encode()) & 0x7FFFFFFF
 
 
+MEMO_BYTES = 16 * 2**20  # arrays a submission's call results may keep in the memo (sandbox CallResult.nbytes)
+
+
 @dataclass
 class CheckContext:
     """What a running check sees: the submission, the assignment, its seed and a call memo."""
@@ -277,14 +280,18 @@ class CheckContext:
             raise call_failure(name, exc) from None
 
     def memo_call(self, key: Any, *args: Any, **kwargs: Any) -> Any:
-        """Like call, but each distinct key is called once per problem (checks share the result)."""
+        """Like call, but each distinct key is called once per problem (checks share the result), as long as
+        the memo holds less than MEMO_BYTES of arrays (past that, results are used once and not kept)."""
         full = (self.problem.name, self.hidden, key)
-        if full not in self.memo:
+        result = self.memo.get(full)
+        if result is None:
             try:
-                self.memo[full] = self.call(*args, **kwargs)
+                result = self.call(*args, **kwargs)
             except CheckFailed as failure:
-                self.memo[full] = failure
-        result = self.memo[full]
+                result = failure
+            kept = sum(getattr(value, "nbytes", 0) for value in self.memo.values())
+            if kept + getattr(result, "nbytes", 0) <= MEMO_BYTES:
+                self.memo[full] = result
         if isinstance(result, CheckFailed):
             raise result
         return result
