@@ -28,13 +28,14 @@ import pytest
 from conftest import FAST, FUNCTIONS, by_id, lost, notebook_json, solution_cells, write_notebook
 
 from grader.assignment import Assignment
+from grader.checks.base import MEMO_BYTES, CheckContext
 from grader.grading import Grader
 from grader.notebook import loads
 from grader.sandbox import protocol
 from grader.sandbox.exceptions import BudgetExhausted, ChannelBroken, ResultTooLarge
 from grader.sandbox.limits import Limits
 from grader.sandbox.protocol import TRUNCATION_NOTE
-from grader.sandbox.session import Sandbox
+from grader.sandbox.session import RESULT_FLOOR, CallResult, Sandbox
 from grader.sandbox.zygote import Zygote
 
 SLACK = 10.0  # seconds on top of the limits (the machine is shared)
@@ -356,6 +357,28 @@ def test_huge_returned_arrays_cost_only_that_function(
     assert set(lost(report)) == {function}, lost(report)
     messages = [t["message"] for t in report["tests"] if t["problem"] == function and t["outcome"] != "passed"]
     assert any(f"{function}() returned 100.0 MiB of arrays" in m for m in messages), messages
+
+
+class _HugeAnswers:
+    """A session whose every call answers 4 MiB of arrays (the most a call with small arguments may)."""
+
+    calls = 0
+
+    def call(self, function: str, *args: Any, **kwargs: Any) -> CallResult:
+        self.calls += 1
+        return CallResult(np.full(RESULT_FLOOR // 8, float(self.calls)), None, [], "", RESULT_FLOOR)
+
+    def seed(self, value: int) -> None:
+        pass
+
+
+def test_the_call_memo_keeps_a_bounded_number_of_bytes(mlp: Assignment) -> None:
+    session, memo = _HugeAnswers(), {}
+    ctx = CheckContext(session, mlp, mlp.problems[0], 7, False, memo)
+    values = [ctx.memo_call(("case", i), np.ones(3)).value[0] for i in range(12)]
+    assert values == [float(i + 1) for i in range(12)]  # every key got its own answer
+    assert sum(r.nbytes for r in memo.values()) <= MEMO_BYTES < 12 * RESULT_FLOOR, len(memo)
+    assert ctx.memo_call(("case", 0), np.ones(3)).value[0] == 1.0 and session.calls == 12  # kept ones are reused
 
 
 # --------------------------------------------------------------------------- the notebook's total time budget
