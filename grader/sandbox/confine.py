@@ -166,9 +166,10 @@ _SYSCALLS: dict[str, dict[str, int]] = {
         "setdomainname": 162, "settimeofday": 170, "adjtimex": 171, "socket": 198, "socketpair": 199,
         "bind": 200, "connect": 203, "add_key": 217, "request_key": 218, "keyctl": 219, "clone": 220,
         "swapon": 224, "swapoff": 225, "migrate_pages": 238, "move_pages": 239, "rt_tgsigqueueinfo": 240,
-        "perf_event_open": 241, "prlimit64": 261, "fanotify_init": 262, "name_to_handle_at": 264, "open_by_handle_at": 265,
-        "clock_adjtime": 266, "setns": 268, "process_vm_readv": 270, "process_vm_writev": 271, "kcmp": 272,
-        "finit_module": 273, "bpf": 280, "userfaultfd": 282, "kexec_file_load": 294,
+        "perf_event_open": 241, "prlimit64": 261, "fanotify_init": 262, "name_to_handle_at": 264,
+        "open_by_handle_at": 265, "clock_adjtime": 266, "setns": 268, "process_vm_readv": 270,
+        "process_vm_writev": 271, "kcmp": 272, "finit_module": 273, "bpf": 280, "userfaultfd": 282,
+        "kexec_file_load": 294,
     },
 }
 # fmt: on
@@ -361,9 +362,9 @@ def own_proc_paths() -> list[str]:
     return [f"/proc/{os.getpid()}/{name}" for name in OWN_PROC_ENTRIES]
 
 
-def install_landlock(read_only: Iterable[str], read_write: Iterable[str]) -> bool:
-    """Allow file access only beneath the given paths (and deny TCP, abstract unix sockets and signals
-    leaving the sandbox where the ABI can)."""
+def install_landlock(read_only: Iterable[str], read_write: Iterable[str], list_only: Iterable[str] = ()) -> bool:
+    """Allow file access only beneath the given paths, listing only beneath `list_only` (and deny TCP,
+    abstract unix sockets and signals leaving the sandbox where the ABI can)."""
     abi = landlock_abi()
     if abi < 1:
         return False
@@ -385,6 +386,7 @@ def install_landlock(read_only: Iterable[str], read_write: Iterable[str]) -> boo
     try:
         reading = _FS_EXECUTE | _FS_READ_FILE | _FS_READ_DIR
         rules = [(path, reading) for path in read_only] + [(path, handled & ~_FS_REFER) for path in read_write]
+        rules += [(path, _FS_READ_DIR) for path in list_only]
         for path, rights in rules:
             try:
                 fd = os.open(path, _O_PATH | os.O_CLOEXEC)

@@ -418,7 +418,7 @@ def child_main(
     limits = confine.ResourceLimits(**request["rlimits"])
     layers: dict[str, Any] = {"rlimits": confine.apply_rlimits(limits)}
     readable = config["read_only"] + confine.own_proc_paths()
-    layers["landlock"] = confine.install_landlock(readable, [workdir, "/dev/null"])
+    layers["landlock"] = confine.install_landlock(readable, [workdir, "/dev/null"], config["list_only"])
     layers["no-privileges"] = confine.drop_privileges(confine.UNPRIVILEGED_ID, config["keep_read_search"])
     layers["unprivileged-user"] = os.geteuid() != 0
     layers["seccomp"] = confine.install_seccomp(allow_processes=not request["no_subprocesses"])

@@ -128,6 +128,23 @@ def readable_paths(roots: Iterable[str], hidden: Iterable[str]) -> list[str]:
     return out
 
 
+def listable_folders(roots: Iterable[str], hidden: Iterable[str]) -> list[str]:
+    """The folders readable_paths opened up to leave hidden paths out (a root holding one, and each
+    folder on the way down to it). A worker may list them, and so what is beneath, but not read a
+    file in them: the import system lists site-packages before it imports from it. Names of hidden
+    entries stay listable this way (under bubblewrap the hidden folders are empty mounts anyway)."""
+    hidden = [os.path.realpath(h) for h in hidden]
+    out: dict[str, None] = {}
+    for root in dict.fromkeys(os.path.realpath(r) for r in roots if r and os.path.exists(r)):
+        for h in hidden:
+            if _is_within(h, root) and h != root:
+                folder = Path(h).parent
+                while _is_within(str(folder), root):
+                    out[str(folder)] = None
+                    folder = folder.parent
+    return list(out)
+
+
 def _is_site_dir(path: str) -> bool:
     return os.path.basename(path.rstrip("/")) in ("site-packages", "dist-packages")
 
@@ -243,10 +260,12 @@ class Zygote:
         user; if that user could not read the interpreter, they keep the right to read (not to write)."""
         interpreter = _interpreter_paths(self.hidden)
         becomes_nobody = not self.uses_bwrap and os.geteuid() == 0
+        roots = [*interpreter, *SYSTEM_READ_ONLY]
         return {
             "env": WORKER_ENV,
             "sys_path": worker_sys_path(self.hidden),
-            "read_only": readable_paths([*interpreter, *SYSTEM_READ_ONLY], self.hidden),
+            "read_only": readable_paths(roots, self.hidden),
+            "list_only": listable_folders(roots, self.hidden),
             "blocked_imports": list(BLOCKED_IMPORTS),
             "tmp_root": "/tmp",
             "keep_read_search": becomes_nobody and not all(readable_by_anyone(p) for p in interpreter),
