@@ -30,6 +30,7 @@ from grader.assignment import Assignment
 from grader.checks.base import Outcome
 from grader.reports import files, github, gradebook, gradescope, html, junit, text
 from grader.reports.sanitize import MAX_TEXT
+from grader.reports.views import student_view
 from grader.scoring import SubmissionResult
 from grader.submissions import discover
 
@@ -129,6 +130,7 @@ def every_rendering(report: dict[str, Any], assignment: Assignment) -> dict[str,
         "junit": junit.render(report),
         "gradebook": gradebook.render(assignment, [report]),
         "github": github.render(report, f"submissions/{FILE_NAME}.ipynb"),
+        "student-view": json.dumps(student_view(report), ensure_ascii=False, allow_nan=False),  # pytest plugin
     }
 
 

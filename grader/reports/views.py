@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
+
+from grader.reports import sanitize
 
 HIDDEN_OUTPUT = (
     "{verdict} on hidden inputs. Details of hidden checks are shown to instructors only; "
@@ -12,8 +13,9 @@ HIDDEN_OUTPUT = (
 
 
 def student_view(report: dict[str, Any]) -> dict[str, Any]:
-    """A copy of the report with the messages, diagnoses and details of hidden checks removed."""
-    view = copy.deepcopy(report)
+    """A sanitized copy of the report (every front end shows students this) with the messages, diagnoses
+    and details of hidden checks removed."""
+    view = sanitize.report(report)
     for test in view["tests"]:
         if test.get("visibility") == "hidden":
             verdict = "Passed" if test["status"] == "passed" else "Failed"
