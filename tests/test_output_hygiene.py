@@ -372,3 +372,10 @@ def test_a_folder_that_cannot_be_written_becomes_that_students_row(tmp_path: Pat
     assert set(rows) == {"alice", "bob"}
     assert rows["alice"]["error"].startswith("the reports of this submission could not be written")
     assert "empty" in rows["bob"]["error"]
+
+
+def test_the_summary_links_each_student_to_their_own_folder(mlp: Assignment) -> None:
+    reports = [hostile_report(mlp, 0.0, error="could not be read") for _ in range(2)]
+    reports[0]["provenance"]["student"], reports[1]["provenance"]["student"] = "Ann Lee", "ann lee"
+    page = html.summary(reports, "mlp", cli._folders(["Ann Lee", "ann lee"]))
+    assert 'href="Ann_Lee/feedback.html"' in page and 'href="ann_lee-2/feedback.html"' in page
