@@ -532,20 +532,52 @@ def walk_tree(root: str, remove: bool, max_entries: int, deadline: float) -> tup
     return size, entries, finished
 
 
-def _check_quota(pid: int, child: Child) -> None:
-    """Stop a live worker whose directory holds more than its quota of bytes or entries (the directory
-    is RAM under bubblewrap's /tmp, outside the memory limit; RLIMIT_FSIZE bounds one file only)."""
-    try:
-        size, entries, _ = walk_tree(child.workdir, False, child.max_files, time.monotonic() + 1.0)
-    except OSError:
-        return
-    if size > child.disk_bytes:
-        child.stopped_for = DISK_QUOTA_NOTE.format(found=size // 2**20, limit=child.disk_bytes // 2**20)
-    elif entries > child.max_files:
-        child.stopped_for = FILE_COUNT_NOTE.format(limit=child.max_files)
-    else:
-        return
-    _kill_group(pid)
+def _unlinked_bytes(pid: int) -> int:
+    """Bytes in files a worker removed but keeps open (no walk sees them), as far as this process may
+    look at the worker's descriptors (a root zygote may; under bubblewrap the private /tmp's usage tells)."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for name in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                info = os.stat(f"/proc/{pid}/fd/{name}")
+                if stat.S_ISREG(info.st_mode) and info.st_nlink == 0:
+                    total += info.st_blocks * 512
+    return total
+
+
+def _used_bytes(folder: str) -> int:
+    info = os.statvfs(folder)
+    return (info.f_blocks - info.f_bfree) * info.f_frsize
+
+
+def _check_quotas(children: dict[int, Child], private_tmp: str | None, baseline: int) -> None:
+    """Stop each live worker whose files take more than its quota of bytes or entries: the walk of its
+    directory, plus what it removed but keeps open (RLIMIT_FSIZE bounds one file only, and the directory
+    is RAM under bubblewrap, outside the memory limit). On a private /tmp (bubblewrap), whatever its
+    usage shows beyond the walks is charged to every live worker: one zygote grades one submission at
+    a time, so that is the one that hid it."""
+    measured: dict[int, tuple[int, int]] = {}
+    for pid, child in children.items():
+        try:
+            size, entries, _ = walk_tree(child.workdir, False, child.max_files, time.monotonic() + 1.0)
+        except OSError:
+            size, entries = 0, 0
+        measured[pid] = (size, entries)
+    unseen = 0
+    if private_tmp is not None:
+        unseen = max(0, _used_bytes(private_tmp) - baseline - sum(size for size, _ in measured.values()))
+    for pid, child in children.items():
+        if child.stopped_for:
+            continue
+        size, entries = measured[pid]
+        size += max(unseen, _unlinked_bytes(pid))
+        if size > child.disk_bytes:
+            child.stopped_for = DISK_QUOTA_NOTE.format(found=size // 2**20, limit=child.disk_bytes // 2**20)
+        elif entries > child.max_files:
+            child.stopped_for = FILE_COUNT_NOTE.format(limit=child.max_files)
+        else:
+            continue
+        _kill_group(pid)
 
 
 def _kill_group(pid: int) -> None:
@@ -637,12 +669,12 @@ def zygote_main(control: socket.socket, config: dict[str, Any]) -> None:
     shell = _make_shell()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     children: dict[int, Child] = {}
+    private_tmp = config["tmp_root"] if config["private_tmp"] else None
+    baseline = _used_bytes(private_tmp) if private_tmp else 0
     control.send(json.dumps({"ready": True, "pid": os.getpid(), "time": time.time()}).encode())
     while True:
         if not select.select([control], [], [], QUOTA_POLL if children else None)[0]:
-            for pid, child in children.items():
-                if not child.stopped_for:
-                    _check_quota(pid, child)
+            _check_quotas(children, private_tmp, baseline)
             continue
         try:
             message, fds, _, _ = socket.recv_fds(control, 65536, 4)

@@ -268,6 +268,7 @@ class Zygote:
             "list_only": listable_folders(roots, self.hidden),
             "blocked_imports": list(BLOCKED_IMPORTS),
             "tmp_root": "/tmp",
+            "private_tmp": self.uses_bwrap,  # bubblewrap's /tmp is this zygote's alone
             "keep_read_search": becomes_nobody and not all(readable_by_anyone(p) for p in interpreter),
         }
 

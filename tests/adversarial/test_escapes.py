@@ -586,6 +586,9 @@ DISK_FILLERS = {
     "big_files_in_a_locked_folder": "os.mkdir('vault')\nfor i in range(8):\n"
                                     "    open(f'vault/part{i}.bin', 'wb').write(b'x' * 4 * 2**20)\n"
                                     "os.chmod('vault', 0)",
+    "removed_files_kept_open": "kept = []\nfor i in range(8):\n    f = open(f'part{i}.bin', 'wb')\n"
+                               "    f.write(b'x' * 4 * 2**20)\n    f.flush()\n    os.unlink(f'part{i}.bin')\n"
+                               "    kept.append(f)",
     "many_empty_files": "for i in range(3000):\n    open(f'f{i}', 'w').close()",
     "deep_folders": "for i in range(3000):\n    os.mkdir('d')\n    os.chdir('d')",
 }  # fmt: skip
