@@ -106,6 +106,8 @@ if out["installed"]:
     attempt("prlimit_parent", lambda: raw(nr["prlimit64"], parent, resource.RLIMIT_NOFILE, None, limit) and None)
     attempt("prlimit_self", lambda: [raw(nr["prlimit64"], 0, resource.RLIMIT_NOFILE, None, limit)] and None)
     attempt("setrlimit_self", lambda: resource.setrlimit(resource.RLIMIT_CORE, (0, 0)))
+    attempt("memfd_create", lambda: os.memfd_create("ram") and None)
+    attempt("shmget", lambda: raw(nr["shmget"], 0, 4096, 0o1600) and None)  # IPC_PRIVATE, IPC_CREAT | 0600
     attempt("statmount", lambda: raw(457, 0, 0, 0, 0) and None)  # Linux 6.8: newer than the reviewed table
     attempt("syscall_from_the_future", lambda: raw(1000) and None)
     attempt("kill_parent", lambda: os.kill(parent, 0))
@@ -225,9 +227,9 @@ REFUSED_BY_SECCOMP = ["fork", "clone_process", "subprocess", "socket_inet", "soc
                       "socket_unix_dgram", "socket_netlink", "socket_packet", "socket_vsock", "socketpair_dgram",
                       "io_uring_setup", "io_uring_enter", "bpf", "userfaultfd", "perf_event_open", "unshare_user",
                       "clone_new_user_thread", "mount", "keyctl", "open_by_handle_at", "setsid",
-                      "personality_no_randomize", "prlimit_parent", "kill_parent", "kill_pid_1", "kill_everyone",
-                      "kill_other_group",
-                      "tkill", "ptrace_traceme", "ptrace_attach_parent", "process_vm_readv", "pidfd_open"]
+                      "personality_no_randomize", "prlimit_parent", "memfd_create", "shmget", "kill_parent",
+                      "kill_pid_1", "kill_everyone", "kill_other_group", "tkill", "ptrace_traceme",
+                      "ptrace_attach_parent", "process_vm_readv", "pidfd_open"]
 ALLOWED_BY_SECCOMP = ["socketpair", "socketpair_seqpacket", "personality_query", "prlimit_self", "setrlimit_self",
                       "kill_self_signal_0", "kill_self_sigusr1", "kill_own_group_signal_0", "raise_signal", "threads",
                       "getpid"]

@@ -9,7 +9,8 @@ platform supports it and reported by name, so the grade report can state the iso
 - ``seccomp``: a BPF filter that refuses new processes (fork, vfork, clone without CLONE_THREAD,
   clone3), every socket but an AF_UNIX socketpair, io_uring (which makes sockets without socket()),
   signals to other processes, ptrace and cross-process memory access, namespaces and mounts, BPF,
-  keys, modules, file handles, and every system call newer than the newest one known here (a new
+  keys, modules, file handles, memory files and IPC objects (RAM outside the limits, or outliving
+  the worker), and every system call newer than the newest one known here (a new
   kernel's new families are refused until reviewed). Threads still work. Only for x86_64 and
   aarch64, whose system-call numbers are known here.
 - ``landlock``: file access only beneath an allow-list (read: interpreter and system
@@ -136,12 +137,14 @@ _COMMON = {
     "landlock_create_ruleset": 444,
     "landlock_add_rule": 445,
     "landlock_restrict_self": 446,
+    "memfd_secret": 447,
     "process_mrelease": 448,
 }
 # fmt: off
 _SYSCALLS: dict[str, dict[str, int]] = {
     "x86_64": {
         **_COMMON,
+        "shmget": 29, "shmat": 30, "semget": 64, "msgget": 68, "mq_open": 240, "memfd_create": 319,
         "socket": 41, "connect": 42, "bind": 49, "socketpair": 53, "clone": 56, "fork": 57, "vfork": 58,
         "kill": 62, "ptrace": 101, "syslog": 103, "setpgid": 109, "setsid": 112, "capset": 126,
         "rt_sigqueueinfo": 129, "uselib": 134, "personality": 135, "vhangup": 153, "modify_ldt": 154,
@@ -158,6 +161,7 @@ _SYSCALLS: dict[str, dict[str, int]] = {
     },
     "aarch64": {
         **_COMMON,
+        "mq_open": 180, "msgget": 186, "semget": 190, "shmget": 194, "shmat": 196, "memfd_create": 279,
         "lookup_dcookie": 18, "ioprio_set": 30, "umount2": 39, "mount": 40, "pivot_root": 41,
         "nfsservctl": 42, "chroot": 51, "vhangup": 58, "quotactl": 60, "acct": 89, "capset": 91,
         "personality": 92, "unshare": 97, "kexec_load": 104, "init_module": 105, "delete_module": 106,
@@ -184,6 +188,8 @@ REFUSED_SYSCALLS = (
     "ptrace", "process_vm_readv", "process_vm_writev", "process_madvise", "process_mrelease", "kcmp",
     "pidfd_open", "pidfd_send_signal", "pidfd_getfd", "migrate_pages", "move_pages", "ioprio_set",
     "setsid", "setpgid", "tkill",
+    # memory outside the address-space limit, and objects that outlive the worker (System V and POSIX IPC)
+    "memfd_create", "memfd_secret", "shmget", "shmat", "semget", "msgget", "mq_open",
     # namespaces, mounts, roots
     "unshare", "setns", "mount", "umount2", "pivot_root", "chroot", "open_tree", "move_mount", "fsopen",
     "fsconfig", "fsmount", "fspick", "mount_setattr", "quotactl", "quotactl_fd",
