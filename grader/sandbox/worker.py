@@ -395,9 +395,15 @@ def _keep_only_fds(keep: set[int]) -> None:
 
 
 def child_main(
-    fds: list[int], log: int, workdir: str, config: dict[str, Any], request: dict[str, Any], shell: GradingShell
+    fds: list[int],
+    log: int,
+    workdir: str,
+    config: dict[str, Any],
+    request: dict[str, Any],
+    shell: GradingShell,
+    zygote: int,
 ) -> None:
-    """Confine this fresh fork, then serve the grader until told to exit. Never returns."""
+    """Confine this fresh fork of `zygote`, then serve the grader until told to exit. Never returns."""
     global WORKER
     req_fd, resp_fd = fds
     os.setsid()
@@ -421,6 +427,7 @@ def child_main(
     layers["landlock"] = confine.install_landlock(readable, [workdir, "/dev/null"], config["list_only"])
     layers["no-privileges"] = confine.drop_privileges(confine.UNPRIVILEGED_ID, config["keep_read_search"])
     layers["unprivileged-user"] = os.geteuid() != 0
+    _die_with(zygote)  # a change of user clears the parent-death signal: set it again
     layers["seccomp"] = confine.install_seccomp(allow_processes=not request["no_subprocesses"])
     guard = ImportGuard(config["blocked_imports"])
     sys.meta_path.insert(0, guard)  # type: ignore[arg-type]
@@ -658,7 +665,7 @@ def _spawn(
     if pid == 0:
         control.close()
         _die_with(zygote)
-        child_main(fds, log, workdir, config, request, shell)
+        child_main(fds, log, workdir, config, request, shell, zygote)
     return pid, Child(workdir, log, int(request["disk_bytes"]), int(request["max_files"]))
 
 

@@ -499,6 +499,27 @@ def test_a_worker_holds_only_its_own_channel(zygote: Zygote, others: int) -> Non
     assert len(fds) == 2, f"descriptors beyond stdio and the channel: {fds}"
 
 
+def test_an_unprivileged_worker_still_dies_with_its_zygote() -> None:
+    """Changing the worker's user clears its parent-death signal: killing the zygote must still end it."""
+    z = start_zygote("process")
+    try:
+        sandbox = Sandbox(z, [(0, "x = 1")], FAST)
+        sandbox.execute()
+        assert sandbox.worker is not None and z.proc is not None
+        worker = sandbox.worker.pid
+        z.proc.kill()
+        z.proc.wait()
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{worker}").exists() and time.monotonic() < deadline:
+            status = Path(f"/proc/{worker}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            if status == "Z":  # a zombie waiting for init to reap it: dead
+                break
+            time.sleep(0.05)
+        assert not Path(f"/proc/{worker}").exists() or status == "Z", f"worker {worker} outlived its zygote"
+    finally:
+        z.close()
+
+
 # --------------------------------------------------------------------------- the worker's stderr file
 
 STDERR_SWAPS = {
