@@ -8,6 +8,7 @@ fresh problems the submission cannot anticipate (grader.checks.ownloss states th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -117,7 +118,9 @@ def _reference(ctx: CheckContext, case: cases.Case) -> tuple[float, dict[str, np
     return loss, {k: np.asarray(grads[k]) for k in PARAMS}
 
 
-def _check_loss_value(ctx: CheckContext, case: cases.Case) -> None:
+def _check_loss_value(
+    ctx: CheckContext, case: cases.Case, nonfinite: Callable[[float], str | None] = nonfinite_loss
+) -> None:
     expected, _ = _reference(ctx, case)
     found, _ = _student_loss_and_grads(ctx, case)
     a = ctx.assignment
@@ -127,7 +130,7 @@ def _check_loss_value(ctx: CheckContext, case: cases.Case) -> None:
         ctx.tolerance(),
         case.details,
         lambda f: diagnose_loss(f, expected, case.args, a.activation, a.reduction, ctx.tolerance()),
-        nonfinite_loss,
+        nonfinite,
     )
 
 
@@ -248,15 +251,21 @@ def check_output_structure(ctx: CheckContext) -> None:
         )
 
 
-def _large_scores_case(ctx: CheckContext) -> cases.Case:
-    """A random problem (reg = 0) whose output weights are scaled so that the largest |score| is LARGE_SCORES."""
+def _large_scores_cases(ctx: CheckContext) -> tuple[cases.Case, cases.Case]:
+    """A random problem (reg = 0), and the same problem with the output weights scaled so that the largest score
+    is +LARGE_SCORES (where exp overflows) and no score is below -LARGE_SCORES."""
     base = _case(ctx, ctx.sub_seed("large"), reg=0.0)
     x, y, params, reg = base.args
     scores, _ = forward(x, params, _spec(ctx, base))
-    scale = LARGE_SCORES / float(np.abs(scores).max())
+    top = scores.flat[int(np.argmax(np.abs(scores)))]
+    scale = LARGE_SCORES / float(top)  # negative when the largest |score| is negative: the largest score becomes +1000
     large = {**params, "W2": params["W2"] * scale, "b2": params["b2"] * scale}
+    # the example with the largest score is labelled with its smallest one: its probability underflows to 0
+    row, _ = np.unravel_index(int(np.argmax(scores * scale)), scores.shape)
+    y = y.copy()
+    y[row] = int(np.argmin(scores[row] * scale))
     label = f"random two-layer problem with W2 and b2 scaled by {scale:.4g} (scores up to {LARGE_SCORES:g}), reg = 0"
-    return cases.Case(label, base.seed, (x, y, large, reg), {**base.extra, "scale": scale}, base.names)
+    return base, cases.Case(label, base.seed, (x, y, large, reg), {**base.extra, "scale": scale}, base.names)
 
 
 @check(
@@ -266,8 +275,21 @@ def _large_scores_case(ctx: CheckContext) -> cases.Case:
     weight=2,
 )
 def check_large_scores(ctx: CheckContext) -> None:
-    case = _large_scores_case(ctx)
-    _check_loss_value(ctx, case)
+    base, case = _large_scores_cases(ctx)
+
+    def overflow(value: float) -> str | None:
+        """Why the loss is not finite, when the same problem at moderate scores gives the right loss (else the
+        mistake is elsewhere): exp overflowed when the gradients are not finite either, else a log of 0."""
+        try:
+            _check_loss_value(ctx, base)
+        except CheckFailed:
+            return None
+        _, grads = _student_loss_and_grads(ctx, case)
+        if not all(np.isfinite(g).all() for g in grads.values()):
+            return message("softmax_no_max_shift")
+        return nonfinite_loss(value)
+
+    _check_loss_value(ctx, case, overflow)
     _, grads = _student_loss_and_grads(ctx, case)
     for name in PARAMS:
         finite_or_fail(grads[name], f"d{name}", case.details, message("softmax_no_max_shift"))

@@ -61,7 +61,9 @@ def _entries(x: np.ndarray, expected: np.ndarray, form: str) -> list[tuple[str, 
 
 
 ROWS = Layout(("1-D", "2-D"), _rows)
-ELEMENTWISE = Layout((SCALAR, ZERO_D, "1-D", "2-D", "3-D"), _entries)
+# "an array of any shape": 0-d to 3-D (the assignments' API takes arrays, so Python numbers are not declared)
+ELEMENTWISE = Layout((ZERO_D, "1-D", "2-D", "3-D"), _entries)
+NUMBERS_AND_ARRAYS = Layout((SCALAR, ZERO_D, "1-D", "2-D", "3-D"), _entries)  # for an API that also takes numbers
 LAYOUTS: dict[str, Layout] = {}  # problem kind -> its declared input forms
 
 

@@ -206,8 +206,8 @@ SHAPE_SLIPS = {
     "keepdims_vector": "it is a {found} 2-D array where a 1-D array is expected (keepdims=True?): "
     "sum with axis=0 and without keepdims=True, or use .ravel()",
     "column_vector": "it is a column vector {found} where a 1-D array is expected: use .ravel()",
-    "one_element": "it is a one-element array where a single number is expected (the input was a single "
-    "number): return a number, e.g. with .item(), or do not wrap the input in np.array([x]) / np.atleast_1d",
+    "one_element": "it is a one-element array where a 0-d result (a single number) is expected: do not wrap "
+    "the input in np.atleast_1d / np.array([x]), or return .item() / .reshape(()) for a single number",
     "missing_axis": "an axis of length 1 is missing: keep it (keepdims=True) or use .reshape({expected})",
     "flattened": "it is flattened: keep the shape {expected}, e.g. with .reshape({expected})",
     "row_vs_column": "it is a {found} vector where a {expected} vector is expected (row vs column): use .T",
@@ -324,7 +324,7 @@ def assert_loss_close(
     tol: Tolerance,
     case: Mapping[str, Any],
     explain: Callable[[float], str | None],
-    nonfinite: Callable[[float], str],
+    nonfinite: Callable[[float], str | None],
 ) -> None:
     """assert_close for a loss value; a NaN or infinite loss fails at once, with the cause `nonfinite` names."""
     if not np.isfinite(found):

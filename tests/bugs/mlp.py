@@ -242,8 +242,9 @@ def mlp_forward(X, params):
 _CE_INLINE = '''
     N = X.shape[0]
     shifted = z - z.max(axis=1, keepdims=True)
-    probs = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
-    data_loss = -np.log(probs[np.arange(N), y]).mean()
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    probs = np.exp(log_probs)
+    data_loss = -log_probs[np.arange(N), y].mean()
 '''
 
 
@@ -671,11 +672,131 @@ def numerical_gradient(f, x, h=1e-5):
     return grad
 '''
 
+# --------------------------------------------------------------------------- every input form, shapes, stability
+
+# the 1-D branch subtracts the index of the maximum, not the maximum: right on moderate rows (softmax is shift
+# invariant), NaN for a 1-D row of logits of 1e4; only the 2-D branch met the extreme inputs before
+SOFTMAX_1D_INDEX_OF_MAX = '''
+def softmax(x):
+    if x.ndim == 1:
+        e = np.exp(x - np.argmax(x))
+        return e / e.sum()
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+'''
+
+# a separate branch for 0-d input, with math.exp, which raises OverflowError for x = -1000
+SIGMOID_SCALAR_MATH_EXP = '''
+def sigmoid(x):
+    import math
+    if np.ndim(x) == 0:
+        return 1.0 / (1.0 + math.exp(-float(x)))
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+'''
+
+# np.atleast_1d turns 0-d input into an array of shape (1,): right values, wrong shape
+SIGMOID_GRAD_ATLEAST_1D = '''
+def sigmoid_grad(s):
+    s = np.atleast_1d(s)
+    return s * (1 - s)
+'''
+
+LOSS_BIAS_KEEPDIMS = _backward(db2="dz.sum(axis=0, keepdims=True)", db1="np.sum(du, axis=0, keepdims=True)")
+
+# the whole loss inside mlp_loss, softmax without the max shift: right for moderate scores, NaN at 1000
+LOSS_INLINE_NO_MAX_SHIFT = '''
+def mlp_loss(X, y, params, reg):
+    W1, b1, W2, b2 = params["W1"], params["b1"], params["W2"], params["b2"]
+    N = X.shape[0]
+    u = X @ W1 + b1
+    h = np.maximum(0, u)
+    z = h @ W2 + b2
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    loss = -np.mean(np.log(p[np.arange(N), y])) + 0.5 * reg * (np.sum(W1 ** 2) + np.sum(W2 ** 2))
+    dz = p.copy()
+    dz[np.arange(N), y] -= 1
+    dz /= N
+    dW2 = h.T @ dz + reg * W2
+    db2 = dz.sum(axis=0)
+    du = (dz @ W2.T) * (u > 0)
+    dW1 = X.T @ du + reg * W1
+    db1 = du.sum(axis=0)
+    return loss, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
+'''
+
+# loss and dz both summed over the batch: a consistent cross-entropy of a known wrong reduction
+CE_SUMMED_CONSISTENTLY = '''
+def softmax_cross_entropy(z, y):
+    rows = np.arange(len(y))
+    shifted = z - z.max(axis=1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    loss = -log_p[rows, y].sum()
+    dz = np.exp(log_p)
+    dz[rows, y] -= 1
+    return loss, dz
+'''
+
+# the iterator advanced twice per loop: entries 1, 3, 5, ... are never computed
+NUMGRAD_SKIPS_COORDINATES = '''
+def numerical_gradient(f, x, h=1e-5):
+    grad = np.zeros_like(x)
+    it = np.nditer(x, flags=["multi_index"])
+    while not it.finished:
+        i = it.multi_index
+        old = x[i]
+        x[i] = old + h
+        fp = f(x)
+        x[i] = old - h
+        fm = f(x)
+        x[i] = old
+        grad[i] = (fp - fm) / (2 * h)
+        it.iternext()
+        it.iternext()
+    return grad
+'''
+
+# the course template's fixed step, whatever h is passed
+NUMGRAD_FIXED_STEP_1E_4 = '''
+def numerical_gradient(f, x, h=1e-5):
+    step = 1e-4
+    grad = np.zeros(x.shape)
+    for i in np.ndindex(x.shape):
+        old = x[i]
+        x[i] = old + step
+        fp = f(x)
+        x[i] = old - step
+        fm = f(x)
+        x[i] = old
+        grad[i] = (fp - fm) / (2 * step)
+    return grad
+'''
+
+# x is never put back: every entry is left at x[i] - h (right values for separable f, wrong otherwise)
+NUMGRAD_NEVER_RESTORES = '''
+def numerical_gradient(f, x, h=1e-5):
+    grad = np.zeros(x.shape)
+    for i in np.ndindex(x.shape):
+        x[i] += h
+        fp = f(x)
+        x[i] -= 2 * h
+        fm = f(x)
+        grad[i] = (fp - fm) / (2 * h)
+    return grad
+'''
+
 CE = "softmax_cross_entropy"
 GRADS = ("mlp_loss.grad_W1", "mlp_loss.grad_b1", "mlp_loss.grad_W2", "mlp_loss.grad_b2")
 CARRIED = "credit carried forward"
 NOT_OWN_GRADIENT = "not the gradient of your own loss"
 GATED = "no points: none of"  # a property check of a problem whose values are all wrong (grader/checks/runner.py)
+KEEPDIMS = "sum with axis=0 and without keepdims=True, or use .ravel()"  # grader/checks/values.py SHAPE_SLIPS
+ONE_ELEMENT = "one-element array where a 0-d result (a single number) is expected"
+SLIP_CREDIT = "Right values in the wrong shape earn 50% of this check's points"  # grader/checks/runner.py
+NEVER_COMPUTED = ("entries 1, 3", "(in x.flat order) were never computed (left 0)",
+                  "the loop advances twice per iteration (it.iternext() called twice?)")
+H_IGNORED = "`h` is ignored: your checker uses a step of 1e-4 whatever h is passed"
+LEFT_PERTURBED = "x is left perturbed after your checker returns"
 
 BUGS: list[Bug] = [
     # ----------------------------------------------------------------- softmax
@@ -721,12 +842,14 @@ BUGS: list[Bug] = [
     bug("ce_onehot_not_subtracted", {CE: CE_NO_ONEHOT}, {CE, "mlp_loss"},
         diagnosis_contains=both(f"{CE}.gradient", text=ONEHOT), passes=hidden_too(f"{CE}.loss_value")),
     bug("ce_mutates_z", {CE: CE_MUTATES_Z}, {CE}, message_contains={f"{CE}.no_mutation": MUTATION}),
-    bug("ce_no_max_shift", {CE: CE_NO_SHIFT}, {CE}, diagnosis_contains={f"{CE}.extreme_logits": NO_MAX_SHIFT},
+    # mlp_loss calls it, so mlp_loss overflows at large scores too
+    bug("ce_no_max_shift", {CE: CE_NO_SHIFT}, {CE, "mlp_loss"},
+        diagnosis_contains={f"{CE}.extreme_logits": NO_MAX_SHIFT, "mlp_loss.large_scores": NO_MAX_SHIFT},
         passes=hidden_too(f"{CE}.loss_value", f"{CE}.gradient")),
     # it does subtract the max: the inf comes from log(0), and the diagnosis says to use log-softmax
-    bug("ce_log_of_shifted_softmax_not_told_to_shift", {CE: CE_LOG_OF_SOFTMAX}, {CE},
-        diagnosis_contains={f"{CE}.extreme_logits": "log-softmax"},
-        not_diagnosed={f"{CE}.extreme_logits": NO_MAX_SHIFT}),
+    bug("ce_log_of_shifted_softmax_not_told_to_shift", {CE: CE_LOG_OF_SOFTMAX}, {CE, "mlp_loss"},
+        diagnosis_contains={f"{CE}.extreme_logits": "log-softmax", "mlp_loss.large_scores": "log-softmax"},
+        not_diagnosed={f"{CE}.extreme_logits": NO_MAX_SHIFT, "mlp_loss.large_scores": NO_MAX_SHIFT}),
     # ----------------------------------------------------------------- mlp_forward
     bug("forward_b1_missing", {"mlp_forward": FORWARD_NO_B1}, {"mlp_forward"},
         diagnosis_contains={**both("mlp_forward.scores", text=B1_MISSING), "mlp_forward.batch_of_one": B1_MISSING}),
@@ -877,7 +1000,43 @@ BUGS: list[Bug] = [
         diagnosis_contains={"numerical_gradient.uses_h": "is ignored"},
         passes=("numerical_gradient.mlp_loss",
                 *hidden_too("numerical_gradient.quadratic", "numerical_gradient.sines"))),
+    # the coordinates it did not sample stay 0, and some checks say so (which ones depends on the draw)
     bug("numgrad_samples_random_coordinates", {"numerical_gradient": NUMGRAD_SAMPLED}, {"numerical_gradient"},
-        message_contains={"numerical_gradient.deterministic": "without random sampling"}),
+        message_contains={"numerical_gradient.deterministic": "without random sampling"},
+        tolerated=("were never computed (left 0)",)),
     bug("numgrad_step_copies_correct", {"numerical_gradient": NUMGRAD_COPIES}, set()),
+    # ----------------------------------------------------------------- every input form gets the hard inputs
+    bug("softmax_1d_branch_subtracts_index_of_max", {"softmax": SOFTMAX_1D_INDEX_OF_MAX}, {"softmax"},
+        diagnosis_contains={"softmax.extreme_logits": NO_MAX_SHIFT, "softmax.shift_invariance": NO_MAX_SHIFT},
+        message_contains={"softmax.extreme_logits": "as a 1-D vector"},
+        passes=hidden_too("softmax.values_1d", "softmax.values_2d")),
+    bug("sigmoid_0d_branch_with_math_exp", {"sigmoid": SIGMOID_SCALAR_MATH_EXP}, {"sigmoid"},
+        message_contains={"sigmoid.extreme_values": "OverflowError"}, passes=hidden_too("sigmoid.values")),
+    bug("sigmoid_grad_number_becomes_array_of_one", {"sigmoid_grad": SIGMOID_GRAD_ATLEAST_1D}, {"sigmoid_grad"},
+        message_contains={**{c: ONE_ELEMENT for c in hidden_too("sigmoid_grad.values")},
+                          "sigmoid_grad.known_points": SLIP_CREDIT}),
+    bug("loss_inline_softmax_overflows_at_large_scores", {"mlp_loss": LOSS_INLINE_NO_MAX_SHIFT}, {"mlp_loss"},
+        diagnosis_contains={"mlp_loss.large_scores": NO_MAX_SHIFT},
+        passes=("mlp_loss.loss_without_reg", *hidden_too("mlp_loss.loss_value", *GRADS))),
+    # ----------------------------------------------------------------- shape slips are named
+    bug("loss_bias_gradients_keepdims", {"mlp_loss": LOSS_BIAS_KEEPDIMS}, {"mlp_loss"},
+        message_contains={**{c: KEEPDIMS for c in hidden_too("mlp_loss.grad_b1", "mlp_loss.grad_b2")},
+                          "mlp_loss.grad_b1": SLIP_CREDIT, "mlp_loss.output_structure": KEEPDIMS},
+        passes=("mlp_loss.gradient_matches_own_loss", *hidden_too("mlp_loss.grad_W1", "mlp_loss.grad_W2"))),
+    # ----------------------------------------------------------------- carried credit for the cross-entropy's dz
+    bug("ce_loss_and_dz_summed_consistently", {CE: CE_SUMMED_CONSISTENTLY}, {CE, "mlp_loss"},
+        diagnosis_contains={**both(f"{CE}.loss_value", "mlp_loss.loss_value", text=LOSS_SUMMED)},
+        message_contains={**{c: CARRIED for c in hidden_too(f"{CE}.gradient", *GRADS)}},
+        passes=(f"{CE}.gradient_matches_own_loss", f"{CE}.no_mutation", "mlp_loss.gradient_matches_own_loss")),
+    # ----------------------------------------------------------------- gradient checkers
+    bug("numgrad_iterator_advanced_twice", {"numerical_gradient": NUMGRAD_SKIPS_COORDINATES}, {"numerical_gradient"},
+        diagnosis_contains={**both("numerical_gradient.quadratic", text=NEVER_COMPUTED),
+                            "numerical_gradient.uses_h": NEVER_COMPUTED}),
+    bug("numgrad_fixed_step_ignores_h", {"numerical_gradient": NUMGRAD_FIXED_STEP_1E_4}, {"numerical_gradient"},
+        diagnosis_contains={"numerical_gradient.uses_h": H_IGNORED},
+        passes=("numerical_gradient.mlp_loss", "numerical_gradient.restores_x",
+                *hidden_too("numerical_gradient.quadratic", "numerical_gradient.sines"))),
+    bug("numgrad_never_restores_x", {"numerical_gradient": NUMGRAD_NEVER_RESTORES}, {"numerical_gradient"},
+        message_contains={"numerical_gradient.restores_x": LEFT_PERTURBED},
+        passes=hidden_too("numerical_gradient.sines")),
 ]

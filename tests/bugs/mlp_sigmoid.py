@@ -88,7 +88,8 @@ def _loss(name: str, edits: Edit | tuple[Edit, ...], **kwargs: object) -> Bug:
 def _shared(original: Bug, loses: set[str] | None = None, **kwargs: object) -> Bug:
     """A bug of the `mlp` corpus in a function the variant shares, graded against this variant."""
     fields = {"diagnosis_contains": original.diagnosis_contains, "message_contains": original.message_contains,
-              "passes": original.passes, "not_diagnosed": original.not_diagnosed, "xfail": original.xfail, **kwargs}
+              "passes": original.passes, "not_diagnosed": original.not_diagnosed, "xfail": original.xfail,
+              "tolerated": original.tolerated, "fails": original.fails, **kwargs}
     return bug(original.id, original.replace, original.loses if loses is None else loses, assignment=VARIANT,
                **fields)
 
@@ -99,6 +100,9 @@ SHARED = [_shared(_BY_ID[name]) for name in (
     "sigmoid_mutates_input", "sigmoid_naive_warns_but_correct", "sigmoid_grad_mutates_input",
     "numgrad_one_sided_nditer", "numgrad_restores_by_arithmetic", "numgrad_ignores_h",
     "numgrad_samples_random_coordinates", "numgrad_step_copies_correct",
+    "softmax_1d_branch_subtracts_index_of_max", "sigmoid_0d_branch_with_math_exp",
+    "sigmoid_grad_number_becomes_array_of_one", "numgrad_iterator_advanced_twice", "numgrad_fixed_step_ignores_h",
+    "numgrad_never_restores_x",
 )]
 
 BUGS: list[Bug] = [
