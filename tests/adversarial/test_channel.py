@@ -182,10 +182,12 @@ FORGED_CELL_ANSWERS = [
 @pytest.mark.parametrize(
     ("source", "says"), [(s, m) for _, s, m in FORGED_CELL_ANSWERS], ids=[i for i, _, _ in FORGED_CELL_ANSWERS]
 )
-def test_a_forged_cell_answer_is_a_broken_channel_charged_to_that_cell(zygote: Zygote, source: str, says: str) -> None:
+def test_a_forged_cell_answer_is_a_broken_channel_charged_to_that_cell(
+    sandboxes: Zygote, source: str, says: str
+) -> None:
     limits = FAST.override(output_kb=64)
     notebook = cells(source, "def f(x):\n    return 2 * x")
-    with Sandbox(zygote, notebook, limits) as sandbox:
+    with Sandbox(sandboxes, notebook, limits) as sandbox:
         record = within(limits.notebook_timeout + SLACK, sandbox.execute)
         result = sandbox.call("f", np.ones(2))
     forging = record.cells[1]
