@@ -19,6 +19,12 @@ from grader.sandbox.session import ExecutionRecord
 
 SCHEMA_VERSION = 1
 ROUND = 4  # decimals kept for points
+SCORING_RULE = (
+    "Each check is worth a whole multiple of {step:g} points, and a problem's checks add up exactly to its points. "
+    "A check that fails earns nothing, except: a gradient that is exact for a known wrong loss earns "
+    "{carried:.0%} of its points (credit carried forward), and right values in a wrong shape earn {slip:.0%}. "
+    "Property checks count only when a value check of the same function earns points."
+)
 
 
 def _versions() -> dict[str, str]:
@@ -74,6 +80,17 @@ class SubmissionResult:
             )
         return rows
 
+    def scoring(self) -> dict[str, Any]:
+        """How points were apportioned and what partial credit exists: the assignment's [scoring], with the rule
+        in words (for the report's readers)."""
+        a = self.assignment
+        return {
+            "point_step": a.point_step,
+            "carried_credit": a.carried_credit,
+            "shape_slip_credit": a.shape_slip_credit,
+            "rule": SCORING_RULE.format(step=a.point_step, carried=a.carried_credit, slip=a.shape_slip_credit),
+        }
+
     def to_dict(self) -> dict[str, Any]:
         """The canonical report (see report.schema.json)."""
         tests = []
@@ -118,6 +135,7 @@ class SubmissionResult:
                 "assignment_version": self.assignment.version,
                 "visible_seed": self.assignment.visible_seed,
                 "hidden_seed": self.hidden_seed,
+                "scoring": self.scoring(),
                 "versions": _versions(),
                 "platform": f"{platform.system()} {platform.machine()}",
                 "graded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
