@@ -288,3 +288,17 @@ def test_a_class_of_only_hostile_submissions_finishes_within_its_limits(
     rows, seconds = grade(folder, tmp_path / "out", capsys, "--jobs", "2", "--isolation", isolation)
     assert len(rows) == expected
     assert seconds < expected * (NOTEBOOK_TIMEOUT + 10) / 2, seconds  # two grading processes
+
+
+def test_a_rerun_never_keeps_a_report_made_for_another_submission(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A new submission that takes an earlier one's id (same bytes even) is graded, not given the other's report."""
+    folder, out = tmp_path / "class", tmp_path / "out"
+    write(folder / "alice.ipynb", CORRECT)
+    grade(folder, out, capsys, "--isolation", "process")
+    write(folder / "alice" / "mlp.ipynb", CORRECT)  # sorts first: it is "alice" now, the file "alice-2"
+    capsys.readouterr()
+    assert cli.main(["grade", str(folder), "-a", "mlp", "--out", str(out), *LIMITS, "--isolation", "process"]) == 0
+    assert "0 already graded, 2 to grade" in capsys.readouterr().err
+    rows, _ = grade(folder, out, capsys, "--isolation", "process")
+    assert {(r["student"], r["notebook"]) for r in rows} == {("alice", "mlp.ipynb"), ("alice-2", "alice.ipynb")}
