@@ -131,14 +131,19 @@ def _cell_output(item: dict[str, Any], budget: OutputBudget) -> dict[str, Any] |
         if kind == "execute_result":
             output["execution_count"] = _count(item.get("execution_count"))
         return output
-    if kind == "error":
+    if kind == "error":  # kept while the budget lasts (the cell's record keeps its error message anyway)
+        ename = budget.take(protocol.text_field(item.get("ename"), 100) or "Error")
         lines = item.get("traceback") if isinstance(item.get("traceback"), list) else []
-        return {
-            "output_type": kind,
-            "ename": protocol.text_field(item.get("ename"), 100) or "Error",
-            "evalue": protocol.text_field(item.get("evalue"), 2000),
-            "traceback": [line for line in (budget.take(x) for x in lines[:40]) if line],
-        }
+        return (
+            {
+                "output_type": kind,
+                "ename": ename,
+                "evalue": budget.take(protocol.text_field(item.get("evalue"), 2000)),
+                "traceback": [line for line in (budget.take(x) for x in lines[:40]) if line],
+            }
+            if ename
+            else None
+        )
     return None
 
 

@@ -253,6 +253,17 @@ def test_forged_cell_outputs_are_capped_by_the_grader_in_bytes_kept_and_memory(z
     assert peak < 16 * MiB, f"the grader held {peak / MiB:.0f} MiB at its peak"
 
 
+def test_forged_error_outputs_are_charged_to_the_output_budget(zygote: Zygote) -> None:
+    limits = FAST.override(output_kb=64)
+    error = "{'output_type': 'error', 'ename': 'E' * 100, 'evalue': 'v' * 2000, 'traceback': ['t' * 1900]}"
+    source = f"forge(frame({{'op': 'cell_done', 'seq': 2, 'outputs': [{error}] * 2000}}))\n" + SLEEP  # 8 MB
+    with Sandbox(zygote, cells(source), limits) as sandbox:
+        record = within(limits.notebook_timeout + SLACK, sandbox.execute)
+    assert record.cells[1].status == "ok", record.cells[1].error
+    kept = json.dumps(record.cells[1].outputs)
+    assert len(kept) < 64 * 1024 + 2000, len(kept)
+
+
 RAISE_OWN_BUDGET = """
 import gc
 raised = 0
