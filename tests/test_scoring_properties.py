@@ -21,6 +21,7 @@ from bugs import mlp as mlp_bugs  # noqa: E402
 
 from grader import cases  # noqa: E402
 from grader.assignment import Assignment, AssignmentError, load  # noqa: E402
+from grader.checks import shapes  # noqa: E402
 from grader.checks.base import CheckContext  # noqa: E402
 from grader.checks.numgrad import quadratic, sum_of_sines  # noqa: E402
 from grader.checks.runner import REGISTRY, plan  # noqa: E402  (importing the runner registers every check)
@@ -166,16 +167,21 @@ def _answers(assignment: Assignment) -> list[str]:
     def answer(name: str, args: tuple[Any, ...], output: Any) -> None:
         lines.append(f"ANSWERS[_key({name!r}, {', '.join(_literal(a) for a in args)})] = {_literal(output)}")
 
+    def every_form(name: str, case: cases.Case, expected: Any) -> None:
+        """The answers for the case in every input form the checks give it (grader/checks/shapes.py)."""
+        for shaped, target in shapes.every_form(name, case, expected):
+            answer(name, shaped.args, target)
+
     for seed in _visible_seeds(assignment, "softmax"):
         for ndim in (1, 2):
-            (x,) = cases.logits(seed, ndim).args
-            answer("softmax", (x,), softmax(x))
+            case = cases.logits(seed, ndim)
+            every_form("softmax", case, softmax(case.args[0]))
     for seed in _visible_seeds(assignment, "sigmoid"):
-        (x,) = cases.elementwise(seed).args
-        answer("sigmoid", (x,), sigmoid(x))
+        case = cases.elementwise(seed)
+        every_form("sigmoid", case, sigmoid(case.args[0]))
     for seed in _visible_seeds(assignment, "sigmoid_grad"):
-        (s,) = cases.sigmoid_outputs(seed).args
-        answer("sigmoid_grad", (s,), sigmoid_grad(s))
+        case = cases.sigmoid_outputs(seed)
+        every_form("sigmoid_grad", case, sigmoid_grad(case.args[0]))
     for seed in _visible_seeds(assignment, "softmax_cross_entropy"):
         z, y = cases.classification(seed).args
         loss, dz = softmax_cross_entropy(z, y, assignment.reduction)
@@ -230,7 +236,7 @@ def test_hard_coded_visible_answers_earn_no_hidden_gradient_points(grade: Any) -
 
 # --------------------------------------------------------------------------- (d) points add up
 
-STEP = 1e-4  # points are apportioned in steps of 1e-4 (grader/checks/base.py POINT_STEP)
+STEP = 0.5  # points are apportioned in whole multiples of the bundled assignments' [scoring] point_step
 
 
 @pytest.fixture(scope="module")
