@@ -303,7 +303,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
     assignment = _load_assignment(args.assignment)
     out = Path(args.out)
     try:
-        submissions = discover(args.submissions, preferred=assignment.template)
+        submissions = discover(args.submissions, preferred=assignment.template, outputs=[out])
     except SubmissionError as exc:
         raise UsageError(str(exc)) from None
     out.mkdir(parents=True, exist_ok=True)

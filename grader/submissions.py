@@ -48,11 +48,12 @@ def _student_of_file(path: Path) -> str:
     return match.group("student") if match else path.stem
 
 
-def _from_folder(folder: Path, preferred: str | None) -> list[Submission]:
-    """Top-level notebooks are submissions; each sub-folder is one student's submission."""
+def _from_folder(folder: Path, preferred: str | None, outputs: frozenset[Path] = frozenset()) -> list[Submission]:
+    """Top-level notebooks are submissions; each sub-folder is one student's submission (but the
+    grader's own output folders, when they lie inside the input)."""
     found: list[Submission] = []
     for entry in sorted(folder.iterdir()):
-        if _ignored(entry.relative_to(folder)):
+        if _ignored(entry.relative_to(folder)) or entry.resolve() in outputs:
             continue
         if entry.is_file() and entry.suffix == ".ipynb":
             found.append(Submission(_student_of_file(entry), entry))
@@ -118,16 +119,19 @@ def stat_is_link(info: zipfile.ZipInfo) -> bool:
 
 
 def discover(
-    inputs: Iterable[str | Path], workdir: Path | None = None, preferred: str | None = None
+    inputs: Iterable[str | Path], workdir: Path | None = None, preferred: str | None = None,
+    outputs: Iterable[Path] = (),
 ) -> list[Submission]:
-    """Every submission in the inputs; raises SubmissionError when an input holds none at all."""
+    """Every submission in the inputs, the `outputs` folders (reports of earlier runs) left out; raises
+    SubmissionError when an input holds none at all."""
+    skipped = frozenset(Path(p).resolve() for p in outputs)
     submissions: list[Submission] = []
     for raw in inputs:
         path = Path(raw)
         if not path.exists():
             raise SubmissionError(f"{path}: no such file or folder")
         if path.is_dir():
-            found = _from_folder(path, preferred)
+            found = _from_folder(path, preferred, skipped)
         elif path.suffix == ".zip":
             target = Path(tempfile.mkdtemp(prefix="jitgrade-zip-", dir=workdir))
             found = _from_folder(extract_zip(path, target), preferred)

@@ -379,3 +379,14 @@ def test_the_summary_links_each_student_to_their_own_folder(mlp: Assignment) -> 
     reports[0]["provenance"]["student"], reports[1]["provenance"]["student"] = "Ann Lee", "ann lee"
     page = html.summary(reports, "mlp", cli._folders(["Ann Lee", "ann lee"]))
     assert 'href="Ann_Lee/feedback.html"' in page and 'href="ann_lee-2/feedback.html"' in page
+
+
+def test_an_output_folder_inside_the_class_folder_is_not_a_submission(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "class"
+    folder.mkdir()
+    (folder / "alice.ipynb").write_bytes(b"")
+    for _ in range(2):  # the second run finds the first one's reports inside the class folder
+        assert cli.main(["grade", str(folder), "-a", "mlp", "--out", str(folder / "reports"), "--force"]) == 0
+        rows = list(csv.DictReader(io.StringIO((folder / "reports" / "gradebook.csv").read_text())))
+        assert [r["student"] for r in rows] == ["alice"]
