@@ -399,7 +399,9 @@ class _progress:
         student = one_line(student)  # a file name must not reach the terminal raw
         score = f"{report['score']:g}/{report['max_score']:g}" if not report.get("error") else "not graded"
         if self.bar is not None:
-            self.bar.update(self.task, advance=1, description=f"{student}: {score}")
+            from rich.markup import escape
+
+            self.bar.update(self.task, advance=1, description=f"{escape(student)}: {score}")  # no markup either
         else:
             print(f"[{self.done}/{self.total}] {student}: {score}", file=sys.stderr)
 
