@@ -104,6 +104,11 @@ class OutputBudget:
         return {"output_type": "stream", "name": "stderr", "text": protocol.TRUNCATION_NOTE.format(limit=self.limit)}
 
 
+def _items(value: Any, count: int) -> list[Any]:
+    """The first `count` items of a list field ([] when it is not a list)."""
+    return value[:count] if isinstance(value, list) else []
+
+
 def _count(value: Any) -> int | None:
     return value if type(value) is int and 0 <= value < 2**31 else None
 
@@ -119,9 +124,9 @@ def _cell_output(item: dict[str, Any], budget: OutputBudget) -> dict[str, Any] |
             else None
         )
     if kind in ("display_data", "execute_result"):
-        data = item.get("data") if isinstance(item.get("data"), dict) else {}
+        data = item.get("data")
         clean = {}
-        for mime, value in list(data.items())[:MAX_MIME]:
+        for mime, value in list(data.items() if isinstance(data, dict) else ())[:MAX_MIME]:
             kept = budget.take(value, partial=mime.startswith("text/")) if MIME.fullmatch(mime) else ""
             if kept:
                 clean[mime] = kept
@@ -133,13 +138,13 @@ def _cell_output(item: dict[str, Any], budget: OutputBudget) -> dict[str, Any] |
         return output
     if kind == "error":  # kept while the budget lasts (the cell's record keeps its error message anyway)
         ename = budget.take(protocol.text_field(item.get("ename"), 100) or "Error")
-        lines = item.get("traceback") if isinstance(item.get("traceback"), list) else []
+        lines = item.get("traceback")
         return (
             {
                 "output_type": kind,
                 "ename": ename,
                 "evalue": budget.take(protocol.text_field(item.get("evalue"), 2000)),
-                "traceback": [line for line in (budget.take(x) for x in lines[:40]) if line],
+                "traceback": [line for line in (budget.take(x) for x in _items(lines, 40)) if line],
             }
             if ename
             else None
@@ -150,8 +155,8 @@ def _cell_output(item: dict[str, Any], budget: OutputBudget) -> dict[str, Any] |
 def cell_outputs(raw: Any, budget: OutputBudget) -> list[dict[str, Any]]:
     """A cell's outputs as the grader keeps them: known kinds only, string fields only, charged to `budget`
     (with the truncation note where it ran out)."""
-    items = raw[:MAX_OUTPUTS] if isinstance(raw, list) else []
-    outputs = [o for o in (_cell_output(item, budget) for item in items if isinstance(item, dict)) if o is not None]
+    items = [item for item in _items(raw, MAX_OUTPUTS) if isinstance(item, dict)]
+    outputs = [o for o in (_cell_output(item, budget) for item in items) if o is not None]
     note = budget.note()
     return outputs + [note] if note else outputs
 
@@ -427,7 +432,7 @@ class Sandbox:
 
     def _note_imports(self, attempts: Any) -> None:
         """Add blocked imports the worker reports to the record (kept whatever later frames say)."""
-        for name in attempts[:50] if isinstance(attempts, list) else []:
+        for name in _items(attempts, 50):
             name = protocol.text_field(name, 200)
             if name and name not in self.import_attempts and len(self.import_attempts) < MAX_IMPORT_ATTEMPTS:
                 self.import_attempts.append(name)
@@ -579,8 +584,8 @@ class Sandbox:
 
     def _texts(self, value: Any, count: int, length: int) -> list[str]:
         """Up to `count` strings of a list field, each cut to `length`, charged to the output budget."""
-        items = value[:count] if isinstance(value, list) else []
-        return [text for text in (self.output.take(protocol.text_field(v, length)) for v in items) if text]
+        texts = (self.output.take(protocol.text_field(v, length)) for v in _items(value, count))
+        return [text for text in texts if text]
 
     def _result(self, function: str, reply: dict[str, Any], payloads: list[bytes]) -> CallResult:
         op = reply.get("op")
