@@ -300,7 +300,7 @@ class Sandbox:
         status = self._kill(grace=EXIT_GRACE)
         stderr = status.get("stderr", "") or ""
         if (
-            gone.kind in ("protocol", "stalled")
+            gone.kind in ("protocol", "stalled", "too_large")
             or status.get("was_running")
             or status.get("exitcode") == EXIT_CHANNEL_BROKEN
         ):
