@@ -688,3 +688,18 @@ def test_no_installed_master_is_readable(zygote: Zygote) -> None:
         pytest.skip("no installed copy of jitgrade with files in this environment")
     result = attack(zygote, f"for path in {files!r}:\n    attempt(path, lambda: open(path, 'rb').read(1) and None)")
     assert_refused(result)
+
+
+def test_a_symbolic_link_does_not_open_up_a_hidden_folder(tmp_path: Path) -> None:
+    """A virtual environment's lib64 -> lib: allowing the link would allow all of lib, hidden folders too."""
+    from grader.sandbox.zygote import listable_folders, readable_paths
+
+    (tmp_path / "lib" / "site-packages" / "grader").mkdir(parents=True)
+    (tmp_path / "lib" / "site-packages" / "numpy").mkdir()
+    (tmp_path / "lib64").symlink_to(tmp_path / "lib")
+    hidden = tmp_path / "lib" / "site-packages" / "grader"
+    allowed = readable_paths([str(tmp_path)], [str(hidden)])
+    assert str(tmp_path / "lib" / "site-packages" / "numpy") in allowed
+    assert not any(str(hidden).startswith(os.path.realpath(path)) for path in allowed), allowed  # rules follow links
+    assert listable_folders([str(tmp_path)], [str(hidden)]) == [
+        str(tmp_path / "lib" / "site-packages"), str(tmp_path / "lib"), str(tmp_path)]
