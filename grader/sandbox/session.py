@@ -319,7 +319,10 @@ class Sandbox:
             hint = EXIT_HINTS.get(code or 0, "os._exit() or a crash of the interpreter")
         if "MemoryError" in stderr and not sig:
             hint = EXIT_HINTS[71]
-        return WorkerDied(during, code, sig, stderr, hint.format(memory=self.limits.memory_mb))
+        hint = hint.format(memory=self.limits.memory_mb)
+        if isinstance(status.get("stopped_for"), str):  # the zygote stopped it (its files over the disk quota)
+            hint = status["stopped_for"][:300]
+        return WorkerDied(during, code, sig, stderr, hint)
 
     def _bring_up(self) -> None:
         """Start a worker and run the notebook's cells (first run: recorded; later: replayed)."""

@@ -629,6 +629,7 @@ def test_the_worker_directory_is_held_to_its_disk_quota(zygote: Zygote, filler: 
     records = run_cells(zygote, "print('first cell')", source, "print('third cell')", limits=SMALL_DISK)
     assert time.monotonic() - started < 20
     assert records[1].status == "crashed", (records[1].status, records[1].error)
+    assert "in its working directory" in (records[1].error or ""), records[1].error
     assert [records[0].status, records[2].status] == ["ok", "ok"]
     stopped = [s["stopped_for"] for s in statuses if "stopped_for" in s]
     assert len(stopped) == 1 and "working directory" in stopped[0], statuses
