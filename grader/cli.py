@@ -227,15 +227,17 @@ def _run_seed(out: Path, assignment: Any, requested: int | None, limits: Any = N
 
 
 def _up_to_date(report_path: Path, submission: Any, assignment: Any, seed: int) -> dict[str, Any] | None:
-    """The existing report when it was made for the same student from the same notebook, assignment
-    version and seed (the same bytes handed in by two students are two reports)."""
+    """The existing report when it was made in this report format for the same student from the same notebook,
+    assignment version and seed (the same bytes handed in by two students are two reports)."""
     from grader.reports import sanitize
+    from grader.scoring import SCHEMA_VERSION
 
     sha = _sha256(submission.path)
     try:
         report = json.loads(report_path.read_text(encoding="utf-8"))
         prov = report["provenance"]
-        same = (sha is not None and prov.get("notebook_sha256") == sha and prov.get("student") == submission.student
+        same = (sha is not None and prov.get("schema_version") == SCHEMA_VERSION
+                and prov.get("notebook_sha256") == sha and prov.get("student") == submission.student
                 and prov.get("notebook") == sanitize.text(submission.path.name)
                 and prov.get("assignment_version") == assignment.version
                 and prov.get("hidden_seed") == seed and prov.get("assignment") == assignment.name)
