@@ -79,7 +79,8 @@ class OutputBudget:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.left = limit
+        # room for the worker's own truncation note, so that an honest worker's output is never cut twice
+        self.left = limit + len(protocol.TRUNCATION_NOTE.format(limit=limit))
         self.cut = False
         self.noted = False
 
