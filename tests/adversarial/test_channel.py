@@ -559,3 +559,12 @@ def test_numbers_past_64_bits_are_refused_as_values() -> None:
         value = protocol.decode(node, [])
         assert isinstance(value, protocol.Refused) and "at most 64 bits" in value.why, value
     assert protocol.decode({"t": "int", "v": 2**63 - 1}, []) == 2**63 - 1
+
+
+def test_an_import_notice_between_answers_is_recorded_and_kept(zygote: Zygote) -> None:
+    """The grader's half of the fix above: a notice frame may come at any time, and what it names stays."""
+    notice = forged({"op": "import_attempt", "import_attempts": ["reference.mlp"]})
+    with Sandbox(zygote, cells(notice + "x = 1", "y = 2"), FAST) as sandbox:
+        record = sandbox.execute()
+    assert [c.status for c in record.cells] == ["ok"] * 3, [c.error for c in record.cells]
+    assert record.import_attempts == ["reference.mlp"]
