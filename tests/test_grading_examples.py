@@ -19,7 +19,10 @@ EXPECTED = {
     "alice": (set(), {}),
     "bob": ({"mlp_loss"}, {"mlp_loss.grad_W1": "missing 1/N"}),
     "carol": ({"mlp_loss"}, {"mlp_loss.grad_W2": "regularization gradient reg * W is missing"}),
-    "dave": ({"softmax", "softmax_cross_entropy"}, {"softmax.extreme_logits": "subtract the row maximum"}),
+    "dave": (
+        {"softmax", "softmax_cross_entropy", "mlp_loss"},
+        {"softmax.extreme_logits": "subtract the row maximum", "mlp_loss.large_scores": "subtract the row maximum"},
+    ),
     "erin": (
         {"sigmoid_grad", "mlp_loss"},
         {"sigmoid_grad.values": "applies the sigmoid again", "mlp_loss.grad_W1": "upstream gradient"},
@@ -27,6 +30,23 @@ EXPECTED = {
     "frank": ({"numerical_gradient"}, {"numerical_gradient.quadratic": "one-sided difference"}),
     "grace": ({"mlp_forward"}, {"mlp_forward.scores": "does not add the bias b2"}),
     "heidi": ({"sigmoid_grad", "softmax_cross_entropy", "mlp_forward", "mlp_loss", "numerical_gradient"}, {}),
+    "ivan": ({"softmax", "mlp_loss"}, {"softmax.extreme_logits": "subtract the row maximum"}),
+    "judy": ({"numerical_gradient"}, {"numerical_gradient.uses_h": "your checker uses a step of 1e-4 whatever h"}),
+    "kevin": (
+        {"softmax_cross_entropy", "mlp_loss", "numerical_gradient"},
+        {
+            "softmax_cross_entropy.loss_value": "summed over the batch instead of averaged",
+            "numerical_gradient.quadratic": "the loop advances twice per iteration (it.iternext() called twice?)",
+        },
+    ),
+}
+# Messages (not diagnoses) expected on one check, and the share of its points that check keeps.
+MESSAGES = {
+    ("ivan", "softmax.extreme_logits"): ("row 0 as a 1-D vector", 0.0),
+    ("ivan", "mlp_loss.grad_b1"): ("sum with axis=0 and without keepdims=True, or use .ravel()", 0.5),
+    ("ivan", "mlp_loss.grad_b2[hidden]"): ("Right values in the wrong shape earn 50%", 0.5),
+    ("kevin", "softmax_cross_entropy.gradient"): ("credit carried forward, 50%", 0.5),
+    ("kevin", "mlp_loss.grad_W1[hidden]"): ("credit carried forward, 50%", 0.5),
 }
 
 
@@ -45,6 +65,20 @@ def test_example_loses_points_exactly_where_its_bugs_are(reports: dict[str, dict
     for check, text in diagnoses.items():
         assert tests[check]["status"] == "failed"
         assert text in (tests[check]["diagnosis"] or ""), tests[check]
+
+
+@pytest.mark.parametrize(("student", "check"), sorted(MESSAGES))
+def test_example_check_says_what_is_wrong_and_keeps_its_share(reports: dict[str, dict], student: str, check: str) -> None:
+    text, share = MESSAGES[student, check]
+    test = by_id(reports[student])[check]
+    assert text in test["message"], test["message"]
+    assert test["score"] == pytest.approx(share * test["max_score"])
+
+
+def test_examples_points_are_half_points(reports: dict[str, dict]) -> None:
+    for report in reports.values():
+        assert all((2 * t["max_score"]).is_integer() for t in report["tests"])
+        assert report["provenance"]["scoring"]["point_step"] == 0.5
 
 
 def test_unfinished_notebook_fails_with_not_implemented_messages(reports: dict[str, dict]) -> None:

@@ -28,6 +28,8 @@ MESSAGES: dict[str, str] = {
     "not each column",
     "softmax_no_max_shift": "exp overflows for large logits: subtract the row maximum before exponentiating "
     "(softmax(x) = softmax(x - max(x)))",
+    "loss_unstable": "the loss is right for moderate scores but not for scores near 1000: exp overflowed or a "
+    "probability underflowed to 0; compute log-softmax directly, log p = (z - max z) - log(sum(exp(z - max z)))",
     "log_of_softmax": "the loss takes the log of a probability that underflowed to 0 (-log(0) = inf): compute "
     "log-softmax directly, log p = (z - max z) - log(sum(exp(z - max z)))",
     "sigmoid_applied_twice": "sigmoid_grad applies the sigmoid again: its argument is already s = sigmoid(x), "
