@@ -68,7 +68,9 @@ def test_example_loses_points_exactly_where_its_bugs_are(reports: dict[str, dict
 
 
 @pytest.mark.parametrize(("student", "check"), sorted(MESSAGES))
-def test_example_check_says_what_is_wrong_and_keeps_its_share(reports: dict[str, dict], student: str, check: str) -> None:
+def test_example_check_says_what_is_wrong_and_keeps_its_share(
+    reports: dict[str, dict], student: str, check: str
+) -> None:
     text, share = MESSAGES[student, check]
     test = by_id(reports[student])[check]
     assert text in test["message"], test["message"]
