@@ -450,7 +450,8 @@ def test_attack_in_a_function_costs_only_that_function(attack: Attacker, case: F
     assert_survived(run, case.limits)
     assert_full_points_except(run, case.function)
     assert all(c["status"] == "ok" for c in run.execution["cells"]), run.execution["cells"]
-    failed = run.failed(case.function)
+    # properties (no mutation, shapes, ...) hold for many attacks but earn nothing without right values
+    failed = [t for t in run.failed(case.function) if not t.get("details", {}).get("gated")]
     assert failed
     skipped = rf"^{case.function}\(\) was not called again after failing \d times on earlier inputs; the last time: "
     for test in failed:
