@@ -180,7 +180,7 @@ print(json.dumps(out))
 
 RLIMITS = PRELUDE + """
 rw = sys.argv[2]
-applied = confine.apply_rlimits(confine.ResourceLimits(memory_bytes=512 * 1024**2, cpu_seconds=60,
+applied = confine.apply_rlimits(confine.ResourceLimits(address_space_bytes=512 * 1024**2, cpu_seconds=60,
                                                        file_bytes=1024**2, open_files=64))
 out["applied"] = applied
 out["privileges_dropped"] = confine.drop_privileges()
@@ -349,7 +349,7 @@ def rlimits(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def test_rlimits_cap_memory_file_size_and_open_files(rlimits: dict[str, Any]) -> None:
-    assert {"memory", "cpu", "file-size", "open-files", "core"} <= set(rlimits["applied"])
+    assert {"address-space", "cpu", "file-size", "open-files", "core"} <= set(rlimits["applied"])
     assert rlimits["allocate_1_GiB"] == "MemoryError"
     assert rlimits["allocate_64_MiB"] == "allowed"
     assert rlimits["write_2_MiB_file"] == "EFBIG"

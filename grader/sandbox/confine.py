@@ -3,7 +3,8 @@
 Loaded inside the sandbox worker (standard library only). Each layer is applied when the
 platform supports it and reported by name, so the grade report can state the isolation in force:
 
-- ``rlimits``: address space, CPU seconds, file size, open files, no core dumps.
+- ``rlimits``: address space (a generous backstop: the zygote bounds memory actually used), CPU
+  seconds, file size, open files, no core dumps.
 - ``no-privileges``: every capability dropped and no_new_privs set; a root process first becomes
   an unprivileged user (uid and gid 65534, no supplementary groups).
 - ``seccomp``: a BPF filter that refuses new processes (fork, vfork, clone without CLONE_THREAD,
@@ -49,7 +50,7 @@ CAP_DAC_READ_SEARCH = 2
 class ResourceLimits:
     """Kernel-enforced per-process limits (bytes and seconds); 0 leaves a limit unchanged."""
 
-    memory_bytes: int = 2 * 1024**3
+    address_space_bytes: int = 8 * 1024**3
     cpu_seconds: int = 0
     file_bytes: int = 64 * 1024**2
     open_files: int = 256
@@ -60,7 +61,7 @@ def apply_rlimits(limits: ResourceLimits) -> list[str]:
     """Set the rlimits; returns the names of those set."""
     applied = []
     table = [
-        ("memory", resource.RLIMIT_AS, limits.memory_bytes),
+        ("address-space", resource.RLIMIT_AS, limits.address_space_bytes),
         ("cpu", resource.RLIMIT_CPU, limits.cpu_seconds),
         ("file-size", resource.RLIMIT_FSIZE, limits.file_bytes),
         ("open-files", resource.RLIMIT_NOFILE, limits.open_files),

@@ -5,14 +5,22 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+# The address-space rlimit is only a backstop: memory_mb bounds memory actually used (a cgroup, or the
+# zygote's watch of the resident set). Untouched reservations are free (PyTorch's CUDA build maps about
+# 3.5 GiB at import), so the backstop leaves room for them, while stopping a worker that allocates faster
+# than the watch polls (a few GiB per tenth of a second) before it exhausts the machine.
+ADDRESS_SPACE_FLOOR = 8 * 1024**3
+ADDRESS_SPACE_FACTOR = 4
+
 
 @dataclass(frozen=True)
 class Limits:
     """What one submission may use; enforced from outside the student's code.
 
-    Timeouts are wall-clock seconds measured by the grader; memory, file size and process
-    count are kernel limits on the worker. ``max_processes = 1`` means the worker alone:
-    forks and subprocesses are refused. ``disk_mb`` and ``max_files`` bound the worker's
+    Timeouts are wall-clock seconds measured by the grader; ``memory_mb`` bounds the memory the
+    worker (and its subprocesses) actually use, held by a cgroup or by the zygote's watch of its
+    resident set; file size and process count are kernel limits on the worker. ``max_processes = 1``
+    means the worker alone: forks and subprocesses are refused. ``disk_mb`` and ``max_files`` bound the worker's
     directory as a whole (the zygote measures it ten times a second and stops a worker over it).
     A function that times out or crashes the worker ``failures_per_function`` times is not
     called again (each attempt costs a restart).
@@ -46,8 +54,9 @@ class Limits:
     def worker_rlimits(self) -> dict[str, int]:
         """Kernel limits for the worker process (see confine.ResourceLimits)."""
         budget = self.notebook_timeout + 20 * self.call_timeout
+        memory = self.memory_mb * 1024**2
         return {
-            "memory_bytes": self.memory_mb * 1024**2,
+            "address_space_bytes": max(ADDRESS_SPACE_FLOOR, ADDRESS_SPACE_FACTOR * memory),
             "cpu_seconds": int(budget * 2),
             "file_bytes": self.max_file_mb * 1024**2,
             "open_files": 256,

@@ -5,9 +5,12 @@ Run as ``python -I worker.py CONTROL_FD CONFIG_JSON`` by ``grader.sandbox.zygote
 never imports the grader: it loads its two siblings (``protocol``, ``confine``) by path under
 private names, and the forked child blocks imports of the grader's packages.
 
-Zygote control messages (JSON over a SOCK_SEQPACKET socket, one message per packet):
-``{"op": "spawn", "rlimits": ..., "output_limit": ..., "no_subprocesses": ...}`` with two file
-descriptors attached (the request pipe to read, the response pipe to write) -> ``{"pid": ...}``;
+Zygote control messages (JSON over a SOCK_SEQPACKET socket, one message per packet): first the
+zygote's ``{"ready": true, "pid": ..., "preload_failed": {module: error}}``, once it has imported
+NumPy, IPython and the modules of ``preload`` in its config (an assignment's, e.g. torch: every
+worker then inherits them); then
+``{"op": "spawn", "rlimits": ..., "memory_bytes": ..., "output_limit": ..., "no_subprocesses": ...}``
+with two file descriptors attached (the request pipe to read, the response pipe to write) -> ``{"pid": ...}``;
 ``{"op": "finish", "pid": ...}`` kills that child's process group, reaps it and removes its
 directory -> ``{"exitcode": ..., "signal": ..., "stderr": "last bytes of its stderr", "cleaned": ...}``
 (plus ``"stopped_for"`` when the zygote itself stopped the child); ``{"op": "exit"}`` or EOF ends
@@ -15,6 +18,14 @@ the zygote. Between messages the zygote measures each live child's directory ten
 and stops a child over its quota of bytes or entries (``disk_bytes``, ``max_files`` in spawn):
 the directory is RAM under bubblewrap (whose /tmp also has a fixed size) and outside the memory
 limit, and RLIMIT_FSIZE bounds one file only.
+
+Memory (``memory_bytes``) bounds what a child actually uses, not its address space (an import
+of PyTorch reserves gigabytes it never touches): a cgroup v2 child per worker with ``memory.max``
+and no swap when the zygote may create one (its kernel kills the worker, ``memory.events`` says
+so), else the same ten-a-second watch reads the resident memory of the child's process group
+(anonymous and shared-memory pages, beyond what the child inherited from the zygote) and stops
+it over the limit. The child's hello names the mechanism in force (``layers["memory"]``);
+RLIMIT_AS stays as a generous backstop.
 
 The zygote trusts nothing in a child's directory: it reads the child's stderr through the
 descriptor it opened before the fork (never by name), and removes the directory without
@@ -32,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib
 import importlib.util
 import json
 import os
@@ -81,6 +93,12 @@ DISK_QUOTA_NOTE = (
     "write less to files, or delete those it no longer needs"
 )
 FILE_COUNT_NOTE = "it created more than {limit} files and folders in its working directory; keep fewer files"
+MEMORY_NOTE = (
+    "it ran out of memory: it used {found} MiB, over the limit of {limit} MiB ({mechanism}); "
+    "look for huge arrays or loops that keep allocating"
+)
+CGROUP, RSS_WATCHDOG = "cgroup", "rss-watchdog"  # how a worker's memory is bounded (its hello's layers["memory"])
+CGROUP_PREFIX = "jitgrade-worker-"
 STOPPED_LINE = "jitgrade: the notebook's process was stopped: {reason}\n"
 
 
@@ -402,8 +420,10 @@ def child_main(
     request: dict[str, Any],
     shell: GradingShell,
     zygote: int,
+    memory: str,
 ) -> None:
-    """Confine this fresh fork of `zygote`, then serve the grader until told to exit. Never returns."""
+    """Confine this fresh fork of `zygote`, then serve the grader until told to exit. Never returns.
+    `memory` names what bounds its memory (CGROUP or RSS_WATCHDOG), for the report."""
     global WORKER
     req_fd, resp_fd = fds
     os.setsid()
@@ -422,13 +442,14 @@ def child_main(
     sys.path[:] = [""] + config["sys_path"]
     sys.path_importer_cache.clear()  # its keys name the folders the zygote searched (a project root, say)
     limits = confine.ResourceLimits(**request["rlimits"])
-    layers: dict[str, Any] = {"rlimits": confine.apply_rlimits(limits)}
+    layers: dict[str, Any] = {"rlimits": confine.apply_rlimits(limits), "memory": memory}
     readable = config["read_only"] + confine.own_proc_paths()
     layers["landlock"] = confine.install_landlock(readable, [workdir, "/dev/null"], config["list_only"])
     layers["no-privileges"] = confine.drop_privileges(confine.UNPRIVILEGED_ID, config["keep_read_search"])
     layers["unprivileged-user"] = os.geteuid() != 0
     _die_with(zygote)  # a change of user clears the parent-death signal: set it again
     layers["seccomp"] = confine.install_seccomp(allow_processes=not request["no_subprocesses"])
+    _limit_torch_threads(int(config["env"].get("OMP_NUM_THREADS", "1")))
     guard = ImportGuard(config["blocked_imports"])
     sys.meta_path.insert(0, guard)  # type: ignore[arg-type]
     random.seed(0)
@@ -447,15 +468,31 @@ def child_main(
 # --------------------------------------------------------------------------- the zygote's side of a child
 
 
+def _limit_torch_threads(threads: int) -> None:
+    """Hold a preloaded PyTorch to the submission's CPU budget (it read OMP_NUM_THREADS in the zygote,
+    whose environment may differ; a later import by the student reads the worker's). After the
+    confinement: a thread started earlier would escape Landlock and seccomp, which bind new threads only."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        with contextlib.suppress(Exception):
+            torch.set_num_threads(threads)
+
+
 @dataclass
 class Child:
     """A forked worker as the zygote tracks it: its directory, the zygote's own descriptor of its
-    stderr file, its directory's quota (bytes, entries), and why the zygote stopped it, if it did."""
+    stderr file, its directory's quota (bytes, entries), its memory limit and what holds it (its cgroup's
+    folder, or None: the watch of its resident set, less the `inherited` bytes of the zygote it shares),
+    whether it may have subprocesses, and why the zygote stopped it, if it did."""
 
     workdir: str
     log: int
     disk_bytes: int
     max_files: int
+    memory_bytes: int
+    cgroup: str | None
+    inherited: int
+    subprocesses: bool
     stopped_for: str = ""
 
 
@@ -557,12 +594,44 @@ def _used_bytes(folder: str) -> int:
     return (info.f_blocks - info.f_bfree) * info.f_frsize
 
 
+def _resident_bytes(pid: int) -> int:
+    """Memory a process holds that no one else could give back: its resident anonymous and shared-memory
+    pages (file pages can be dropped; shared memory, e.g. mmap(-1, n), cannot). /proc/<pid>/status needs no
+    ptrace right: a zygote may read it of an undumpable worker of another user."""
+    total = 0
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/status", "rb") as status:
+        for line in status:
+            if line.startswith((b"RssAnon:", b"RssShmem:")):
+                total += int(line.split()[1]) * 1024
+    return total
+
+
+def _group(pgid: int) -> list[int]:
+    """The processes of process group `pgid`: a worker (its own group since setsid) and its subprocesses,
+    which cannot leave it (seccomp refuses setsid and setpgid)."""
+    members = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError), open(f"/proc/{name}/stat", "rb") as stat_file:
+                data = stat_file.read()
+                if int(data[data.rindex(b")") + 2 :].split()[2]) == pgid:  # fields after comm: state ppid pgrp
+                    members.append(int(name))
+    return members
+
+
+def _memory_used(pid: int, child: Child) -> int:
+    """What the watch charges a worker: the resident memory of its process group (each process counted
+    whole), less what it inherited from the zygote (its preloaded modules)."""
+    members = _group(pid) if child.subprocesses else [pid]
+    return max(0, sum(_resident_bytes(member) for member in members) - child.inherited)
+
+
 def _check_quotas(children: dict[int, Child], private_tmp: str | None, baseline: int) -> None:
-    """Stop each live worker whose files take more than its quota of bytes or entries: the walk of its
-    directory, plus what it removed but keeps open (RLIMIT_FSIZE bounds one file only, and the directory
-    is RAM under bubblewrap, outside the memory limit). On a private /tmp (bubblewrap), whatever its
-    usage shows beyond the walks is charged to every live worker: one zygote grades one submission at
-    a time, so that is the one that hid it."""
+    """Stop each live worker over its memory limit (when no cgroup holds it) or whose files take more than
+    its quota of bytes or entries: the walk of its directory, plus what it removed but keeps open
+    (RLIMIT_FSIZE bounds one file only, and the directory is RAM under bubblewrap, outside the memory
+    limit). On a private /tmp (bubblewrap), whatever its usage shows beyond the walks is charged to every
+    live worker: one zygote grades one submission at a time, so that is the one that hid it."""
     measured: dict[int, tuple[int, int]] = {}
     for pid, child in children.items():
         try:
@@ -578,7 +647,12 @@ def _check_quotas(children: dict[int, Child], private_tmp: str | None, baseline:
             continue
         size, entries = measured[pid]
         size += max(unseen, _unlinked_bytes(pid))
-        if size > child.disk_bytes:
+        memory = 0 if child.cgroup else _memory_used(pid, child)
+        if memory > child.memory_bytes:
+            child.stopped_for = MEMORY_NOTE.format(
+                found=memory // 2**20, limit=child.memory_bytes // 2**20, mechanism=RSS_WATCHDOG
+            )
+        elif size > child.disk_bytes:
             child.stopped_for = DISK_QUOTA_NOTE.format(found=size // 2**20, limit=child.disk_bytes // 2**20)
         elif entries > child.max_files:
             child.stopped_for = FILE_COUNT_NOTE.format(limit=child.max_files)
@@ -632,6 +706,9 @@ def _finish(pid: int, child: Child | None, grace: float) -> dict[str, Any]:
     if child is not None:
         status["stderr"] = _stderr_tail(child.log)
         os.close(child.log)
+        if child.cgroup is not None:
+            child.stopped_for = child.stopped_for or _cgroup_verdict(child.cgroup, child.memory_bytes)
+            _remove_cgroup(child.cgroup)
         if child.stopped_for:
             status["stopped_for"] = child.stopped_for
             status["stderr"] = (status["stderr"] + STOPPED_LINE.format(reason=child.stopped_for))[-STDERR_TAIL:]
@@ -643,6 +720,80 @@ def _finish(pid: int, child: Child | None, grace: float) -> dict[str, Any]:
     return status
 
 
+def _write(path: str, value: object) -> None:
+    with open(path, "w") as file:
+        file.write(str(value))
+
+
+def _memory_cgroups() -> str | None:
+    """The zygote's own cgroup v2 folder when it may hold one child cgroup per worker with the memory
+    controller (already delegated to its children, or enabled here: a root zygote in a cgroup of its own),
+    else None: inside a container without delegation, under cgroup v1, or as bubblewrap's unprivileged user."""
+    try:
+        with open("/proc/self/cgroup") as own:
+            path = next(line[3:].strip() for line in own if line.startswith("0::"))
+        with open("/proc/self/mountinfo") as mounts:
+            mount = next(line.split()[4] for line in mounts if line.split(" - ")[1].startswith("cgroup2 "))
+        folder = os.path.join(mount, path.lstrip("/"))
+        subtree = os.path.join(folder, "cgroup.subtree_control")
+        with open(subtree) as control:
+            enabled = control.read().split()
+        if "memory" not in enabled:
+            _write(subtree, "+memory")
+        return folder
+    except (OSError, StopIteration, IndexError):
+        return None
+
+
+def _enter_cgroup(parent: str, pid: int, limit: int) -> str | None:
+    """Put worker `pid` (and so its subprocesses) in a cgroup of its own under `parent`: at most `limit`
+    bytes of memory, no swap, killed whole when over. Returns its folder, or None (nothing left behind)."""
+    folder = os.path.join(parent, f"{CGROUP_PREFIX}{pid}")
+    with contextlib.suppress(OSError):
+        os.rmdir(folder)  # left by a zygote that was killed, for a process of the same pid
+    try:
+        os.mkdir(folder)
+    except OSError:
+        return None
+    try:
+        _write(os.path.join(folder, "memory.max"), limit)
+        if os.path.exists(os.path.join(folder, "memory.swap.max")):  # absent without swap accounting
+            _write(os.path.join(folder, "memory.swap.max"), 0)
+        _write(os.path.join(folder, "memory.oom.group"), 1)
+        _write(os.path.join(folder, "cgroup.procs"), pid)
+    except OSError:
+        _remove_cgroup(folder)
+        return None
+    return folder
+
+
+def _cgroup_verdict(folder: str, limit: int) -> str:
+    """MEMORY_NOTE when the kernel killed something in the worker's cgroup for its memory limit, else ""."""
+    counts: dict[str, int] = {}
+    with contextlib.suppress(OSError, ValueError), open(os.path.join(folder, "memory.events")) as events:
+        counts = {name: int(value) for name, value in (line.split() for line in events)}
+    if not counts.get("oom_kill"):
+        return ""
+    peak = limit
+    with contextlib.suppress(OSError, ValueError), open(os.path.join(folder, "memory.peak")) as recorded:
+        peak = int(recorded.read())
+    return MEMORY_NOTE.format(found=peak // 2**20, limit=limit // 2**20, mechanism=CGROUP)
+
+
+def _remove_cgroup(folder: str) -> None:
+    """Remove a worker's cgroup once its processes are gone (the kernel lets go of them a moment after
+    they are reaped)."""
+    deadline = time.monotonic() + 1.0
+    while True:
+        try:
+            os.rmdir(folder)
+            return
+        except OSError:
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.01)
+
+
 def _die_with(parent: int) -> None:
     """Have the kernel kill this child when its parent (the zygote) dies, and check it did not already."""
     with contextlib.suppress(Exception):
@@ -652,33 +803,66 @@ def _die_with(parent: int) -> None:
 
 
 def _spawn(
-    control: socket.socket, fds: list[int], config: dict[str, Any], request: dict[str, Any], shell: GradingShell
+    control: socket.socket,
+    fds: list[int],
+    config: dict[str, Any],
+    request: dict[str, Any],
+    shell: GradingShell,
+    cgroups: str | None,
 ) -> tuple[int, Child]:
-    """Fork a worker with its own directory (owned by the unprivileged user when the zygote is root) and
-    a stderr file the zygote keeps a descriptor of; returns its pid."""
+    """Fork a worker with its own directory (owned by the unprivileged user when the zygote is root), a
+    stderr file the zygote keeps a descriptor of, and its own memory cgroup under `cgroups` when possible
+    (it waits until it is in there before doing anything); returns its pid."""
     workdir = tempfile.mkdtemp(prefix="jitgrade-", dir=config["tmp_root"])
     log = os.open(os.path.join(workdir, STDERR_FILE), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     if os.geteuid() == 0:
         os.chown(workdir, confine.UNPRIVILEGED_ID, confine.UNPRIVILEGED_ID)
     zygote = os.getpid()
+    inherited = _resident_bytes(zygote)
+    wait, go = os.pipe()
     pid = os.fork()
     if pid == 0:
         control.close()
+        os.close(go)
         _die_with(zygote)
-        child_main(fds, log, workdir, config, request, shell, zygote)
-    return pid, Child(workdir, log, int(request["disk_bytes"]), int(request["max_files"]))
+        memory = os.read(wait, 64).decode()
+        os.close(wait)
+        child_main(fds, log, workdir, config, request, shell, zygote, memory)
+    os.close(wait)
+    memory = int(request["memory_bytes"])
+    cgroup = _enter_cgroup(cgroups, pid, memory) if cgroups else None
+    os.write(go, (CGROUP if cgroup else RSS_WATCHDOG).encode())
+    os.close(go)
+    subprocesses = not request["no_subprocesses"]
+    child = Child(workdir, log, int(request["disk_bytes"]), int(request["max_files"]), memory, cgroup, inherited,
+                  subprocesses)  # fmt: skip
+    return pid, child
+
+
+def _preload(modules: list[str]) -> dict[str, str]:
+    """Import the modules an assignment asked for, once for every worker; returns the failures by name."""
+    failed = {}
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except BaseException as exc:  # a module may fail any way it likes: it is reported, never fatal
+            failed[name] = f"{type(exc).__name__}: {exc}"[:1000]
+    return failed
 
 
 def zygote_main(control: socket.socket, config: dict[str, Any]) -> None:
     """Serve spawn/finish requests from the grader until it says exit or goes away; meanwhile hold
-    every live worker to its disk quota."""
+    every live worker to its disk quota and (without a cgroup) its memory limit."""
     confine.make_undumpable()  # a worker of the same user cannot open this process's mem, environ or fds
+    preload_failed = _preload(config["preload"])
+    cgroups = _memory_cgroups()
     shell = _make_shell()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     children: dict[int, Child] = {}
     private_tmp = config["tmp_root"] if config["private_tmp"] else None
     baseline = _used_bytes(private_tmp) if private_tmp else 0
-    control.send(json.dumps({"ready": True, "pid": os.getpid(), "time": time.time()}).encode())
+    ready = {"ready": True, "pid": os.getpid(), "time": time.time(), "preload_failed": preload_failed}
+    control.send(json.dumps(ready).encode())
     while True:
         if not select.select([control], [], [], QUOTA_POLL if children else None)[0]:
             _check_quotas(children, private_tmp, baseline)
@@ -690,7 +874,7 @@ def zygote_main(control: socket.socket, config: dict[str, Any]) -> None:
         request = json.loads(message) if message else {}
         op = request.get("op")
         if op == "spawn":
-            pid, children[pid] = _spawn(control, fds, config, request, shell)
+            pid, children[pid] = _spawn(control, fds, config, request, shell, cgroups)
             for fd in fds:
                 os.close(fd)
             control.send(json.dumps({"pid": pid}).encode())

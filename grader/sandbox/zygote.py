@@ -1,5 +1,6 @@
 """Start and talk to the zygote: one long-lived process (inside bubblewrap when available) that
-has NumPy and IPython loaded and forks a fresh, confined worker per submission in milliseconds.
+has NumPy and IPython (and the modules an assignment asks to preload) loaded and forks a fresh,
+confined worker per submission in milliseconds.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +63,11 @@ WORKER_ENV = {
     "PYTHONDONTWRITEBYTECODE": "1",
 }
 READY_TIMEOUT = 60.0
+PRELOAD_FAILED = (
+    "the sandbox could not preload {module} ([sandbox] preload of the assignment): {error}. Submissions that "
+    "import it will fail the same way; install it in the grader's environment (for torch: pip install "
+    "'jitgrade[torch]') or remove it from preload"
+)
 
 
 class ZygoteError(RuntimeError):
@@ -239,11 +246,13 @@ class WorkerHandle:
 class Zygote:
     """The fork server. Start once per grading process; spawn a worker per submission."""
 
-    def __init__(self, isolation: str = "auto", hidden_paths: Iterable[str] = ()) -> None:
+    def __init__(self, isolation: str = "auto", hidden_paths: Iterable[str] = (), preload: Iterable[str] = ()) -> None:
         if isolation not in ("auto", "bwrap", "process"):
             raise ValueError(f"isolation must be auto, bwrap or process, got {isolation!r}")
         self.requested = isolation
         self.hidden = grader_private_paths() + [os.path.realpath(p) for p in hidden_paths]
+        self.preload = list(preload)
+        self.preload_failed: dict[str, str] = {}  # module -> error, as the zygote reported it (warned once)
         self.proc: subprocess.Popen[bytes] | None = None
         self.control: socket.socket | None = None
         self.runtime: str | None = None
@@ -270,6 +279,7 @@ class Zygote:
             "tmp_root": "/tmp",
             "private_tmp": self.uses_bwrap,  # bubblewrap's /tmp is this zygote's alone
             "keep_read_search": becomes_nobody and not all(readable_by_anyone(p) for p in interpreter),
+            "preload": self.preload,
         }
 
     def start(self) -> None:
@@ -287,6 +297,14 @@ class Zygote:
             self.close()
             raise ZygoteError(f"unexpected first message from the zygote: {ready}")
         self.ready = True
+        self._note_preload_failures(ready.get("preload_failed") or {})
+
+    def _note_preload_failures(self, failed: dict[str, str]) -> None:
+        """Warn once per module that the zygote could not preload (a restarted zygote fails the same way)."""
+        for module, error in failed.items():
+            if module not in self.preload_failed:
+                self.preload_failed[module] = error
+                warnings.warn(PRELOAD_FAILED.format(module=module, error=error), RuntimeWarning, stacklevel=3)
 
     def launch(self) -> None:
         """Start the zygote process without waiting for it (start() or spawn() wait)."""
@@ -382,6 +400,7 @@ class Zygote:
         request = {
             "op": "spawn",
             "rlimits": limits.worker_rlimits(),
+            "memory_bytes": limits.memory_mb * 1024**2,
             "output_limit": limits.output_kb * 1024,
             "disk_bytes": limits.disk_mb * 1024**2,
             "max_files": limits.max_files,
