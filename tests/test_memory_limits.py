@@ -113,3 +113,14 @@ def test_a_call_that_grows_past_the_limit_is_stopped_with_the_memory_message(zyg
             sandbox.call("grow", 1 << 17)
         assert MEMORY_MESSAGE.search(str(caught.value)), caught.value
         assert sandbox.call("one").value == 1.0  # restarted, still answering
+
+
+def test_memory_of_a_subprocess_counts_against_the_notebook(zygote: Zygote) -> None:
+    forking = (
+        "import os\npid = os.fork()\nif pid == 0:\n    chunks = [bytearray(b'x' * (1 << 20)) for _ in range(1024)]\n"
+        "    os._exit(0)\nos.waitpid(pid, 0)"
+    )
+    outcomes, _ = run_cells(zygote, ["x = 1", forking, "print(x)"], SMALL.override(max_processes=4))
+    status, error = outcomes[1]
+    assert status == "crashed" and MEMORY_MESSAGE.search(error), outcomes
+    assert outcomes[2] == ("ok", "1\n"), outcomes
