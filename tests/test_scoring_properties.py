@@ -424,4 +424,6 @@ def test_checks_that_code_computing_nothing_passes_are_declared_properties() -> 
         "softmax_cross_entropy.gradient_matches_own_loss", "softmax_cross_entropy.no_mutation",
         "mlp_forward.no_mutation", "mlp_loss.gradient_matches_own_loss", "mlp_loss.output_structure",
         "mlp_loss.no_mutation", "numerical_gradient.restores_x", "numerical_gradient.deterministic",
+        # stability judged against the student's own (identified) loss: a known wrong loss has it too
+        "mlp_loss.large_scores",
     }

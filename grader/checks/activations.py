@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from grader import cases
@@ -34,9 +36,14 @@ def _describe_input(x: object) -> str:
     return f"x of shape {x.shape}" if isinstance(x, np.ndarray) else f"the number x = {x!r}"
 
 
-def _softmax_diagnosis(x: np.ndarray, ctx: CheckContext):  # type: ignore[no-untyped-def]
+def _softmax_diagnosis(x: np.ndarray, ctx: CheckContext) -> Callable[[np.ndarray], str | None]:
     variants = {name: (lambda n=name: bugs.softmax_variant(x, n)) for name in bugs.SOFTMAX_BUGS}
     return lambda found: diagnose_with(found, ref_softmax(x), variants, ctx.tolerance(x.dtype))
+
+
+def _made_on(diagnose: Callable[[np.ndarray], str | None], result: np.ndarray) -> Callable[[np.ndarray], str | None]:
+    """The diagnosis of a quantity derived from a result (such as its row sums), made on the result itself."""
+    return lambda _: diagnose(result)
 
 
 def _grade_softmax(ctx: CheckContext, base: cases.Case, expected: np.ndarray, what: str = "softmax(x)") -> list[str]:
@@ -87,15 +94,8 @@ def check_softmax_rows_sum_to_one(ctx: CheckContext) -> None:
                 details=case.details,
             )
         sums = found.sum(axis=-1)
-        diagnose = _softmax_diagnosis(case.args[0], ctx)
-        assert_close(
-            sums,
-            np.ones_like(sums),
-            ctx.tolerance(),
-            "softmax(x).sum(axis=-1)",
-            case.details,
-            lambda _, d=diagnose, f=found: d(f),
-        )
+        explain = _made_on(_softmax_diagnosis(case.args[0], ctx), found)
+        assert_close(sums, np.ones_like(sums), ctx.tolerance(), "softmax(x).sum(axis=-1)", case.details, explain)
 
 
 @check("softmax", "shift_invariance", "adding a constant to a row does not change it (large shifts too)")
@@ -147,7 +147,7 @@ def check_softmax_no_mutation(ctx: CheckContext) -> None:
 # --------------------------------------------------------------------------- sigmoid
 
 
-def _sigmoid_grad_diagnosis(s: object, ctx: CheckContext):  # type: ignore[no-untyped-def]
+def _sigmoid_grad_diagnosis(s: np.ndarray | float, ctx: CheckContext) -> Callable[[np.ndarray], str | None]:
     """Which known mistake reproduces sigmoid_grad's result on s (a number or an array of any shape)."""
     flat = np.asarray(s, dtype=np.float64).reshape(-1)
     shape = np.shape(s)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -97,7 +98,7 @@ def check_ce_loss_value(ctx: CheckContext) -> None:
 
 @check("softmax_cross_entropy", "gradient", "dz = dL/dz on random logits", weight=4, randomized=True)
 def check_ce_gradient(ctx: CheckContext) -> None:
-    ownloss.grade_gradients(lambda s=seed: _check_dz(ctx, cases.classification(s)) for seed in ctx.case_seeds())
+    ownloss.grade_gradients(functools.partial(_check_dz, ctx, cases.classification(s)) for s in ctx.case_seeds())
 
 
 def _known_losses(reduction: str) -> list[ownloss.KnownLoss]:

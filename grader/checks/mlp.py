@@ -8,6 +8,8 @@ fresh problems the submission cannot anticipate (grader.checks.ownloss states th
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -189,7 +191,7 @@ def _check_gradient(ctx: CheckContext, case: cases.Case, name: str) -> None:
 
 def _grade_gradients(ctx: CheckContext, items: list[tuple[cases.Case, str]]) -> None:
     """Grade (case, gradient) pairs: a real failure fails at once; otherwise a carried one sets the credit."""
-    ownloss.grade_gradients(lambda c=case, n=name: _check_gradient(ctx, c, n) for case, name in items)
+    ownloss.grade_gradients(functools.partial(_check_gradient, ctx, case, name) for case, name in items)
 
 
 def _gradient_check(name: str):  # type: ignore[no-untyped-def]
@@ -234,7 +236,6 @@ def check_output_structure(ctx: CheckContext) -> None:
     case = _case(ctx, ctx.sub_seed("structure"))
     _, grads = _student_loss_and_grads(ctx, case)
     _, expected = _reference(ctx, case)
-    a = ctx.assignment
     for name in PARAMS:
         conform(
             grads[name],
@@ -242,10 +243,16 @@ def check_output_structure(ctx: CheckContext) -> None:
             ctx.tolerance(),
             f"d{name} (a gradient has the shape of its parameter)",
             case.details,
-            lambda _, n=name: diagnose_gradient(
-                grads, n, expected, case.args, a.activation, a.reduction, ctx.tolerance()
-            ),
+            _gradient_diagnosis(ctx, case, grads, expected, name),
         )
+
+
+def _gradient_diagnosis(
+    ctx: CheckContext, case: cases.Case, grads: dict[str, np.ndarray], expected: dict[str, np.ndarray], name: str
+) -> Callable[[np.ndarray], str | None]:
+    """The mistake behind a wrong gradient `name`, judged on the whole backward pass (for a wrong shape too)."""
+    a = ctx.assignment
+    return lambda _: diagnose_gradient(grads, name, expected, case.args, a.activation, a.reduction, ctx.tolerance())
 
 
 def _large_scores_case(ctx: CheckContext) -> cases.Case:
