@@ -106,6 +106,20 @@ if out["installed"]:
     attempt("prlimit_parent", lambda: raw(nr["prlimit64"], parent, resource.RLIMIT_NOFILE, None, limit) and None)
     attempt("prlimit_self", lambda: [raw(nr["prlimit64"], 0, resource.RLIMIT_NOFILE, None, limit)] and None)
     attempt("setrlimit_self", lambda: resource.setrlimit(resource.RLIMIT_CORE, (0, 0)))
+    # Each call below leaves its target as it was (same CPUs, nice value, policy) if it gets through.
+    cpus, nice = os.sched_getaffinity(parent), os.getpriority(os.PRIO_PROCESS, parent)
+    attempt("sched_setaffinity_parent", lambda: os.sched_setaffinity(parent, cpus))
+    attempt("setpriority_parent", lambda: os.setpriority(os.PRIO_PROCESS, parent, nice))
+    attempt("setpriority_parent_group", lambda: os.setpriority(os.PRIO_PGRP, os.getpgid(parent), nice))
+    attempt("setpriority_user", lambda: os.setpriority(os.PRIO_USER, 54321, 0))  # else ESRCH: no such processes
+    attempt("sched_setscheduler_parent",
+            lambda: os.sched_setscheduler(parent, os.sched_getscheduler(parent), os.sched_param(0)))
+    attempt("sched_setparam_parent", lambda: os.sched_setparam(parent, os.sched_param(0)))
+    attempt("sched_setattr_parent", lambda: raw(nr["sched_setattr"], parent, None, 0) and None)  # else EINVAL
+    attempt("sched_setaffinity_self", lambda: os.sched_setaffinity(0, os.sched_getaffinity(0)))
+    attempt("sched_setaffinity_own_pid", lambda: os.sched_setaffinity(os.getpid(), os.sched_getaffinity(0)))
+    attempt("setpriority_self", lambda: os.setpriority(os.PRIO_PROCESS, 0, os.getpriority(os.PRIO_PROCESS, 0)))
+    attempt("sched_setscheduler_self", lambda: os.sched_setscheduler(0, os.sched_getscheduler(0), os.sched_param(0)))
     attempt("memfd_create", lambda: os.memfd_create("ram") and None)
     attempt("shmget", lambda: raw(nr["shmget"], 0, 4096, 0o1600) and None)  # IPC_PRIVATE, IPC_CREAT | 0600
     attempt("statmount", lambda: raw(457, 0, 0, 0, 0) and None)  # Linux 6.8: newer than the reviewed table
@@ -229,10 +243,13 @@ REFUSED_BY_SECCOMP = ["fork", "clone_process", "subprocess", "socket_inet", "soc
                       "clone_new_user_thread", "mount", "keyctl", "open_by_handle_at", "setsid",
                       "personality_no_randomize", "prlimit_parent", "memfd_create", "shmget", "kill_parent",
                       "kill_pid_1", "kill_everyone", "kill_other_group", "tkill", "ptrace_traceme",
-                      "ptrace_attach_parent", "process_vm_readv", "pidfd_open"]
+                      "ptrace_attach_parent", "process_vm_readv", "pidfd_open", "sched_setaffinity_parent",
+                      "setpriority_parent", "setpriority_parent_group", "setpriority_user", "sched_setscheduler_parent",
+                      "sched_setparam_parent", "sched_setattr_parent"]
 ALLOWED_BY_SECCOMP = ["socketpair", "socketpair_seqpacket", "personality_query", "prlimit_self", "setrlimit_self",
                       "kill_self_signal_0", "kill_self_sigusr1", "kill_own_group_signal_0", "raise_signal", "threads",
-                      "getpid"]
+                      "getpid", "sched_setaffinity_self", "sched_setaffinity_own_pid", "setpriority_self",
+                      "sched_setscheduler_self"]
 
 
 @pytest.mark.parametrize("action", REFUSED_BY_SECCOMP)

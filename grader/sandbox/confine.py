@@ -9,7 +9,8 @@ platform supports it and reported by name, so the grade report can state the iso
   an unprivileged user (uid and gid 65534, no supplementary groups).
 - ``seccomp``: a BPF filter that refuses new processes (fork, vfork, clone without CLONE_THREAD,
   clone3), every socket but an AF_UNIX socketpair, io_uring (which makes sockets without socket()),
-  signals to other processes, ptrace and cross-process memory access, namespaces and mounts, BPF,
+  signals to other processes, limits, priorities, schedulers or CPUs of other processes (a worker
+  could slow the grader or other workers down), ptrace and cross-process memory access, namespaces and mounts, BPF,
   keys, modules, file handles, memory files and IPC objects (RAM outside the limits, or outliving
   the worker), and every system call newer than the newest one known here (a new
   kernel's new families are refused until reviewed). Threads still work. Only for x86_64 and
@@ -158,7 +159,8 @@ _SYSCALLS: dict[str, dict[str, int]] = {
         "unshare": 272, "move_pages": 279, "rt_tgsigqueueinfo": 297, "perf_event_open": 298, "prlimit64": 302,
         "fanotify_init": 300, "name_to_handle_at": 303, "open_by_handle_at": 304, "clock_adjtime": 305,
         "setns": 308, "process_vm_readv": 310, "process_vm_writev": 311, "kcmp": 312, "finit_module": 313,
-        "kexec_file_load": 320, "bpf": 321, "userfaultfd": 323,
+        "kexec_file_load": 320, "bpf": 321, "userfaultfd": 323, "setpriority": 141, "sched_setparam": 142,
+        "sched_setscheduler": 144, "sched_setaffinity": 203, "sched_setattr": 314,
     },
     "aarch64": {
         **_COMMON,
@@ -174,7 +176,8 @@ _SYSCALLS: dict[str, dict[str, int]] = {
         "perf_event_open": 241, "prlimit64": 261, "fanotify_init": 262, "name_to_handle_at": 264,
         "open_by_handle_at": 265, "clock_adjtime": 266, "setns": 268, "process_vm_readv": 270,
         "process_vm_writev": 271, "kcmp": 272, "finit_module": 273, "bpf": 280, "userfaultfd": 282,
-        "kexec_file_load": 294,
+        "kexec_file_load": 294, "sched_setparam": 118, "sched_setscheduler": 119, "sched_setaffinity": 122,
+        "setpriority": 140, "sched_setattr": 274,
     },
 }
 # fmt: on
@@ -202,6 +205,9 @@ REFUSED_SYSCALLS = (
     "clock_settime", "clock_adjtime", "adjtimex", "iopl", "ioperm", "modify_ldt", "vhangup",
 )  # fmt: skip
 _SIGNALLING = ("kill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo")  # first argument: the target process
+# First argument: the process whose limits, scheduling or CPUs change; allowed for this process only.
+_SELF_ONLY = ("prlimit64", "sched_setaffinity", "sched_setscheduler", "sched_setparam", "sched_setattr")
+_PRIO_USER = 2  # setpriority(which, ...): PRIO_PROCESS 0, PRIO_PGRP 1, PRIO_USER 2
 
 _AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
 
@@ -279,7 +285,9 @@ def seccomp_program(machine: str, own_pid: int, allow_processes: bool = False) -
     p.op(_JEQ_K, nr["clone"], "clone", 0)
     p.op(_JEQ_K, nr["socketpair"], "socketpair", 0)
     p.op(_JEQ_K, nr["personality"], "personality", 0)
-    p.op(_JEQ_K, nr["prlimit64"], "self_only", 0)
+    for name in _SELF_ONLY:
+        p.op(_JEQ_K, nr[name], "self_only", 0)
+    p.op(_JEQ_K, nr["setpriority"], "priority", 0)
     for name in _SIGNALLING:
         p.op(_JEQ_K, nr[name], "signal", 0)
     p.op(_RET_K, _RET_ALLOW)
@@ -298,7 +306,13 @@ def seccomp_program(machine: str, own_pid: int, allow_processes: bool = False) -
     p.op(_LD_W_ABS, _ARG0)
     p.op(_JEQ_K, _PERSONALITY_QUERY, "allow", 0)
     p.op(_JEQ_K, _PER_LINUX, "allow", "deny")
-    p.label("self_only")  # prlimit64(pid): this process (0 or its pid), never another one's limits
+    p.label("priority")  # setpriority(which, who): a process or a group (then who is the target), never a user's
+    p.op(_LD_W_ABS, _ARG0)
+    p.op(_JGE_K, _PRIO_USER, "deny", 0)
+    p.op(_LD_W_ABS, _ARG1)
+    p.op(_JEQ_K, 0, "allow", 0)  # this process, or its own group (the worker leads its group)
+    p.op(_JEQ_K, own_pid, "allow", "deny")
+    p.label("self_only")  # prlimit64(pid), sched_setaffinity(pid)...: this process (0 or its pid), no other
     p.op(_LD_W_ABS, _ARG0)
     p.op(_JEQ_K, 0, "allow", 0)
     p.op(_JEQ_K, own_pid, "allow", "deny")
