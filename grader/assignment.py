@@ -12,6 +12,7 @@ stays in the instructors' course repository. The student notebook lives in stude
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,12 @@ UNKNOWN_CASES_KEYS = (
     "{where}: unknown key(s) {keys} in [cases]: expected some of {known}. This file ships to students, "
     "so it holds no hidden seed: jitgrade draws a fresh one per run (recorded in the reports), or pass --seed"
 )
+
+BAD_PRELOAD = (
+    '{where}: [sandbox] preload must be a list of module names such as ["torch"], got {found!r}; '
+    "the sandbox imports these once, before any submission runs"
+)
+MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
 class AssignmentError(ValueError):
@@ -86,6 +93,7 @@ class Assignment:
     carried_credit: float = 0.5  # [scoring]: the most a gradient earns by being exact for a wrong loss
     shape_slip_credit: float = 0.5  # [scoring]: the share a right value returned in a wrong shape earns
     point_step: float = 0.5  # [scoring]: every check's points are a whole multiple of this
+    preload: tuple[str, ...] = ()  # [sandbox]: modules the sandbox imports once, before any submission runs
 
     @property
     def template_path(self) -> Path | None:
@@ -225,6 +233,9 @@ def load(name_or_path: str | Path) -> Assignment:
                 {str(k): float(v) for k, v in weights.items()},
             )
         )
+    preload = data.get("sandbox", {}).get("preload", [])
+    if not isinstance(preload, list) or not all(isinstance(m, str) and MODULE_NAME.fullmatch(m) for m in preload):
+        raise AssignmentError(BAD_PRELOAD.format(where=where, found=preload))
     master = directory / str(data.get("master", "solution.ipynb"))
     examples = directory / "examples"
     assignment = Assignment(
@@ -248,6 +259,7 @@ def load(name_or_path: str | Path) -> Assignment:
         carried_credit=float(data.get("scoring", {}).get("carried_credit", 0.5)),
         shape_slip_credit=float(data.get("scoring", {}).get("shape_slip_credit", 0.5)),
         point_step=float(data.get("scoring", {}).get("point_step", 0.5)),
+        preload=tuple(preload),
     )
     if not 0.0 <= assignment.hidden_share <= 1.0:
         raise AssignmentError(f"{where}: [cases] hidden_share must lie in [0, 1]")
