@@ -131,7 +131,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     assignment = _load_assignment(name)
     limits = _limits(assignment, args)
     hidden = [str(Path(p).resolve().parent) for p in (args.json, args.html, args.junit, args.gradescope) if p]
-    zygote = Zygote(isolation=args.isolation, hidden_paths=hidden)
+    zygote = Zygote(isolation=args.isolation, hidden_paths=hidden, preload=assignment.preload)
     if notebook is not None:
         zygote.launch()  # overlaps the interpreter start-up with the imports below
     from grader.grading import Grader, new_seed

@@ -77,7 +77,7 @@ class Grader:
         self.assignment = assignment
         self.limits = limits or assignment.limits
         self.hidden_seed = (hidden_seed if hidden_seed is not None else new_seed()) if include_hidden else None
-        self.zygote = zygote or Zygote(isolation=isolation, hidden_paths=hidden_paths)
+        self.zygote = zygote or Zygote(isolation=isolation, hidden_paths=hidden_paths, preload=assignment.preload)
         self._template: nb.Notebook | None | bool = False
 
     def start(self) -> Grader:
