@@ -124,3 +124,11 @@ def test_memory_of_a_subprocess_counts_against_the_notebook(zygote: Zygote) -> N
     status, error = outcomes[1]
     assert status == "crashed" and MEMORY_MESSAGE.search(error), outcomes
     assert outcomes[2] == ("ok", "1\n"), outcomes
+
+
+def test_memory_a_cell_leaves_allocated_is_charged_to_that_cell(zygote: Zygote) -> None:
+    # Faster than the watch polls: the worker checks itself at the end of each cell and call.
+    outcomes, _ = run_cells(zygote, ["x = 1", "import numpy as np\nheld = np.ones(300 << 20 >> 3)", "print(x)"], SMALL)
+    status, error = outcomes[1]
+    assert status in ("crashed", "error") and MEMORY_MESSAGE.search(error), outcomes
+    assert outcomes[2] == ("ok", "1\n"), outcomes

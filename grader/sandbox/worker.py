@@ -282,8 +282,17 @@ class GraderFunction:
 class Worker:
     """The per-submission server: reads requests, runs cells and calls, answers with frames."""
 
-    def __init__(self, shell: GradingShell, req_fd: int, resp_fd: int, output_limit: int, guard: ImportGuard) -> None:
+    def __init__(
+        self,
+        shell: GradingShell,
+        req_fd: int,
+        resp_fd: int,
+        output_limit: int,
+        guard: ImportGuard,
+        watched: tuple[int, int] | None = None,
+    ) -> None:
         self.shell = shell
+        self.watched = watched  # (memory limit, bytes inherited) when the zygote's watch, not a cgroup, holds it
         self.reader = protocol.FrameReader(req_fd)
         self.resp_fd = resp_fd
         self.budget = [output_limit]
@@ -326,12 +335,26 @@ class Worker:
         self.capture = capture
         sys.stdout, sys.stderr = self.streams  # type: ignore[assignment]
 
+    def check_memory(self) -> None:
+        """Raise MemoryError when this process holds more than its limit at the end of a cell or call: the
+        zygote's watch polls ten times a second and would stop it later, during whatever ran next."""
+        if self.watched is not None:
+            limit, inherited = self.watched
+            used = _resident_bytes(os.getpid()) - inherited
+            if used > limit:
+                raise MemoryError(MEMORY_NOTE.format(found=used // 2**20, limit=limit // 2**20, mechanism=RSS_WATCHDOG))
+
     def run_cell(self, source: str) -> None:
         capture = Capture(self.budget, self.output_limit)
         self._redirect(capture)
         try:
             result = self.shell.run_cell(source, store_history=True)
             error = result.error_before_exec or result.error_in_exec
+            if error is None:
+                self.check_memory()
+        except MemoryError as exc:  # the cell left too much allocated: its own traceback says nothing
+            capture.error("MemoryError", str(exc), [])
+            error = exc
         except BaseException as exc:  # the shell itself gave up (e.g. an exception in a hook)
             capture.error(type(exc).__name__, str(exc), traceback.format_exception(exc))
             error = exc
@@ -367,6 +390,7 @@ class Worker:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 value = fn(*args, **kwargs)
+                self.check_memory()
         except BaseException as exc:
             self._redirect(Capture([1 << 30], self.output_limit))
             frames = traceback.format_exception(exc)
@@ -421,9 +445,11 @@ def child_main(
     shell: GradingShell,
     zygote: int,
     memory: str,
+    inherited: int,
 ) -> None:
     """Confine this fresh fork of `zygote`, then serve the grader until told to exit. Never returns.
-    `memory` names what bounds its memory (CGROUP or RSS_WATCHDOG), for the report."""
+    `memory` names what bounds its memory (CGROUP or RSS_WATCHDOG, which charges it beyond the
+    `inherited` bytes it shares with the zygote)."""
     global WORKER
     req_fd, resp_fd = fds
     os.setsid()
@@ -454,7 +480,8 @@ def child_main(
     sys.meta_path.insert(0, guard)  # type: ignore[arg-type]
     random.seed(0)
     np.random.seed(0)
-    WORKER = Worker(shell, req_fd, resp_fd, int(request["output_limit"]), guard)
+    watched = (int(request["memory_bytes"]), inherited) if memory == RSS_WATCHDOG else None
+    WORKER = Worker(shell, req_fd, resp_fd, int(request["output_limit"]), guard, watched)
     try:
         WORKER.send({"op": "hello", "pid": os.getpid(), "layers": layers})
         WORKER.serve()
@@ -474,8 +501,9 @@ def _limit_torch_threads(threads: int) -> None:
     confinement: a thread started earlier would escape Landlock and seccomp, which bind new threads only."""
     torch = sys.modules.get("torch")
     if torch is not None:
-        with contextlib.suppress(Exception):
-            torch.set_num_threads(threads)
+        for limit in (torch.set_num_threads, torch.set_num_interop_threads):
+            with contextlib.suppress(Exception):  # interop: refused once set, or once used (never in the zygote)
+                limit(threads)
 
 
 @dataclass
@@ -827,7 +855,7 @@ def _spawn(
         _die_with(zygote)
         memory = os.read(wait, 64).decode()
         os.close(wait)
-        child_main(fds, log, workdir, config, request, shell, zygote, memory)
+        child_main(fds, log, workdir, config, request, shell, zygote, memory, inherited)
     os.close(wait)
     memory = int(request["memory_bytes"])
     cgroup = _enter_cgroup(cgroups, pid, memory) if cgroups else None
