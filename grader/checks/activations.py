@@ -27,7 +27,7 @@ def _call_on(ctx: CheckContext, case: cases.Case, expected: np.ndarray) -> tuple
     """The student's result for a case, of the expected shape (a wrong shape fails here, with the slip named)."""
     result = ctx.call(*case.args)
     what = f"{ctx.function}(x) for {_describe_input(case.args[0])}"
-    found = as_array(result.value, what)
+    found = as_array(result.value, what, np.shape(expected), check_shape=False)
     conform(found, np.asarray(expected, dtype=np.float64), ctx.tolerance(), what, case.details)
     return found, result.warnings
 

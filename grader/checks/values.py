@@ -76,8 +76,11 @@ def describe(value: Any) -> str:
     return f"a {type(value).__name__} ({value!r})"[:200]
 
 
-def as_array(value: Any, what: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
-    """A float array from a returned value (arrays, nested lists of numbers and NumPy scalars accepted)."""
+def as_array(value: Any, what: str, shape: tuple[int, ...] | None = None, check_shape: bool = True) -> np.ndarray:
+    """A float array from a returned value (arrays, nested lists of numbers and NumPy scalars accepted).
+
+    `shape` is the expected shape, named in messages; with check_shape=False a wrong shape is left to the caller
+    (which compares it with the expected value, see conform, to name the slip)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (np.ndarray, list, tuple, float, int, np.generic)):
         raise CheckFailed(f"{what} should be a NumPy array{_shape_text(shape)}, but it is {describe(value)}")
     try:
@@ -86,7 +89,7 @@ def as_array(value: Any, what: str, shape: tuple[int, ...] | None = None) -> np.
         raise CheckFailed(f"{what} should be a NumPy array{_shape_text(shape)}, but it is {describe(value)}") from None
     if array.dtype.kind not in "biuf":
         raise CheckFailed(f"{what} should contain numbers, but it has dtype {array.dtype}")
-    if shape is not None and array.shape != shape:
+    if check_shape and shape is not None and array.shape != shape:
         raise CheckFailed(f"{what} has shape {array.shape}, expected {shape}", details={"shape": list(array.shape)})
     return array
 
