@@ -25,7 +25,7 @@ from grader.checks import shapes
 from grader.checks.base import Check, CheckContext, CheckFailed, PlannedCheck, apportion
 from grader.checks.numgrad import _step_text, never_computed
 from grader.checks.runner import REGISTRY, plan, run_check
-from grader.checks.values import conform, same_values
+from grader.checks.values import as_array, conform, same_values
 from grader.sandbox.session import CallResult
 from reference import sigmoid, softmax
 
@@ -143,6 +143,14 @@ def test_a_shape_slip_is_named_with_its_fix(found: np.ndarray, expected: np.ndar
     assert failure.details["right_values_wrong_shape"] is right
     assert ("The values are right" in failure.message) is right
     assert same_values(found, expected, TOL) is right
+
+
+def test_a_slip_is_named_where_only_the_shape_is_known() -> None:
+    # answers checked for their shape before any value is compared (e.g. a gradient dict's entries) name it too
+    with pytest.raises(CheckFailed) as raised:
+        as_array(np.zeros((1, 5)), "db1", (5,))
+    assert "sum with axis=0 and without keepdims=True, or use .ravel()" in raised.value.message
+    assert raised.value.details["shape_slip"] == "keepdims_vector"
 
 
 def test_a_wrong_size_is_no_slip() -> None:

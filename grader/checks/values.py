@@ -90,7 +90,11 @@ def as_array(value: Any, what: str, shape: tuple[int, ...] | None = None, check_
     if array.dtype.kind not in "biuf":
         raise CheckFailed(f"{what} should contain numbers, but it has dtype {array.dtype}")
     if check_shape and shape is not None and array.shape != shape:
-        raise CheckFailed(f"{what} has shape {array.shape}, expected {shape}", details={"shape": list(array.shape)})
+        slip = shape_slip(array.shape, shape)
+        raise CheckFailed(
+            f"{what} has shape {array.shape}, expected {shape}" + (f": {slip[1]}" if slip else ""),
+            details={"shape": list(array.shape), **({"shape_slip": slip[0]} if slip else {})},
+        )
     return array
 
 
@@ -172,8 +176,8 @@ def same_values(found: np.ndarray, expected: np.ndarray, tol: Tolerance) -> bool
     """Every entry close, in the expected shape or in a named shape slip of it (see shape_slip)."""
     if found.shape == expected.shape:
         return is_close(found, expected, tol)
-    slip = shape_slip(found, expected, tol)
-    return slip is not None and slip[2]
+    slip = shape_slip(found.shape, expected.shape)
+    return slip is not None and _slip_values_right(found, expected, slip[0], tol)
 
 
 def pattern(found: np.ndarray, expected: np.ndarray, ok: np.ndarray) -> str:
@@ -221,32 +225,34 @@ SHAPE_SLIPS = {
 RIGHT_VALUES = "The values are right: only the shape is wrong."
 
 
-def shape_slip(found: np.ndarray, expected: np.ndarray, tol: Tolerance) -> tuple[str, str, bool] | None:
-    """Name a wrong shape that holds the right number of entries: (slip, how to fix it, whether the values
-    are right once the shape is), or None when the sizes differ (a different mistake, not a slip)."""
-    if found.size != expected.size:
+def shape_slip(found: tuple[int, ...], expected: tuple[int, ...]) -> tuple[str, str] | None:
+    """Name a wrong shape that holds the right number of entries, with how to fix it: (slip, fix), or None when
+    the sizes differ (a different mistake, not a slip)."""
+    if int(np.prod(found)) != int(np.prod(expected)) or found == expected:
         return None
-    squeezed = tuple(n for n in found.shape if n != 1)
-    wanted = tuple(n for n in expected.shape if n != 1)
-    as_expected = found.reshape(expected.shape)
-    if expected.ndim == 2 and found.shape == expected.shape[::-1] and 1 in expected.shape:
-        name = "row_vs_column"
-    elif expected.ndim == 2 and found.shape == expected.shape[::-1]:
-        name, as_expected = "transposed", found.T
-    elif expected.ndim == 0:
+    squeezed = tuple(n for n in found if n != 1)
+    wanted = tuple(n for n in expected if n != 1)
+    if len(expected) == 2 and found == expected[::-1]:
+        name = "row_vs_column" if 1 in expected else "transposed"
+    elif not expected:
         name = "one_element"
-    elif found.ndim > expected.ndim and squeezed == wanted:
-        column = expected.ndim == 1 and found.shape == (expected.shape[0], 1)
-        row = expected.ndim == 1 and found.shape == (1, expected.shape[0])
+    elif len(found) > len(expected) and squeezed == wanted:
+        column = len(expected) == 1 and found == (expected[0], 1)
+        row = len(expected) == 1 and found == (1, expected[0])
         name = "column_vector" if column else "keepdims_vector" if row else "keepdims"
-    elif found.ndim < expected.ndim and squeezed == wanted:
+    elif len(found) < len(expected) and squeezed == wanted:
         name = "missing_axis"
-    elif found.ndim == 1 and expected.ndim >= 2:
+    elif len(found) == 1 and len(expected) >= 2:
         name = "flattened"
     else:
         name = "reshaped"
-    fix = SHAPE_SLIPS[name].format(found=found.shape, expected=expected.shape)
-    return name, fix, is_close(as_expected, expected, tol)
+    return name, SHAPE_SLIPS[name].format(found=found, expected=expected)
+
+
+def _slip_values_right(found: np.ndarray, expected: np.ndarray, slip: str, tol: Tolerance) -> bool:
+    """Whether the values are right once the slip is undone (a transpose by .T, any other slip by a reshape)."""
+    undone = found.T if slip == "transposed" else found.reshape(expected.shape)
+    return is_close(undone, expected, tol)
 
 
 def conform(
@@ -263,9 +269,10 @@ def conform(
         return
     details: dict[str, Any] = {**case, "found_shape": list(found.shape), "expected_shape": list(expected.shape)}
     message = f"{what} has shape {found.shape}, expected {expected.shape} ({case_label(case)})"
-    slip = shape_slip(found, expected, tol)
+    slip = shape_slip(found.shape, expected.shape)
     if slip is not None:
-        name, fix, right = slip
+        name, fix = slip
+        right = _slip_values_right(found, expected, name, tol)
         message += f": {fix}" + (f". {RIGHT_VALUES}" if right else "")
         details.update(shape_slip=name, right_values_wrong_shape=right)
     raise CheckFailed(message, diagnosis=diagnose(found) if diagnose else None, details=details)
