@@ -3,10 +3,16 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import FAST
 
+from grader.assignment import AssignmentError, load
+from grader.grading import Grader
 from grader.sandbox.exceptions import (
     CallSkipped,
     CallTimeout,
@@ -17,7 +23,7 @@ from grader.sandbox.exceptions import (
 )
 from grader.sandbox.protocol import Refused
 from grader.sandbox.session import Sandbox
-from grader.sandbox.zygote import Zygote
+from grader.sandbox.zygote import Zygote, bwrap_usable
 
 CELLS = [
     (0, "import numpy as np\nprint('hello')\n1 + 1"),
@@ -102,3 +108,83 @@ def test_timeouts_are_bounded_per_function(sandbox: Sandbox) -> None:
     with pytest.raises(CallSkipped, match="was not called again after failing 2 times.*timed out"):
         sandbox.call("spin")
     assert sandbox.call("add", 2, 3).value == 5
+
+
+TORCH_CELLS = [
+    (0, "import sys\npreloaded = 'torch' in sys.modules\nimport torch"),
+    (1, "def threads():\n    return float(torch.get_num_threads()), float(torch.get_num_interop_threads())"),
+    (2, "def preloaded_():\n    return float(preloaded)"),
+    (
+        3,
+        "def grad_of_square_sum(x):\n"
+        "    t = torch.tensor(x, requires_grad=True)\n"
+        "    (t ** 2).sum().backward()\n"
+        "    return t.grad.numpy()",
+    ),
+]
+
+
+@pytest.fixture(scope="module", params=["process", "bwrap"])
+def torch_zygote(request: pytest.FixtureRequest) -> Iterator[Zygote]:
+    """A fork server that preloads torch, at each isolation level."""
+    pytest.importorskip("torch")
+    if request.param == "bwrap" and not bwrap_usable():
+        pytest.skip("bubblewrap cannot create its namespaces here")
+    with Zygote(isolation=request.param, preload=["torch"]) as server:
+        yield server
+
+
+def test_preloaded_torch_runs_confined_with_one_thread(torch_zygote: Zygote) -> None:
+    with Sandbox(torch_zygote, TORCH_CELLS, FAST) as sandbox:
+        record = sandbox.execute()
+        assert [c.status for c in record.cells] == ["ok"] * len(TORCH_CELLS), record.cells
+        assert sandbox.call("preloaded_").value == 1.0  # imported by the zygote, before the fork
+        assert sandbox.call("threads").value == (1.0, 1.0)
+        x = np.arange(6.0).reshape(2, 3)
+        assert np.array_equal(sandbox.call("grad_of_square_sum", x).value, 2 * x)
+    layers = record.isolation["layers"]
+    assert layers["seccomp"] and layers["landlock"] and layers["no-privileges"], layers
+
+
+def test_a_module_that_cannot_be_preloaded_is_reported_once(tmp_path: Path) -> None:
+    server = Zygote(isolation="process", preload=["jitgrade_no_such_module"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):  # a restarted zygote fails the same way: still one warning
+            with server, Sandbox(server, [(0, "def one():\n    return 1.0")], FAST) as sandbox:
+                sandbox.execute()
+                assert sandbox.call("one").value == 1.0
+    messages = [str(w.message) for w in caught if "preload" in str(w.message)]
+    assert len(messages) == 1 and "could not preload jitgrade_no_such_module" in messages[0], messages
+    assert "ModuleNotFoundError" in server.preload_failed["jitgrade_no_such_module"]
+
+
+MINIMAL_ASSIGNMENT = """
+name = "preloading"
+version = "1.0.0"
+[tolerances.float64]
+rtol = 1e-7
+atol = 1e-9
+[tolerances.float32]
+rtol = 1e-4
+atol = 1e-5
+[problems.softmax]
+points = 1
+[sandbox]
+"""
+
+
+@pytest.mark.parametrize("preload", ['"torch"', "[1]", '["torch; import os"]'])
+def test_sandbox_preload_must_be_a_list_of_module_names(tmp_path: Path, preload: str) -> None:
+    definition = tmp_path / "assignment.toml"
+    definition.write_text(f"{MINIMAL_ASSIGNMENT}preload = {preload}\n")
+    with pytest.raises(AssignmentError, match=r"\[sandbox\] preload must be a list of module names"):
+        load(definition)
+
+
+def test_the_grader_preloads_what_the_assignment_asks(tmp_path: Path) -> None:
+    definition = tmp_path / "assignment.toml"
+    definition.write_text(f'{MINIMAL_ASSIGNMENT}preload = ["json", "email.parser"]\n')
+    assignment = load(definition)
+    assert assignment.preload == ("json", "email.parser")
+    assert Grader(assignment).zygote.preload == ["json", "email.parser"]
