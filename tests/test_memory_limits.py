@@ -8,12 +8,17 @@ Each test runs at both isolation levels (bubblewrap where usable).
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import re
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
 
 import pytest
-from conftest import FAST
+from conftest import FAST, ROOT
 
 from grader.sandbox.exceptions import MemoryLimit, WorkerDied
 from grader.sandbox.limits import Limits
@@ -132,3 +137,33 @@ def test_memory_a_cell_leaves_allocated_is_charged_to_that_cell(zygote: Zygote) 
     status, error = outcomes[1]
     assert status in ("crashed", "error") and MEMORY_MESSAGE.search(error), outcomes
     assert outcomes[2] == ("ok", "1\n"), outcomes
+
+
+def _worker_module() -> ModuleType:
+    """grader/sandbox/worker.py as the zygote runs it (a script, loaded by path)."""
+    path = ROOT / "grader" / "sandbox" / "worker.py"
+    spec = importlib.util.spec_from_file_location("worker_under_test", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look the module up
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    return module
+
+
+def test_a_worker_cgroup_gets_the_limit_and_reports_the_kernel_kill(tmp_path: Path) -> None:
+    # The machines that run this suite may have no delegable cgroup v2: a folder stands in for the cgroup
+    # filesystem, whose files the kernel provides (here they are created by the writes).
+    worker = _worker_module()
+    folder = worker._enter_cgroup(str(tmp_path), 4242, 256 << 20)
+    assert folder == str(tmp_path / "jitgrade-worker-4242")
+    written = {name: (tmp_path / folder / name).read_text() for name in os.listdir(folder)}
+    assert written == {"memory.max": str(256 << 20), "memory.oom.group": "1", "cgroup.procs": "4242"}
+    assert worker._cgroup_verdict(folder, 256 << 20) == ""  # no memory.events: nothing was killed
+    Path(folder, "memory.events").write_text("low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\noom_group_kill 1\n")
+    Path(folder, "memory.peak").write_text(str(300 << 20))
+    verdict = worker._cgroup_verdict(folder, 256 << 20)
+    assert verdict.startswith("it ran out of memory: it used 300 MiB, over the limit of 256 MiB (cgroup)"), verdict
+    assert worker._enter_cgroup(str(tmp_path / "missing"), 4242, 1 << 20) is None  # refused: the watch holds it
