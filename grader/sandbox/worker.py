@@ -853,18 +853,17 @@ def _spawn(
         control.close()
         os.close(go)
         _die_with(zygote)
-        memory = os.read(wait, 64).decode()
+        mechanism = os.read(wait, 64).decode()  # once the zygote has put this process in its cgroup, if any
         os.close(wait)
-        child_main(fds, log, workdir, config, request, shell, zygote, memory, inherited)
+        child_main(fds, log, workdir, config, request, shell, zygote, mechanism, inherited)
     os.close(wait)
     memory = int(request["memory_bytes"])
     cgroup = _enter_cgroup(cgroups, pid, memory) if cgroups else None
-    os.write(go, (CGROUP if cgroup else RSS_WATCHDOG).encode())
+    with contextlib.suppress(OSError):  # a child that died already is reaped at finish like any other
+        os.write(go, (CGROUP if cgroup else RSS_WATCHDOG).encode())
     os.close(go)
-    subprocesses = not request["no_subprocesses"]
-    child = Child(workdir, log, int(request["disk_bytes"]), int(request["max_files"]), memory, cgroup, inherited,
-                  subprocesses)  # fmt: skip
-    return pid, child
+    quota = int(request["disk_bytes"]), int(request["max_files"])
+    return pid, Child(workdir, log, *quota, memory, cgroup, inherited, not request["no_subprocesses"])
 
 
 def _preload(modules: list[str]) -> dict[str, str]:
