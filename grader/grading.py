@@ -6,6 +6,8 @@ owns one sandbox zygote, so grading many notebooks pays the interpreter start-up
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import secrets
 import threading
 import time
@@ -15,8 +17,9 @@ from typing import Any
 
 from grader import notebook as nb
 from grader.assignment import Assignment
+from grader.checks.base import Outcome
 from grader.sandbox.limits import Limits
-from grader.sandbox.session import Sandbox
+from grader.sandbox.session import CellRecord, ExecutionRecord, Sandbox
 from grader.sandbox.zygote import Zygote
 from grader.scoring import SubmissionResult
 
@@ -120,22 +123,160 @@ class Grader:
         """Execute one notebook in a fresh worker and run every check against it."""
         started = time.monotonic()
         template = self.template()
-        edited = nb.edited_locked_cells(notebook, template) if template is not None else []
-        with Sandbox(self.zygote, notebook.code_cells(), self.limits) as sandbox:
+        cells = notebook.code_cells()
+        definitions = {index: nb.cell_definitions(source) for index, source in cells}
+        replays = {index: d.replay for index, d in definitions.items() if d.replay is not None}
+        with Sandbox(self.zygote, cells, self.limits, replays) as sandbox:
             record = sandbox.execute()
             from grader.checks.runner import run_checks  # the Numba reference loads while the notebook ran
 
             outcomes = run_checks(sandbox, self.assignment, self.hidden_seed)
             record = sandbox.record()  # with the restarts and events the calls caused
+        causes = root_causes(record, definitions, {p.name for p in self.assignment.problems}, self.limits)
         result = SubmissionResult(
             student=student,
             notebook=Path(notebook.name).name,
             notebook_sha256=notebook.sha256,
             assignment=self.assignment,
             hidden_seed=self.hidden_seed,
-            outcomes=outcomes,
+            outcomes=link_causes(outcomes, causes),
             execution=record,
-            edited_cells=edited,
+            root_causes=causes,
+            tamper=nb.tamper(notebook, template) if template is not None else None,
             wall_seconds=time.monotonic() - started,
         )
         return Graded(result, nb.executed(notebook, record.cells))
+
+
+# ------------------------------------------------------------------ root causes: failed cells first
+
+CELL_FAILED = "cell {cell} failed: {failure}"
+NOT_RUN = "cell {cell} was not run: {evalue}"
+RAN_OUT = {  # a cell the sandbox stopped: the first run's status (or exception) -> what happened, in words
+    "timeout": "ran out of time ({limits.cell_timeout:g} s) at its top level",
+    "MemoryError": "ran out of memory ({limits.memory_mb} MiB) at its top level",
+    "crashed": "stopped the notebook's process at its top level",
+}
+KEPT = "kept the definitions of {names} from it; the cell's other statements were skipped"
+NOTHING_KEPT = "it defines nothing that can run on its own, so the whole cell was skipped"
+REPLAY_FAILED = "its definitions, replayed on their own, failed too ({why}), so the whole cell was skipped"
+UNSAFE = "lost {names}: decorators, default arguments or annotations that run code cannot be replayed on their own"
+SHOULD_DEFINE = "it should have defined {names}"
+CAUSED_BY = "{name} was to be defined by cell {cell}, which failed first"
+MISSING_BECAUSE = "{function}() is not defined because {cause}. Fix that cell first: this check needs {function}()."
+SYNTAX_ERRORS = ("SyntaxError", "IndentationError", "TabError")  # nothing in such a cell ran
+_CELL_LINE = re.compile(r"Cell In\[\d+\], line (\d+)")
+_INPUT_LINE = re.compile(r" \(<ipython-input-[\w-]*>, line (\d+)\)$")
+_UNDEFINED = re.compile(r"^name '(\w+)' is not defined")
+_CALLED_UNDEFINED = re.compile(r"\(\) raised NameError: name '(\w+)' is not defined")  # a check's StudentError
+MAX_EVALUE = 300  # characters of a cell's error message quoted in a root cause
+
+
+def error_line(cell: CellRecord) -> int | None:
+    """The line of the cell's top level where its error happened, from its traceback (else its message)."""
+    texts = [line for o in cell.outputs if o.get("output_type") == "error" for line in o.get("traceback", [])]
+    found = _CELL_LINE.search("\n".join(texts)) or _INPUT_LINE.search(cell.error or "")
+    return int(found.group(1)) if found else None
+
+
+def root_causes(
+    record: ExecutionRecord, definitions: dict[int, nb.CellDefinitions], problems: set[str], limits: Limits
+) -> list[dict[str, Any]]:
+    """One entry per cell that did not run through, in cell order: its error (cell, line, ename, evalue), the
+    problem functions it should have defined and did not (`functions`), what a definitions-only replay kept,
+    the earlier failed cell that explains it (a NameError of a name that cell should have defined), and the
+    whole story in one `message`."""
+    causes: list[dict[str, Any]] = []
+    undefined: dict[str, int] = {}  # a name a failed cell should have defined -> that cell
+    for cell in record.cells:
+        if cell.status == "ok":
+            continue
+        ename, _, evalue = (cell.error or "").partition(": ") if cell.status == "error" else (cell.status, "", "")
+        evalue = _INPUT_LINE.sub("", evalue if cell.status == "error" else cell.error or "")
+        line = error_line(cell) if cell.status == "error" else None
+        cell_defs = definitions.get(cell.index, nb.CellDefinitions({}))
+        resource = RAN_OUT.get(ename if cell.status == "error" else cell.status)
+        replay = record.replayed.get(cell.index, "") if resource else ""
+        kept = list(cell_defs.replayed) if resource and replay is None else []
+        lost = [n for n in cell_defs.defined_from(None if ename in SYNTAX_ERRORS else line) if n not in kept]
+        named = _UNDEFINED.match(evalue) if ename == "NameError" else None
+        caused_by = undefined.get(named.group(1)) if named else None
+        for name in lost:
+            undefined[name] = cell.index
+        functions = [n for n in lost if n in problems]
+        causes.append(
+            {
+                "cell": cell.index,
+                "line": line,
+                "ename": ename,
+                "evalue": evalue[:MAX_EVALUE],
+                "functions": functions,
+                "kept": kept,
+                "caused_by": caused_by,
+                "message": _cause_message(cell, ename, evalue, line, resource, replay, kept, functions, limits)
+                + (
+                    f"; {CAUSED_BY.format(name=named.group(1), cell=caused_by)}"
+                    if named and caused_by is not None
+                    else ""
+                ),
+            }
+        )
+    return causes
+
+
+def _cause_message(
+    cell: CellRecord,
+    ename: str,
+    evalue: str,
+    line: int | None,
+    resource: str | None,
+    replay: str | None,
+    kept: list[str],
+    functions: list[str],
+    limits: Limits,
+) -> str:
+    """What happened to a cell, in one sentence: its error, or what the sandbox did and which definitions it kept."""
+    listed = ", ".join(f"{name}()" for name in functions)
+    if cell.status == "not_run":
+        return NOT_RUN.format(cell=cell.index, evalue=evalue) + (
+            f"; {SHOULD_DEFINE.format(names=listed)}" * bool(listed)
+        )
+    if resource is None:
+        where = f" at line {line}" if line is not None else ""
+        failure = f"{ename}{where}: {evalue[:MAX_EVALUE]}" if evalue else f"{ename}{where}"
+        return CELL_FAILED.format(cell=cell.index, failure=failure) + (
+            f"; {SHOULD_DEFINE.format(names=listed)}" * bool(listed)
+        )
+    parts = [f"cell {cell.index} {resource.format(limits=limits)}"]
+    if replay:
+        parts.append(REPLAY_FAILED.format(why=replay[:MAX_EVALUE]))
+    elif kept:
+        parts.append(KEPT.format(names=", ".join(kept)))
+    else:
+        parts.append(NOTHING_KEPT)
+    if functions and not replay:
+        parts.append(UNSAFE.format(names=listed))
+    return "; ".join(parts)
+
+
+def link_causes(outcomes: list[Outcome], causes: list[dict[str, Any]]) -> list[Outcome]:
+    """Checks of a function that is not defined because a cell failed (or that calls one) say so, and name
+    that cell (`cause`)."""
+    by_function = {name: cause for cause in causes for name in cause["functions"]}  # the last cell wins
+    by_cell = {cause["cell"]: cause for cause in causes}
+    linked = []
+    for o in outcomes:
+        called = _CALLED_UNDEFINED.search(o.message or "")
+        name = o.problem if o.details.get("missing") else called.group(1) if called else None
+        cause = by_function.get(name) if name is not None else None
+        if cause is None:
+            linked.append(o)
+            continue
+        story = cause["message"]
+        if cause["caused_by"] in by_cell:
+            story += f" ({by_cell[cause['caused_by']]['message']})"
+        message = MISSING_BECAUSE.format(function=name, cause=story)
+        if name != o.problem:
+            message = f"{(o.message or '').rstrip('.')}. {message}"
+        linked.append(dataclasses.replace(o, message=message, details={**o.details, "cause": cause["cell"]}))
+    return linked

@@ -1,5 +1,6 @@
 """Student notebooks: read and validate them with one-line errors, pick the cells to execute,
-detect edits to locked cells, and build the executed notebook for instructors.
+compare locked cells with the template, read what each cell defines (with ``ast``, never by running it),
+and build the executed notebook for instructors.
 
 Reading uses the json module and a structural check of nbformat 4 (nbformat's full
 JSON-schema validation costs more than a second of imports, and a student waiting for
@@ -10,13 +11,15 @@ the sanitizer has cut what student code put there too deep, too long or not fini
 
 from __future__ import annotations
 
+import ast
+import bisect
 import copy
 import hashlib
 import itertools
 import json
 import operator
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -161,15 +164,53 @@ def cell_key(cell: dict[str, Any]) -> str | None:
     return None
 
 
-def edited_locked_cells(notebook: Notebook, template: Notebook) -> list[str]:
-    """Ids of locked template cells that the submission deleted or changed."""
-    submitted = {cell_key(c): source(c).rstrip() for c in notebook.cells if cell_key(c)}
-    edited = []
-    for cell in template.cells:
+FOREIGN_SHARE = 0.2  # a notebook holding fewer than this share of the template's locked cells was not made from it
+
+
+@dataclass(frozen=True)
+class Tamper:
+    """How a submission's locked cells compare with the template's, by cell id: edited, missing, moved out
+    of order; or, for a notebook not made from the template at all, only that (from_template false)."""
+
+    from_template: bool
+    edited: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    reordered: list[str] = field(default_factory=list)
+
+
+def tamper(notebook: Notebook, template: Notebook) -> Tamper:
+    """Compare the submission's locked cells with the template's (Jupyter may drop a final newline)."""
+    expected = {key: source(c).rstrip() for c in template.cells if (key := cell_key(c)) is not None}
+    submitted: dict[str, str] = {}
+    for cell in notebook.cells:
         key = cell_key(cell)
-        if key is not None and submitted.get(key) != source(cell).rstrip():  # Jupyter may drop a final newline
-            edited.append(key)
-    return edited
+        if key in expected and key not in submitted:  # a copied cell counts once, where it first appears
+            submitted[key] = source(cell).rstrip()
+    if len(submitted) < FOREIGN_SHARE * len(expected):
+        return Tamper(from_template=False)
+    position = {key: i for i, key in enumerate(expected)}
+    in_order = _in_order([position[key] for key in submitted])
+    return Tamper(
+        from_template=True,
+        edited=[key for key, text in submitted.items() if text != expected[key]],
+        missing=[key for key in expected if key not in submitted],
+        reordered=[key for key in submitted if position[key] not in in_order],
+    )
+
+
+def _in_order(positions: list[int]) -> set[int]:
+    """The positions of one longest increasing subsequence: the cells that kept their order (the others moved)."""
+    tails: list[int] = []  # tails[k]: where the increasing run of length k+1 with the smallest last value ends
+    parent = [-1] * len(positions)
+    for i, value in enumerate(positions):
+        k = bisect.bisect_left([positions[t] for t in tails], value)
+        parent[i] = tails[k - 1] if k else -1
+        tails[k : k + 1] = [i]
+    kept, i = set(), tails[-1] if tails else -1
+    while i >= 0:
+        kept.add(positions[i])
+        i = parent[i]
+    return kept
 
 
 def executed(notebook: Notebook, records: list[Any]) -> dict[str, Any]:
@@ -202,3 +243,104 @@ def dumps(data: dict[str, Any]) -> str:
         return str(nbformat.writes(node))
     except Exception:  # noqa: BLE001 - any complaint of nbformat's about student-made outputs: write plain JSON
         return json.dumps(clean, indent=1, ensure_ascii=False) + "\n"
+
+
+# ------------------------------------------------------------------ what a cell defines
+
+_MAGIC_LINE = re.compile(r"^[ \t]*[%!].*$", re.MULTILINE)  # IPython magics and shell escapes: not Python
+_TOP_LEVEL_DEF = re.compile(r"^(?:async[ \t]+)?(?:def|class)[ \t]+(\w+)", re.MULTILINE)
+_SIMPLE_EXPRESSIONS = (
+    ast.Constant,
+    ast.Name,
+    ast.Attribute,
+    ast.Subscript,
+    ast.Tuple,
+    ast.List,
+    ast.UnaryOp,
+    ast.BinOp,
+    ast.Load,
+    ast.USub,
+    ast.UAdd,
+    ast.BitOr,
+    ast.Slice,
+)
+_DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)
+
+
+@dataclass(frozen=True)
+class CellDefinitions:
+    """What a cell's top level defines, read on the grader's side (never by running it).
+
+    ``names`` maps each bound name (def, class, import) to the last line of its statement, so that a cell
+    failing at line L is known to have defined only the names whose statements end before L. ``replay`` is
+    the cell's definitions alone, runnable without its other statements (for a cell that ran out of time or
+    memory), and ``replayed`` the def and class names it keeps; ``dropped`` are the def and class names left
+    out of it because their decorators, default arguments, annotations or class bodies run code.
+    """
+
+    names: dict[str, int]
+    replay: str | None = None
+    replayed: tuple[str, ...] = ()
+    dropped: tuple[str, ...] = ()
+
+    def defined_from(self, line: int | None) -> list[str]:
+        """Names the cell would have defined at or after `line` (all of them when the line is unknown)."""
+        return [name for name, end in self.names.items() if line is None or end >= line]
+
+
+def _simple(node: ast.AST | None) -> bool:
+    """An expression that only looks names up (constants, names, attributes, subscripts, unions, tuples)."""
+    return node is None or all(isinstance(n, _SIMPLE_EXPRESSIONS) for n in ast.walk(node))
+
+
+def _replayable(node: ast.stmt) -> bool:
+    """A def, class or import whose execution runs no code of the cell's own (so replaying it is cheap)."""
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return True
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        a = node.args
+        annotations = [arg.annotation for arg in (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg) if arg]
+        return all(map(_simple, [*node.decorator_list, *a.defaults, *a.kw_defaults, *annotations, node.returns]))
+    if isinstance(node, ast.ClassDef):
+        heads = [*node.decorator_list, *node.bases, *(k.value for k in node.keywords)]
+        return all(map(_simple, heads)) and all(map(_declarative, node.body))
+    return False
+
+
+def _declarative(node: ast.stmt) -> bool:
+    """A statement of a class body that runs no code: a replayable def, a docstring, pass, `name = <simple>`."""
+    if isinstance(node, _DEFINITIONS):
+        return _replayable(node)
+    if isinstance(node, ast.Assign):
+        return all(isinstance(t, ast.Name) for t in node.targets) and _simple(node.value)
+    if isinstance(node, ast.AnnAssign):
+        return isinstance(node.target, ast.Name) and _simple(node.annotation) and _simple(node.value)
+    return isinstance(node, ast.Pass) or isinstance(node, ast.Expr) and _simple(node.value)
+
+
+def _bound(node: ast.stmt) -> list[str]:
+    """The names a top-level def, class or import binds."""
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return [(a.asname or a.name).partition(".")[0] for a in node.names if a.name != "*"]
+    return [node.name] if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) else []
+
+
+def cell_definitions(source: str) -> CellDefinitions:
+    """The names a cell's top level defines and its definitions-only replay; a cell that does not parse
+    (a syntax error, or syntax newer than this Python's) falls back to its `def name(` and `class name` lines."""
+    try:
+        tree = ast.parse(_MAGIC_LINE.sub("", source))
+    except (SyntaxError, ValueError):
+        return CellDefinitions(
+            {m.group(1): source.count("\n", 0, m.start()) + 1 for m in _TOP_LEVEL_DEF.finditer(source)}
+        )
+    definitions = [node for node in tree.body if isinstance(node, _DEFINITIONS)]
+    names = {name: node.end_lineno or node.lineno for node in definitions for name in _bound(node)}
+    kept = [node for node in definitions if _replayable(node)]
+    functions = [n for n in definitions if not isinstance(n, (ast.Import, ast.ImportFrom))]
+    return CellDefinitions(
+        names,
+        "\n".join(ast.unparse(node) for node in kept) if kept else None,
+        tuple(name for node in kept if node in functions for name in _bound(node)),
+        tuple(name for node in functions if node not in kept for name in _bound(node)),
+    )

@@ -7,6 +7,7 @@ Gradescope's results.json, so the canonical report can be handed to Gradescope a
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -15,9 +16,10 @@ from typing import Any
 import grader
 from grader.assignment import Assignment
 from grader.checks.base import Outcome
+from grader.notebook import Tamper
 from grader.sandbox.session import ExecutionRecord
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: root_causes, tamper and each test's cause
 ROUND = 4  # decimals kept for points
 SCORING_RULE = (
     "Each check is worth a whole multiple of {step:g} points, and a problem's checks add up exactly to its points. "
@@ -50,7 +52,8 @@ class SubmissionResult:
     hidden_seed: int | None
     outcomes: list[Outcome] = field(default_factory=list)
     execution: ExecutionRecord | None = None
-    edited_cells: list[str] = field(default_factory=list)
+    root_causes: list[dict[str, Any]] = field(default_factory=list)  # cells that failed (grading.root_causes)
+    tamper: Tamper | None = None  # locked cells compared with the template (None: no template)
     error: str | None = None
     wall_seconds: float = 0.0
 
@@ -114,6 +117,7 @@ class SubmissionResult:
                     "message": o.message,
                     "diagnosis": o.diagnosis,
                     "details": o.details,
+                    "cause": o.details.get("cause"),
                 }
             )
         return {
@@ -125,6 +129,8 @@ class SubmissionResult:
             "tests": tests,
             "problems": self.problem_scores(),
             "error": self.error,
+            "root_causes": self.root_causes,
+            "tamper": dataclasses.asdict(self.tamper) if self.tamper is not None else None,
             "execution": self._execution_dict(),
             "provenance": {
                 "schema_version": SCHEMA_VERSION,
@@ -148,7 +154,8 @@ class SubmissionResult:
         if self.error:
             return f"This submission could not be graded: {self.error}"
         lost = [p for p in self.problem_scores() if p["score"] < p["max_score"] - 1e-9]
-        text = f"Score {self.score:g} / {self.max_score:g}."
+        text = "".join(f"{c['message'][:1].upper()}{c['message'][1:]}. " for c in self.root_causes)
+        text += f"Score {self.score:g} / {self.max_score:g}."
         if lost:
             text += (
                 " Points lost in: " + ", ".join(f"{p['name']} ({p['score']:g}/{p['max_score']:g})" for p in lost) + "."
@@ -184,6 +191,6 @@ class SubmissionResult:
             "events": ex.events,
             "isolation": ex.isolation,
             "import_attempts": ex.import_attempts,
-            "edited_locked_cells": self.edited_cells,
+            "edited_locked_cells": self.tamper.edited if self.tamper is not None else [],
             "seconds": round(ex.seconds, 3),
         }

@@ -81,8 +81,8 @@ def test_edits_to_locked_cells_are_detected_and_solution_edits_are_not() -> None
         if cell.get("id") == "imports":
             cell["source"] = "import numpy as np\nnp.allclose = lambda *a, **k: True"
     data["cells"] = [c for c in data["cells"] if c.get("id") != "notation"]
-    edited = nb.edited_locked_cells(nb.loads(json.dumps(data).encode(), "s.ipynb"), template)
-    assert set(edited) == {"imports", "notation"}
+    tamper = nb.tamper(nb.loads(json.dumps(data).encode(), "s.ipynb"), template)
+    assert (tamper.edited, tamper.missing, tamper.reordered) == (["imports"], ["notation"], [])
 
 
 def test_a_master_without_solution_regions_is_refused(tmp_path: Path) -> None:

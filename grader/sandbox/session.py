@@ -15,7 +15,7 @@ import math
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +52,11 @@ EXIT_HINTS = {
     71: "it ran out of memory (the limit is {memory} MiB)",
 }
 NOT_RUN = "the notebook's total time limit was reached"
+OUT_OF_MEMORY = "cell {index} ran out of memory; the notebook was restarted without it"
+OUT_OF_MEMORY_REPLAY = (
+    "cell {index} ran out of memory; the notebook was restarted with only that cell's definitions (def, class, import)"
+)
+REPLAY_FAILED = "cell {index}'s definitions, replayed on their own, failed too ({why}); the whole cell was skipped"
 STALLED = "it stopped reading the grader's requests"
 
 # What the grader reads from a worker is bounded per frame (the worker belongs to the student):
@@ -198,6 +203,9 @@ class ExecutionRecord:
     restarts: int
     seconds: float
     events: list[str]
+    # cells that timed out, crashed or ran out of memory, whose definitions alone were replayed after a restart:
+    # None when that replay ran, else why it failed (the whole cell was then skipped)
+    replayed: dict[int, str | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -226,12 +234,22 @@ class Sandbox:
 
     ``limits.notebook_timeout`` is the notebook's total time budget: its cells (replays after a restart
     included) and every call of its functions spend it; once it is used up, calls raise BudgetExhausted.
+    A cell that timed out, crashed or ran out of memory is left out of the replays after a restart, or
+    replaced by its entry in `replays` (its definitions alone, built by the grader) until that fails too.
     """
 
-    def __init__(self, zygote: Zygote, cells: Sequence[tuple[int, str]], limits: Limits) -> None:
+    def __init__(
+        self,
+        zygote: Zygote,
+        cells: Sequence[tuple[int, str]],
+        limits: Limits,
+        replays: Mapping[int, str] | None = None,
+    ) -> None:
         self.zygote = zygote
         self.cells = list(cells)
         self.limits = limits
+        self.replays = dict(replays or {})
+        self.replayed: dict[int, str | None] = {}
         self.worker: WorkerHandle | None = None
         self.reader: protocol.FrameReader | None = None
         self.seq = 0
@@ -262,7 +280,13 @@ class Sandbox:
         cells = [self.records.get(i) or CellRecord(i, "not_run") for i, _ in self.cells]
         isolation = {"level": self.zygote.isolation, "layers": self.layers}
         return ExecutionRecord(
-            cells, isolation, list(self.import_attempts), self.restarts, self.seconds, list(self.events)
+            cells,
+            isolation,
+            list(self.import_attempts),
+            self.restarts,
+            self.seconds,
+            list(self.events),
+            dict(self.replayed),
         )
 
     def close(self) -> None:
@@ -349,10 +373,14 @@ class Sandbox:
         )
 
     def _run_cells(self) -> bool:
-        """Run all non-poisoned cells within the time budget; False when a cell killed the worker."""
+        """Run all cells within the time budget (poisoned ones as their replay, or not at all); False when a
+        cell killed the worker or a replay failed."""
         for index, source in self.cells:
-            if index in self.poisoned:
-                continue
+            replay = index in self.poisoned
+            if replay:
+                if index not in self.replays:
+                    continue
+                source = self.replays[index]
             first_time = index not in self.records
             remaining = self._remaining()
             if remaining <= 0:
@@ -373,7 +401,10 @@ class Sandbox:
                 else:
                     error = self._lost(f"cell {index}", gone)
                     status = "crashed"
-                self.events.append(str(error))
+                if replay:
+                    self._replay_failed(index, str(error))
+                else:
+                    self.events.append(str(error))
                 if first_time:
                     self.records[index] = CellRecord(
                         index, status, error=str(error), seconds=time.monotonic() - started
@@ -382,8 +413,15 @@ class Sandbox:
             err = header.get("error") if isinstance(header.get("error"), dict) else None
             ename = protocol.text_field(err.get("ename"), 100) or "Error" if err is not None else ""
             out_of_memory = ename == "MemoryError"
+            message = None if err is None else f"{ename}: {protocol.text_field(err.get('evalue'), 2000)}"
+            if replay:
+                self.replayed[index] = None
+                if message is None:
+                    continue
+                self._kill()  # start over without the cell: its replay's partial definitions must not linger
+                self._replay_failed(index, message)
+                return False
             if first_time:
-                message = None if err is None else f"{ename}: {protocol.text_field(err.get('evalue'), 2000)}"
                 if out_of_memory:
                     message = f"MemoryError: the cell ran out of memory (the limit is {self.limits.memory_mb} MiB)"
                 self.records[index] = CellRecord(
@@ -398,9 +436,16 @@ class Sandbox:
                 # What the cell allocated may still be held: start over without it rather than starve the rest.
                 self.poisoned.add(index)
                 self._kill()
-                self.events.append(f"cell {index} ran out of memory; the notebook was restarted without it")
+                event = OUT_OF_MEMORY_REPLAY if index in self.replays else OUT_OF_MEMORY
+                self.events.append(event.format(index=index))
                 return False
         return True
+
+    def _replay_failed(self, index: int, why: str) -> None:
+        """A cell's definitions-only replay failed: say so, and skip the whole cell from now on."""
+        del self.replays[index]
+        self.replayed[index] = why
+        self.events.append(REPLAY_FAILED.format(index=index, why=why))
 
     # ------------------------------------------------------------------ the time budget
 
