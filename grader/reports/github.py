@@ -1,4 +1,5 @@
-"""GitHub Actions workflow commands: one ::error line per failed check, one ::notice with the score."""
+"""GitHub Actions workflow commands: one ::error line per failed cell, then per failed check, one ::notice with
+the score."""
 
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ def render(report: dict[str, Any], notebook_path: str) -> str:
     file = _escape_property(sanitize.text(notebook_path))
     if report.get("error"):
         return f"::error file={file},title=jitgrade::{_escape(report['error'])}\n"
+    for cause in report.get("root_causes") or []:  # first: the failed cells explain the checks after them
+        title = _escape_property(f"cell {cause['cell']} failed")
+        lines.append(f"::error file={file},title={title}::{_escape(cause['message'])}")
     for t in failed_tests(report):
         text = t["output"]
         lines.append(f"::error file={file},title={_escape_property(t['name'])}::{_escape(text)}")

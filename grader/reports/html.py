@@ -22,7 +22,7 @@ from matplotlib.ticker import MaxNLocator, NullLocator
 
 from grader.reports import sanitize
 from grader.reports.text import isolation_label
-from grader.reports.views import HIDDEN_OUTPUT, failed_tests, student_view
+from grader.reports.views import HIDDEN_OUTPUT, ROOT_CAUSES, failed_tests, root_causes, student_view, tamper_notes
 
 NONFINITE = -1.0  # how abs_error marks NaN/inf entries
 NONFINITE_COLOR = "#ff3df5"
@@ -60,6 +60,9 @@ def feedback(report: dict[str, Any], instructor: bool = False) -> str:
         heatmaps=heatmaps(failed),
         isolation=isolation_label(view.get("execution")),
         hidden_note=HIDDEN_OUTPUT.format(verdict="Checked"),
+        causes=root_causes(view),
+        causes_title=ROOT_CAUSES,
+        tamper=tamper_notes(view),
         full=FULL,
     )
 

@@ -9,7 +9,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from grader.reports import sanitize
-from grader.reports.views import failed_tests
+from grader.reports.views import ROOT_CAUSES, failed_tests, root_causes, tamper_notes
+
+SAME_CAUSE = "the same as above: cell {cell} failed (see the top of this report)"
 
 
 def isolation_label(execution: dict[str, Any] | None) -> str:
@@ -35,6 +37,13 @@ def render(report: dict[str, Any], stream: TextIO | None = None, width: int | No
         return
     color = "green" if report["score"] >= report["max_score"] - 1e-9 else "yellow"
     console.print(f"[bold {color}]Score {report['score']:g} / {report['max_score']:g}[/]")
+    causes = root_causes(report)
+    if causes:
+        console.print(f"\n[bold]{ROOT_CAUSES}[/]")
+    for cause in causes:
+        console.print(f"[red]✗[/] {escape(cause)}")
+    if causes:
+        console.print()
     table = Table(show_edge=False, header_style="bold")
     table.add_column("Problem")
     table.add_column("Points", justify="right")
@@ -48,9 +57,14 @@ def render(report: dict[str, Any], stream: TextIO | None = None, width: int | No
     hidden = [t for t in failed if t not in shown]
     if failed:
         console.print("\n[bold]What to fix[/]")
+    said: set[str] = set()
     for t in shown:
         console.print(f"[red]✗[/] [bold]{escape(t['name'])}[/] ({t['score']:g}/{t['max_score']:g} points)")
-        console.print(f"    {escape(t['message'] or t['output'])}")
+        message = t["message"] or t["output"]
+        if t.get("cause") is not None and message in said:
+            message = SAME_CAUSE.format(cell=t["cause"])
+        said.add(message)
+        console.print(f"    {escape(message)}")
         if t.get("diagnosis"):
             console.print(f"    [cyan]Likely cause:[/] {escape(t['diagnosis'])}")
     if hidden:
@@ -66,7 +80,8 @@ def render(report: dict[str, Any], stream: TextIO | None = None, width: int | No
         console.print(f"\nNotebook: {', '.join(parts)} · isolation: {isolation_label(ex)}")
         if ex["import_attempts"]:
             console.print(f"[yellow]Blocked imports:[/] {escape(', '.join(ex['import_attempts']))}")
-        if ex["edited_locked_cells"]:
-            console.print(f"[yellow]Edited read-only cells:[/] {escape(', '.join(ex['edited_locked_cells']))}")
+        notes, warning = tamper_notes(report)
+        for note in notes:
+            console.print(f"[yellow]![/] {escape(note)}" if warning else f"Note: {escape(note)}")
         for event in ex["events"]:
             console.print(f"[yellow]![/] {escape(event)}")

@@ -10,6 +10,13 @@ HIDDEN_OUTPUT = (
     "{verdict} on hidden inputs. Details of hidden checks are shown to instructors only; "
     "the visible checks of this problem test the same property on inputs you can reproduce."
 )
+ROOT_CAUSES = "Cells that failed (fix these first: the checks below that name a cell fail because of it)"
+NOT_FROM_TEMPLATE = "this notebook was not made from the course template; locked-cell checks do not apply"
+TAMPER_NOTES = {  # tamper key -> what it means, for the cell ids listed there
+    "edited": "read-only cells whose text was changed: {cells} (copy them back from the course template)",
+    "missing": "read-only cells that were deleted: {cells} (copy them back from the course template)",
+    "reordered": "read-only cells moved out of the template's order: {cells} (move them back)",
+}
 
 
 def student_view(report: dict[str, Any]) -> dict[str, Any]:
@@ -31,3 +38,20 @@ def student_view(report: dict[str, Any]) -> dict[str, Any]:
 def failed_tests(report: dict[str, Any]) -> list[dict[str, Any]]:
     """Tests that did not earn all their points."""
     return [t for t in report["tests"] if t["status"] != "passed" or t["score"] < t["max_score"] - 1e-9]
+
+
+def root_causes(report: dict[str, Any]) -> list[str]:
+    """The report's failed cells, one sentence each (reports lead with them)."""
+    return [cause["message"] for cause in report.get("root_causes") or []]
+
+
+def tamper_notes(report: dict[str, Any]) -> tuple[list[str], bool]:
+    """What the locked-cell comparison found, one line per kind, and whether any of it is a warning (a notebook
+    not made from the template gets one calm note instead of an alarm per locked cell)."""
+    tamper = report.get("tamper")
+    if not tamper:
+        return [], False
+    if not tamper["from_template"]:
+        return [NOT_FROM_TEMPLATE], False
+    notes = [note.format(cells=", ".join(tamper[key])) for key, note in TAMPER_NOTES.items() if tamper[key]]
+    return notes, bool(notes)
