@@ -24,8 +24,9 @@ of PyTorch reserves gigabytes it never touches): a cgroup v2 child per worker wi
 and no swap when the zygote may create one (its kernel kills the worker, ``memory.events`` says
 so), else the same ten-a-second watch reads the resident memory of the child's process group
 (anonymous and shared-memory pages, beyond what the child inherited from the zygote) and stops
-it over the limit. The child's hello names the mechanism in force (``layers["memory"]``);
-RLIMIT_AS stays as a generous backstop.
+it over the limit, while the child checks itself at the end of each cell and call (memory a cell
+leaves allocated is that cell's MemoryError, not a kill during whatever runs next). The child's
+hello names the mechanism in force (``layers["memory"]``); RLIMIT_AS stays as a generous backstop.
 
 The zygote trusts nothing in a child's directory: it reads the child's stderr through the
 descriptor it opened before the fork (never by name), and removes the directory without
