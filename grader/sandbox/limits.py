@@ -6,9 +6,10 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 # The address-space rlimit is only a backstop: memory_mb bounds memory actually used (a cgroup, or the
-# zygote's watch of the resident set). Untouched reservations are free (PyTorch's CUDA build maps about
-# 3.5 GiB at import), so the backstop leaves room for them, while stopping a worker that allocates faster
-# than the watch polls (a few GiB per tenth of a second) before it exhausts the machine.
+# zygote's watch of the resident set, ten times a second). Reservations never touched cost nothing (PyTorch's
+# CUDA build maps about 3.5 GiB at import), so the backstop leaves room for them on top of a default 2 GiB
+# limit (8 GiB), or 4x the limit for larger ones; and it bounds what a worker can touch between two polls
+# of the watch (a tight loop writes a few GiB per tenth of a second), so one worker cannot exhaust the machine.
 ADDRESS_SPACE_FLOOR = 8 * 1024**3
 ADDRESS_SPACE_FACTOR = 4
 
