@@ -168,7 +168,9 @@ SYNTAX_ERRORS = ("SyntaxError", "IndentationError", "TabError")  # nothing in su
 _CELL_LINE = re.compile(r"Cell In\[\d+\], line (\d+)")
 _INPUT_LINE = re.compile(r" \(<ipython-input-[\w-]*>, line (\d+)\)$")
 _UNDEFINED = re.compile(r"^name '(\w+)' is not defined")
-_CALLED_UNDEFINED = re.compile(r"\(\) raised NameError: name '(\w+)' is not defined")  # a check's StudentError
+# A check's message about an undefined function: MissingFunction's (whatever the check put before it), or a
+# StudentError of a call that used a name the notebook does not define.
+_UNDEFINED_IN_CHECK = re.compile(r"the notebook does not define (\w+)\(\)|\(\) raised NameError: name '(\w+)' is not")
 MAX_EVALUE = 300  # characters of a cell's error message quoted in a root cause
 
 
@@ -266,8 +268,8 @@ def link_causes(outcomes: list[Outcome], causes: list[dict[str, Any]]) -> list[O
     by_cell = {cause["cell"]: cause for cause in causes}
     linked = []
     for o in outcomes:
-        called = _CALLED_UNDEFINED.search(o.message or "")
-        name = o.problem if o.details.get("missing") else called.group(1) if called else None
+        found = _UNDEFINED_IN_CHECK.search(o.message or "")
+        name = o.problem if o.details.get("missing") else found and (found.group(1) or found.group(2))
         cause = by_function.get(name) if name is not None else None
         if cause is None:
             linked.append(o)

@@ -1,0 +1,178 @@
+"""Root causes first: a cell that fails (syntax newer than this Python, a missing module, a NameError, an
+exception halfway) leads every report with its cell, line and error, and each check of a function that cell
+should have defined names it; a cell that runs out of time or memory keeps its definitions (replayed alone)."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from conftest import FAST, GradeFn, solution_sources
+
+from grader import notebook as nb
+from grader.reports import html, text
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = json.loads((ROOT / "grader" / "reports" / "report.schema.json").read_text())
+SOURCES = solution_sources()
+# Syntax this interpreter does not know: PEP 695 generics before Python 3.12 (a Python 2 print statement after).
+NEWER_SYNTAX = "def first[T](items: list[T]) -> T:" if sys.version_info < (3, 12) else "print 'loading'"
+
+
+def cells_with(replace: dict[str, str], first: str = "import numpy as np") -> list[str]:
+    """A full solution, cell 0 holding `first`, with some function cells replaced (keys: the function they held)."""
+    return [first] + [replace.get(name, SOURCES[name]) for name in SOURCES if name not in replace.get("_drop", "")]
+
+
+def causes(report: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    return {cause["cell"]: cause for cause in report["root_causes"]}
+
+
+def checks_of(report: dict[str, Any], function: str) -> list[dict[str, Any]]:
+    return [t for t in report["tests"] if t["problem"] == function]
+
+
+@pytest.fixture(scope="module")
+def broken(grade: GradeFn) -> dict[str, Any]:
+    """Cell 1: a syntax error (softmax, sigmoid); cell 2: a missing module (sigmoid_grad); cell 3: a NameError of
+    softmax (softmax_cross_entropy); cell 4: mlp_forward, then a ZeroDivisionError, then mlp_loss."""
+    return grade(
+        [
+            "import numpy as np",
+            f"{NEWER_SYNTAX}\n    return items[0]\n\n{SOURCES['softmax']}\n{SOURCES['sigmoid']}",
+            f"import numpy as np\nimport torchvision_not_installed\n{SOURCES['sigmoid_grad']}",
+            f"check = softmax(np.zeros(3))\n{SOURCES['softmax_cross_entropy']}",
+            f"{SOURCES['mlp_forward']}\nratio = 1 / 0\n{SOURCES['mlp_loss']}",
+            SOURCES["numerical_gradient"],
+        ]
+    )
+
+
+def test_a_syntax_error_is_the_cause_of_every_function_its_cell_defines(broken: dict[str, Any]) -> None:
+    cause = causes(broken)[1]
+    assert (cause["line"], cause["ename"], cause["functions"]) == (1, "SyntaxError", ["softmax", "sigmoid"])
+    assert "ipython-input" not in cause["evalue"]
+    for function in ("softmax", "sigmoid"):
+        for t in checks_of(broken, function):
+            assert t["cause"] == 1, t
+            assert t["message"].startswith(f"{function}() is not defined because cell 1 failed: SyntaxError at line 1")
+
+
+def test_a_missing_module_is_named_with_its_line(broken: dict[str, Any]) -> None:
+    cause = causes(broken)[2]
+    assert (cause["line"], cause["ename"], cause["functions"]) == (2, "ModuleNotFoundError", ["sigmoid_grad"])
+    assert "torchvision_not_installed" in cause["message"]
+    assert {t["cause"] for t in checks_of(broken, "sigmoid_grad")} == {2}
+
+
+def test_a_name_error_of_a_function_an_earlier_failed_cell_should_define_points_back_to_it(
+    broken: dict[str, Any],
+) -> None:
+    cause = causes(broken)[3]
+    assert (cause["line"], cause["ename"], cause["caused_by"]) == (1, "NameError", 1)
+    assert "softmax was to be defined by cell 1, which failed first" in cause["message"]
+    t = checks_of(broken, "softmax_cross_entropy")[0]
+    assert t["cause"] == 3 and "cell 1 failed: SyntaxError" in t["message"], t["message"]
+
+
+def test_functions_defined_before_the_failing_line_are_not_blamed(broken: dict[str, Any]) -> None:
+    cause = causes(broken)[4]
+    assert (cause["line"], cause["ename"], cause["functions"]) == (
+        SOURCES["mlp_forward"].count("\n") + 2,
+        "ZeroDivisionError",
+        ["mlp_loss"],
+    )
+    assert all(t["status"] == "passed" for t in checks_of(broken, "mlp_forward"))
+    assert {t["cause"] for t in checks_of(broken, "mlp_loss")} == {4}
+
+
+def test_a_call_of_a_function_a_failed_cell_left_undefined_names_that_cell(grade: GradeFn) -> None:
+    report = grade(
+        cells_with({"softmax_cross_entropy": "import torchvision_not_installed\n" + SOURCES["softmax_cross_entropy"]})
+    )
+    cell = list(SOURCES).index("softmax_cross_entropy") + 1
+    loss = checks_of(report, "mlp_loss")[0]
+    assert loss["cause"] == cell and "softmax_cross_entropy() is not defined because cell" in loss["message"]
+
+
+def test_every_view_leads_with_the_failed_cells(broken: dict[str, Any]) -> None:
+    jsonschema.validate(broken, SCHEMA)
+    assert broken["output"].startswith("Cell 1 failed: SyntaxError at line 1")
+    stream = io.StringIO()
+    text.render(broken, stream, width=200)
+    terminal = stream.getvalue()
+    first = terminal.index("cell 1 failed: SyntaxError at line 1")
+    assert first < terminal.index("Problem") < terminal.index("What to fix")
+    assert terminal.count("softmax() is not defined because cell 1 failed") == 1  # then: "the same as above"
+    page = html.feedback(broken)
+    assert page.index('id="root-causes"') < page.index("<table")
+    assert "cell 3 failed: NameError at line 1" in page
+
+
+def test_a_cell_that_runs_out_of_time_keeps_the_definitions_before_its_loop(grade: GradeFn) -> None:
+    slow = (
+        f"import functools\n{SOURCES['softmax']}\n{SOURCES['sigmoid']}\n"
+        f"@functools.lru_cache(maxsize=None)\n{SOURCES['sigmoid_grad']}\nwhile True:\n    pass\n"
+    )
+    report = grade(cells_with({"softmax": slow, "_drop": "sigmoid sigmoid_grad"}))
+    cause = causes(report)[1]
+    assert (cause["ename"], cause["kept"], cause["functions"]) == ("timeout", ["softmax", "sigmoid"], ["sigmoid_grad"])
+    assert cause["message"].startswith(
+        f"cell 1 ran out of time ({FAST.cell_timeout:g} s) at its top level; kept the definitions of softmax, sigmoid "
+        "from it; the cell's other statements were skipped; lost sigmoid_grad(): decorators"
+    ), cause["message"]
+    assert all(t["status"] == "passed" for f in ("softmax", "sigmoid") for t in checks_of(report, f))
+    assert {t["cause"] for t in checks_of(report, "sigmoid_grad")} == {1}
+
+
+def test_a_cell_that_runs_out_of_memory_keeps_its_definitions(grade: GradeFn) -> None:
+    hungry = f"{SOURCES['softmax']}\nfilled = np.ones(1 << 30 >> 3)\nfilled += 1\n"
+    report = grade(cells_with({"softmax": hungry}), limits=FAST.override(memory_mb=256))
+    cause = causes(report)[1]
+    assert cause["kept"] == ["softmax"] and cause["functions"] == [], cause
+    assert "ran out of memory (256 MiB)" in cause["message"] or "stopped the notebook's process" in cause["message"]
+    assert all(t["status"] == "passed" for t in checks_of(report, "softmax") if t["visibility"] == "visible")
+
+
+def test_definitions_whose_replay_fails_too_are_skipped_and_said_lost(grade: GradeFn) -> None:
+    first = "import numpy as np\nimport time\ndef slow(function):\n    time.sleep(60)\n    return function"
+    report = grade(cells_with({"softmax": "@slow\n" + SOURCES["softmax"]}, first=first))
+    cause = causes(report)[1]
+    assert (cause["kept"], cause["functions"]) == ([], ["softmax"])
+    assert "its definitions, replayed on their own, failed too" in cause["message"]
+    assert all(t["status"] == "passed" for t in checks_of(report, "sigmoid"))
+
+
+@pytest.mark.parametrize(
+    ("source", "replayed", "dropped"),
+    [
+        ("def f(x, y=1, *, z=-2.5) -> np.ndarray:\n    return x", ("f",), ()),
+        ("@functools.lru_cache(maxsize=None)\ndef f(x):\n    return x", (), ("f",)),
+        ("def f(x=np.zeros(10**9)):\n    return x", (), ("f",)),
+        ("def f(x: heavy()):\n    return x", (), ("f",)),
+        (
+            "class Net(nn.Module):\n    '''a net'''\n    size = 3\n    def forward(self, x):\n        return x",
+            ("Net",),
+            (),
+        ),
+        ("class Net:\n    table = build_table()", (), ("Net",)),
+        ("%matplotlib inline\ndef f(x):\n    return x\nwhile True:\n    pass", ("f",), ()),
+    ],
+)
+def test_only_definitions_that_run_no_code_are_replayed(source: str, replayed: tuple, dropped: tuple) -> None:
+    found = nb.cell_definitions(source)
+    assert (found.replayed, found.dropped) == (replayed, dropped)
+    assert (found.replay is not None) == bool(replayed)
+    assert "while" not in (found.replay or "") and "%" not in (found.replay or "")
+
+
+def test_a_cell_that_does_not_parse_still_says_what_it_defines() -> None:
+    found = nb.cell_definitions(
+        f"{NEWER_SYNTAX}\n    return items[0]\n\nclass Layer:\n    pass\ndef softmax(x):\n    ..."
+    )
+    assert list(found.names) == ["first", "Layer", "softmax"] and found.replay is None
