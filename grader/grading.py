@@ -150,9 +150,10 @@ class Grader:
 
 # ------------------------------------------------------------------ root causes: failed cells first
 
-CELL_FAILED = "cell {cell} failed: {failure}"
-NOT_RUN = "cell {cell} was not run: {evalue}"
-RAN_OUT = {  # a cell the sandbox stopped: the first run's status (or exception) -> what happened, in words
+CELL = "cell {index} (`{first_line}`)"  # a cell, as students can find it in their notebook
+CELL_FAILED = "{cell} failed: {failure}"
+NOT_RUN = "{cell} was not run: {evalue}"
+RAN_OUT = {  # a cell the sandbox stopped: its status (or exception) -> what happened, in words
     "timeout": "ran out of time ({limits.cell_timeout:g} s) at its top level",
     "MemoryError": "ran out of memory ({limits.memory_mb} MiB) at its top level",
     "crashed": "stopped the notebook's process at its top level",
@@ -181,6 +182,59 @@ def error_line(cell: CellRecord) -> int | None:
     return int(found.group(1)) if found else None
 
 
+@dataclass
+class FailedCell:
+    """A cell that did not run through: its error, what the sandbox did, and what it cost (for root_causes)."""
+
+    cell: CellRecord
+    ename: str
+    evalue: str
+    line: int | None
+    first_line: str
+    resource: str | None  # a RAN_OUT phrase: the sandbox stopped the cell
+    replay_failure: str | None  # why its definitions-only replay failed, if it did
+    kept: list[str]
+    functions: list[str]  # the assignment's functions it should have defined and did not
+    caused_by: tuple[str, int] | None  # (name, cell): its NameError is of a name that earlier failed cell lost
+
+    def message(self, limits: Limits) -> str:
+        """What happened to the cell, in one sentence."""
+        cell = CELL.format(index=self.cell.index, first_line=self.first_line) if self.first_line else ""
+        cell = cell or f"cell {self.cell.index}"
+        listed = ", ".join(f"{name}()" for name in self.functions)
+        if self.resource is not None:
+            parts = [f"{cell} {self.resource.format(limits=limits)}"]
+            if self.replay_failure:
+                parts.append(REPLAY_FAILED.format(why=self.replay_failure[:MAX_EVALUE]))
+            else:
+                parts.append(KEPT.format(names=", ".join(self.kept)) if self.kept else NOTHING_KEPT)
+                parts += [UNSAFE.format(names=listed)] if listed else []
+        else:
+            where = f" at line {self.line}" if self.line is not None else ""
+            failure = f"{self.ename}{where}: {self.evalue}" if self.evalue else f"{self.ename}{where}"
+            if self.cell.status == "not_run":
+                parts = [NOT_RUN.format(cell=cell, evalue=self.evalue)]
+            else:
+                parts = [CELL_FAILED.format(cell=cell, failure=failure)]
+            parts += [SHOULD_DEFINE.format(names=listed)] if listed else []
+        if self.caused_by is not None:
+            parts.append(CAUSED_BY.format(name=self.caused_by[0], cell=self.caused_by[1]))
+        return "; ".join(parts)
+
+    def to_dict(self, limits: Limits) -> dict[str, Any]:
+        """The report's root_causes entry (see report.schema.json)."""
+        return {
+            "cell": self.cell.index,
+            "line": self.line,
+            "ename": self.ename,
+            "evalue": self.evalue,
+            "functions": self.functions,
+            "kept": self.kept,
+            "caused_by": self.caused_by[1] if self.caused_by is not None else None,
+            "message": self.message(limits),
+        }
+
+
 def root_causes(
     record: ExecutionRecord, definitions: dict[int, nb.CellDefinitions], problems: set[str], limits: Limits
 ) -> list[dict[str, Any]]:
@@ -188,77 +242,27 @@ def root_causes(
     problem functions it should have defined and did not (`functions`), what a definitions-only replay kept,
     the earlier failed cell that explains it (a NameError of a name that cell should have defined), and the
     whole story in one `message`."""
-    causes: list[dict[str, Any]] = []
-    undefined: dict[str, int] = {}  # a name a failed cell should have defined -> that cell
+    failed: list[FailedCell] = []
+    lost_in: dict[str, int] = {}  # a name a failed cell should have defined -> that cell
     for cell in record.cells:
         if cell.status == "ok":
             continue
-        ename, _, evalue = (cell.error or "").partition(": ") if cell.status == "error" else (cell.status, "", "")
-        evalue = _INPUT_LINE.sub("", evalue if cell.status == "error" else cell.error or "")
-        line = error_line(cell) if cell.status == "error" else None
-        cell_defs = definitions.get(cell.index, nb.CellDefinitions({}))
-        resource = RAN_OUT.get(ename if cell.status == "error" else cell.status)
+        raised = cell.status == "error"
+        ename, _, evalue = (cell.error or "").partition(": ") if raised else (cell.status, "", cell.error or "")
+        evalue = _INPUT_LINE.sub("", evalue)[:MAX_EVALUE]
+        line = error_line(cell) if raised else None
+        defs = definitions.get(cell.index, nb.CellDefinitions({}))
+        resource = RAN_OUT.get(ename)
         replay = record.replayed.get(cell.index, "") if resource else ""
-        kept = list(cell_defs.replayed) if resource and replay is None else []
-        lost = [n for n in cell_defs.defined_from(None if ename in SYNTAX_ERRORS else line) if n not in kept]
+        kept = list(defs.replayed) if resource and replay is None else []
+        lost = [n for n in defs.defined_from(None if ename in SYNTAX_ERRORS else line) if n not in kept]
         named = _UNDEFINED.match(evalue) if ename == "NameError" else None
-        caused_by = undefined.get(named.group(1)) if named else None
-        for name in lost:
-            undefined[name] = cell.index
+        caused_by = (named.group(1), lost_in[named.group(1)]) if named and named.group(1) in lost_in else None
+        lost_in.update(dict.fromkeys(lost, cell.index))
+        first_line = defs.first_line.replace("`", "'")
         functions = [n for n in lost if n in problems]
-        causes.append(
-            {
-                "cell": cell.index,
-                "line": line,
-                "ename": ename,
-                "evalue": evalue[:MAX_EVALUE],
-                "functions": functions,
-                "kept": kept,
-                "caused_by": caused_by,
-                "message": _cause_message(cell, ename, evalue, line, resource, replay, kept, functions, limits)
-                + (
-                    f"; {CAUSED_BY.format(name=named.group(1), cell=caused_by)}"
-                    if named and caused_by is not None
-                    else ""
-                ),
-            }
-        )
-    return causes
-
-
-def _cause_message(
-    cell: CellRecord,
-    ename: str,
-    evalue: str,
-    line: int | None,
-    resource: str | None,
-    replay: str | None,
-    kept: list[str],
-    functions: list[str],
-    limits: Limits,
-) -> str:
-    """What happened to a cell, in one sentence: its error, or what the sandbox did and which definitions it kept."""
-    listed = ", ".join(f"{name}()" for name in functions)
-    if cell.status == "not_run":
-        return NOT_RUN.format(cell=cell.index, evalue=evalue) + (
-            f"; {SHOULD_DEFINE.format(names=listed)}" * bool(listed)
-        )
-    if resource is None:
-        where = f" at line {line}" if line is not None else ""
-        failure = f"{ename}{where}: {evalue[:MAX_EVALUE]}" if evalue else f"{ename}{where}"
-        return CELL_FAILED.format(cell=cell.index, failure=failure) + (
-            f"; {SHOULD_DEFINE.format(names=listed)}" * bool(listed)
-        )
-    parts = [f"cell {cell.index} {resource.format(limits=limits)}"]
-    if replay:
-        parts.append(REPLAY_FAILED.format(why=replay[:MAX_EVALUE]))
-    elif kept:
-        parts.append(KEPT.format(names=", ".join(kept)))
-    else:
-        parts.append(NOTHING_KEPT)
-    if functions and not replay:
-        parts.append(UNSAFE.format(names=listed))
-    return "; ".join(parts)
+        failed.append(FailedCell(cell, ename, evalue, line, first_line, resource, replay, kept, functions, caused_by))
+    return [f.to_dict(limits) for f in failed]
 
 
 def link_causes(outcomes: list[Outcome], causes: list[dict[str, Any]]) -> list[Outcome]:

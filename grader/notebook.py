@@ -264,6 +264,7 @@ _SIMPLE_EXPRESSIONS = (
     ast.BitOr,
     ast.Slice,
 )
+FIRST_LINE = 60  # characters of a cell's first line that name it in messages
 _DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)
 
 
@@ -279,6 +280,7 @@ class CellDefinitions:
     """
 
     names: dict[str, int]
+    first_line: str = ""  # how a reader finds the cell: its first line that is not blank, cut short
     replay: str | None = None
     replayed: tuple[str, ...] = ()
     dropped: tuple[str, ...] = ()
@@ -328,18 +330,20 @@ def _bound(node: ast.stmt) -> list[str]:
 def cell_definitions(source: str) -> CellDefinitions:
     """The names a cell's top level defines and its definitions-only replay; a cell that does not parse
     (a syntax error, or syntax newer than this Python's) falls back to its `def name(` and `class name` lines."""
+    first = next((line.strip() for line in source.splitlines() if line.strip()), "")
+    first = first if len(first) <= FIRST_LINE else first[: FIRST_LINE - 1] + "…"
     try:
         tree = ast.parse(_MAGIC_LINE.sub("", source))
     except (SyntaxError, ValueError):
-        return CellDefinitions(
-            {m.group(1): source.count("\n", 0, m.start()) + 1 for m in _TOP_LEVEL_DEF.finditer(source)}
-        )
+        lines = {m.group(1): source.count("\n", 0, m.start()) + 1 for m in _TOP_LEVEL_DEF.finditer(source)}
+        return CellDefinitions(lines, first)
     definitions = [node for node in tree.body if isinstance(node, _DEFINITIONS)]
     names = {name: node.end_lineno or node.lineno for node in definitions for name in _bound(node)}
     kept = [node for node in definitions if _replayable(node)]
     functions = [n for n in definitions if not isinstance(n, (ast.Import, ast.ImportFrom))]
     return CellDefinitions(
         names,
+        first,
         "\n".join(ast.unparse(node) for node in kept) if kept else None,
         tuple(name for node in kept if node in functions for name in _bound(node)),
         tuple(name for node in functions if node not in kept for name in _bound(node)),

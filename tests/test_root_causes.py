@@ -22,6 +22,7 @@ SCHEMA = json.loads((ROOT / "grader" / "reports" / "report.schema.json").read_te
 SOURCES = solution_sources()
 # Syntax this interpreter does not know: PEP 695 generics before Python 3.12 (a Python 2 print statement after).
 NEWER_SYNTAX = "def first[T](items: list[T]) -> T:" if sys.version_info < (3, 12) else "print 'loading'"
+CELL_1 = f"cell 1 (`{NEWER_SYNTAX}`)"  # how messages name the cell with that syntax: by its first line
 
 
 def cells_with(replace: dict[str, str], first: str = "import numpy as np") -> list[str]:
@@ -60,7 +61,9 @@ def test_a_syntax_error_is_the_cause_of_every_function_its_cell_defines(broken: 
     for function in ("softmax", "sigmoid"):
         for t in checks_of(broken, function):
             assert t["cause"] == 1, t
-            assert t["message"].startswith(f"{function}() is not defined because cell 1 failed: SyntaxError at line 1")
+            assert t["message"].startswith(
+                f"{function}() is not defined because {CELL_1} failed: SyntaxError at line 1"
+            )
 
 
 def test_a_missing_module_is_named_with_its_line(broken: dict[str, Any]) -> None:
@@ -77,7 +80,7 @@ def test_a_name_error_of_a_function_an_earlier_failed_cell_should_define_points_
     assert (cause["line"], cause["ename"], cause["caused_by"]) == (1, "NameError", 1)
     assert "softmax was to be defined by cell 1, which failed first" in cause["message"]
     t = checks_of(broken, "softmax_cross_entropy")[0]
-    assert t["cause"] == 3 and "cell 1 failed: SyntaxError" in t["message"], t["message"]
+    assert t["cause"] == 3 and f"{CELL_1} failed: SyntaxError" in t["message"], t["message"]
 
 
 def test_functions_defined_before_the_failing_line_are_not_blamed(broken: dict[str, Any]) -> None:
@@ -102,16 +105,16 @@ def test_a_call_of_a_function_a_failed_cell_left_undefined_names_that_cell(grade
 
 def test_every_view_leads_with_the_failed_cells(broken: dict[str, Any]) -> None:
     jsonschema.validate(broken, SCHEMA)
-    assert broken["output"].startswith("Cell 1 failed: SyntaxError at line 1")
+    assert broken["output"].startswith(f"C{CELL_1[1:]} failed: SyntaxError at line 1")
     stream = io.StringIO()
     text.render(broken, stream, width=200)
     terminal = stream.getvalue()
-    first = terminal.index("cell 1 failed: SyntaxError at line 1")
+    first = terminal.index(f"{CELL_1} failed: SyntaxError at line 1")
     assert first < terminal.index("Problem") < terminal.index("What to fix")
-    assert terminal.count("softmax() is not defined because cell 1 failed") == 1  # then: "the same as above"
+    assert terminal.count(f"softmax() is not defined because {CELL_1} failed") == 1  # then: "the same as above"
     page = html.feedback(broken)
     assert page.index('id="root-causes"') < page.index("<table")
-    assert "cell 3 failed: NameError at line 1" in page
+    assert "cell 3 (`check = softmax(np.zeros(3))`) failed: NameError at line 1" in page
 
 
 def test_a_cell_that_runs_out_of_time_keeps_the_definitions_before_its_loop(grade: GradeFn) -> None:
@@ -123,8 +126,9 @@ def test_a_cell_that_runs_out_of_time_keeps_the_definitions_before_its_loop(grad
     cause = causes(report)[1]
     assert (cause["ename"], cause["kept"], cause["functions"]) == ("timeout", ["softmax", "sigmoid"], ["sigmoid_grad"])
     assert cause["message"].startswith(
-        f"cell 1 ran out of time ({FAST.cell_timeout:g} s) at its top level; kept the definitions of softmax, sigmoid "
-        "from it; the cell's other statements were skipped; lost sigmoid_grad(): decorators"
+        f"cell 1 (`import functools`) ran out of time ({FAST.cell_timeout:g} s) at its top level; "
+        "kept the definitions of softmax, sigmoid from it; the cell's other statements were skipped; "
+        "lost sigmoid_grad(): decorators"
     ), cause["message"]
     assert all(t["status"] == "passed" for f in ("softmax", "sigmoid") for t in checks_of(report, f))
     assert {t["cause"] for t in checks_of(report, "sigmoid_grad")} == {1}
