@@ -62,8 +62,8 @@ def _entries(x: np.ndarray, expected: np.ndarray, form: str) -> list[tuple[str, 
 
 ROWS = Layout(("1-D", "2-D"), _rows)
 # "an array of any shape": 0-d to 3-D (the assignments' API takes arrays, so Python numbers are not declared)
-ELEMENTWISE = Layout((ZERO_D, "1-D", "2-D", "3-D"), _entries)
-NUMBERS_AND_ARRAYS = Layout((SCALAR, ZERO_D, "1-D", "2-D", "3-D"), _entries)  # for an API that also takes numbers
+ELEMENTWISE = Layout(("1-D", "2-D", "3-D", ZERO_D), _entries)
+NUMBERS_AND_ARRAYS = Layout(("1-D", "2-D", "3-D", ZERO_D, SCALAR), _entries)  # for an API that also takes numbers
 LAYOUTS: dict[str, Layout] = {}  # problem kind -> its declared input forms
 
 
