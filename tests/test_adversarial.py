@@ -295,7 +295,8 @@ def test_syntax_error_in_a_function_cell_names_the_missing_function(attack: Atta
     assert_survived(run)
     assert_only_cell_failed(run, 2, "error", r"^SyntaxError")
     assert_full_points_except(run, "sigmoid")
-    assert all(re.match(r"the notebook does not define sigmoid\(\)", t["message"]) for t in run.failed("sigmoid"))
+    expected = r"sigmoid\(\) is not defined because cell 2 \(`def sigmoid\(x\)`\) failed: SyntaxError at line 1"
+    assert all(re.match(expected, t["message"]) for t in run.failed("sigmoid"))
 
 
 def test_a_thousand_trivial_cells_are_graded_in_bounded_time(attack: Attacker) -> None:
