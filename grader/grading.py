@@ -1,4 +1,5 @@
-"""Grade notebooks: read, execute in the sandbox, run the checks, and build the result.
+"""Grade notebooks: read, execute in the sandbox, run the checks, and build the result, which leads with
+the cells that failed (root causes) and links each check they explain to them.
 
 The library API under every front end (CLI, pytest plugin, batch executors). A ``Grader``
 owns one sandbox zygote, so grading many notebooks pays the interpreter start-up once.
@@ -159,7 +160,7 @@ RAN_OUT = {  # a cell the sandbox stopped: its status (or exception) -> what hap
     "crashed": "stopped the notebook's process at its top level",
 }
 KEPT = "kept the definitions of {names} from it; the cell's other statements were skipped"
-NOTHING_KEPT = "it defines nothing that can run on its own, so the whole cell was skipped"
+NOTHING_KEPT = "no function or class of it could be kept; the cell's other statements were skipped"
 REPLAY_FAILED = "its definitions, replayed on their own, failed too ({why}), so the whole cell was skipped"
 UNSAFE = "lost {names}: decorators, default arguments or annotations that run code cannot be replayed on their own"
 SHOULD_DEFINE = "it should have defined {names}"

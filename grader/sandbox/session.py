@@ -6,7 +6,8 @@ size cap (a call's answer at most RESULT_FACTOR times its arguments), the output
 notebook's total time budget are counted here, and a forged, out-of-sequence or malformed frame
 is a protocol error charged to that cell or call. A timeout, a dead worker or a broken channel
 is turned into an exception for the affected cell or call only, and the worker is restarted
-(re-executing the notebook without the cells that killed it) before the next call.
+(re-executing the notebook without the cells that killed it, or with only their definitions when the
+grader built a replay of them) before the next call.
 """
 
 from __future__ import annotations
