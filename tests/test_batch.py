@@ -25,6 +25,8 @@ from grader.sandbox.zygote import bwrap_usable
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "assignments" / "mlp" / "examples"
+# the first eight examples (later ones exercise diagnoses, not the batch): the classes below keep their size
+EIGHT = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi")
 SCHEMA = json.loads((ROOT / "grader" / "reports" / "report.schema.json").read_text())
 LIMITS = ["--cell-timeout", "2", "--call-timeout", "2"]
 RUNTIME = re.compile(r"/tmp/jitgrade-runtime-[\w]+")
@@ -149,8 +151,8 @@ def mixed_class(tmp_path_factory: pytest.TempPathFactory) -> Path:
     own worker, and a student folder without a notebook."""
     folder = tmp_path_factory.mktemp("mixed") / "class"
     folder.mkdir()
-    for notebook in EXAMPLES.glob("*.ipynb"):
-        shutil.copy(notebook, folder)
+    for name in EIGHT:
+        shutil.copy(EXAMPLES / f"{name}.ipynb", folder)
     (folder / "empty.ipynb").write_bytes(b"")
     (folder / "truncated.ipynb").write_bytes((EXAMPLES / "alice.ipynb").read_bytes()[:700])
     (folder / "binary.ipynb").write_bytes(bytes(range(256)) * 8)
@@ -182,8 +184,8 @@ def twelve(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A class of twelve: the examples and four variants of them (grace's endless cell included)."""
     folder = tmp_path_factory.mktemp("twelve") / "class"
     folder.mkdir()
-    for notebook in EXAMPLES.glob("*.ipynb"):
-        shutil.copy(notebook, folder)
+    for name in EIGHT:
+        shutil.copy(EXAMPLES / f"{name}.ipynb", folder)
     for name in ("alice", "bob", "erin", "grace"):
         variant(EXAMPLES / f"{name}.ipynb", folder / f"{name}2.ipynb", name)
     return folder
