@@ -49,6 +49,8 @@ MAX_NODES = 10_000
 # Appended once to a notebook's outputs when they pass the output budget (by the worker, and again by the
 # grader, which enforces the budget on what it receives whatever the worker's own count says).
 TRUNCATION_NOTE = "\n[jitgrade: output truncated: this notebook printed more than {limit} bytes]\n"
+# A frame a worker may send at any time: an import of the grader it blocked, recorded by the grader at once.
+IMPORT_NOTICE = "import_attempt"
 
 
 @dataclass(frozen=True)

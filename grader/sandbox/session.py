@@ -72,7 +72,6 @@ ANSWERS = {  # the frames that may answer each request (callbacks aside)
     "call": ("returned", "raised", "missing", "not_callable"),
     "seed": ("ok",),
 }
-NOTICE = "import_attempt"  # a frame a worker may send at any time: a blocked import, recorded at once
 MAX_IMPORT_ATTEMPTS = 100
 MAX_OUTPUTS = 2000  # outputs kept per cell
 MAX_MIME = 20  # representations kept per display output
@@ -515,7 +514,7 @@ class Sandbox:
             while True:
                 reply, reply_payloads = self._read(deadline, limits)
                 op = reply.get("op")
-                if op == NOTICE:
+                if op == protocol.IMPORT_NOTICE:
                     continue
                 if reply.get("seq") != self.seq:
                     raise _WorkerGone("protocol", "an answer out of sequence")

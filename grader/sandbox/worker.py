@@ -83,7 +83,7 @@ from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
 from traitlets.config import Config  # noqa: E402
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-TRUNCATION_NOTE = "\n[jitgrade: output truncated: this notebook printed more than {limit} bytes]\n"
+TRUNCATION_NOTE = protocol.TRUNCATION_NOTE
 STDERR_FILE = ".stderr"  # in the worker's directory; the zygote reads it through its own descriptor only
 STDERR_TAIL = 4096
 QUOTA_POLL = 0.1  # seconds between two measures of the live workers' directories
@@ -245,16 +245,20 @@ def _make_shell() -> GradingShell:
 
 
 class ImportGuard:
-    """Meta-path finder that refuses the grader's packages and remembers who asked."""
+    """Meta-path finder that refuses the grader's packages and reports each attempt to the grader at once
+    (an import_attempt frame), so clearing this object's record later erases nothing the grader holds."""
 
-    def __init__(self, blocked: list[str]) -> None:
+    def __init__(self, blocked: list[str], resp_fd: int) -> None:
         self.blocked = set(blocked)
         self.attempts: list[str] = []
+        self.resp_fd = resp_fd
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> None:
         if fullname.partition(".")[0] in self.blocked:
             if fullname not in self.attempts:
                 self.attempts.append(fullname)
+                with contextlib.suppress(OSError):
+                    protocol.write_frame(self.resp_fd, {"op": protocol.IMPORT_NOTICE, "import_attempts": [fullname]})
             raise ImportError(f"importing {fullname!r} is not allowed in a graded notebook (jitgrade)")
         return None
 
@@ -477,7 +481,7 @@ def child_main(
     _die_with(zygote)  # a change of user clears the parent-death signal: set it again
     layers["seccomp"] = confine.install_seccomp(allow_processes=not request["no_subprocesses"])
     _limit_torch_threads(int(config["env"].get("OMP_NUM_THREADS", "1")))
-    guard = ImportGuard(config["blocked_imports"])
+    guard = ImportGuard(config["blocked_imports"], resp_fd)
     sys.meta_path.insert(0, guard)  # type: ignore[arg-type]
     random.seed(0)
     np.random.seed(0)

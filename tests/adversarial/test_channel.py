@@ -463,11 +463,6 @@ for obj in gc.get_objects():
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the worker to report a blocked import the moment it happens "
-    "(an 'import_attempt' frame from ImportGuard.find_spec; the grader records those frames)",
-)
 def test_a_blocked_import_stays_recorded_when_the_cell_clears_the_record(zygote: Zygote) -> None:
     with Sandbox(zygote, cells(CLEAR_ATTEMPTS), FAST) as sandbox:
         record = sandbox.execute()
