@@ -164,13 +164,20 @@ def worker_sys_path(hidden: Iterable[str]) -> list[str]:
     blocked by the import guard and left out of the readable paths). Any other such entry,
     e.g. the project root of an editable install, goes whole: it may also hold .git, tests or
     solutions.
+
+    Only the interpreter's own folders and site folders are kept at all: the folder of the script
+    that runs the grader (an instructor's course folder, say), the current directory and PYTHONPATH
+    entries may hold anything, so they are neither imported from nor readable by a worker.
     """
     hidden = [os.path.realpath(h) for h in hidden]
+    prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
     keep = []
     for entry in sys.path:
         if not entry or not os.path.exists(entry):
             continue
         real = os.path.realpath(entry)
+        if not _is_site_dir(real) and not any(_is_within(real, p) for p in prefixes):
+            continue
         if any(_is_within(real, h) for h in hidden):
             continue
         if any(_is_within(h, real) for h in hidden) and not _is_site_dir(real):

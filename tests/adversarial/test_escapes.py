@@ -704,3 +704,31 @@ def test_a_symbolic_link_does_not_open_up_a_hidden_folder(tmp_path: Path) -> Non
     assert not any(str(hidden).startswith(os.path.realpath(path)) for path in allowed), allowed  # rules follow links
     assert listable_folders([str(tmp_path)], [str(hidden)]) == [
         str(tmp_path / "lib" / "site-packages"), str(tmp_path / "lib"), str(tmp_path)]
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+@pytest.mark.parametrize("where", ["/var/tmp", "/tmp"])
+def test_the_folder_of_the_grading_script_is_out_of_reach(monkeypatch: pytest.MonkeyPatch, isolation: str,
+                                                          where: str) -> None:
+    """`python ~/course/grade.py` puts the course folder (masters and all) first on sys.path: a worker neither
+    imports from it nor reads it, and a folder under /tmp does not stop bubblewrap's private /tmp."""
+    course = Path(where) / f"jitgrade-course-{uuid.uuid4().hex[:10]}"
+    course.mkdir()
+    try:
+        (course / "solution_notes.py").write_text("SECRET = 'MASTER-SOLUTION'\n")
+        course.chmod(0o755)
+        (course / "solution_notes.py").chmod(0o644)
+        monkeypatch.syspath_prepend(str(course))
+        z = start_zygote(isolation)
+        try:
+            result = attack(z, f"COURSE = {str(course)!r}\n"
+                            "try:\n    RESULT['import'] = __import__('solution_notes').SECRET\n"
+                            "except ImportError:\n    RESULT['import'] = 'ENOENT'\n"
+                            "attempt('read', lambda: open(COURSE + '/solution_notes.py').read())\n"
+                            "attempt('write_tmp', lambda: open('/tmp/jitgrade-probe', 'w').close())")
+        finally:
+            z.close()
+    finally:
+        subprocess.run(["rm", "-rf", str(course)], check=False)
+    assert "MASTER-SOLUTION" not in json.dumps(result)
+    assert_refused(result, "import", "read")
