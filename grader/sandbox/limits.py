@@ -18,7 +18,9 @@ ADDRESS_SPACE_FACTOR = 4
 class Limits:
     """What one submission may use; enforced from outside the student's code.
 
-    Timeouts are wall-clock seconds measured by the grader; ``memory_mb`` bounds the memory the
+    Timeouts are wall-clock seconds measured by the grader: ``cell_timeout`` per cell, ``call_timeout``
+    per call of a student function, and ``notebook_timeout`` for the whole submission, its cells,
+    replays and every call together (checks left when it is used up are reported as not run); ``memory_mb`` bounds the memory the
     worker (and its subprocesses) actually use, held by a cgroup or by the zygote's watch of its
     resident set; file size and process count are kernel limits on the worker. ``max_processes = 1``
     means the worker alone: forks and subprocesses are refused. ``disk_mb`` and ``max_files`` bound the worker's
