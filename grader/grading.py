@@ -167,8 +167,8 @@ SHOULD_DEFINE = "it should have defined {names}"
 CAUSED_BY = "{name} was to be defined by cell {cell}, which failed first"
 MISSING_BECAUSE = "{function}() is not defined because {cause}. Fix that cell first: this check needs {function}()."
 SYNTAX_ERRORS = ("SyntaxError", "IndentationError", "TabError")  # nothing in such a cell ran
-_CELL_LINE = re.compile(r"Cell In\[\d+\], line (\d+)")
-_INPUT_LINE = re.compile(r" \(<ipython-input-[\w-]*>, line (\d+)\)$")
+_CELL_LINE = re.compile(r"Cell In\[\d+\], line (\d{1,9})\b")  # the worker's text: bounded
+_INPUT_LINE = re.compile(r" \(<ipython-input-[\w-]*>, line (\d{1,9})\)$")
 _UNDEFINED = re.compile(r"^name '(\w+)' is not defined")
 # A check's message about an undefined function: MissingFunction's (whatever the check put before it), or a
 # StudentError of a call that used a name the notebook does not define.

@@ -15,7 +15,9 @@ import pytest
 from conftest import FAST, GradeFn, solution_sources
 
 from grader import notebook as nb
+from grader.grading import error_line
 from grader.reports import html, text
+from grader.sandbox.session import CellRecord
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((ROOT / "grader" / "reports" / "report.schema.json").read_text())
@@ -180,3 +182,24 @@ def test_a_cell_that_does_not_parse_still_says_what_it_defines() -> None:
         f"{NEWER_SYNTAX}\n    return items[0]\n\nclass Layer:\n    pass\ndef softmax(x):\n    ..."
     )
     assert list(found.names) == ["first", "Layer", "softmax"] and found.replay is None
+
+
+def test_a_forged_line_number_is_not_believed() -> None:
+    """The traceback comes from the student's process: a line number of thousands of digits is no line."""
+    forged = {
+        "output_type": "error",
+        "ename": "NameError",
+        "evalue": "x",
+        "traceback": ["Cell In[1], line " + "9" * 5000],
+    }
+    assert error_line(CellRecord(0, "error", [forged], "NameError: x")) is None
+
+
+def test_student_text_in_a_root_cause_reaches_no_terminal_raw(grade: GradeFn) -> None:
+    hostile = "# \x1b[2J\u202e cleared\nimport torchvision_not_installed\n" + SOURCES["softmax"]
+    report = grade(cells_with({"softmax": hostile}), seed=None)
+    stream = io.StringIO()
+    text.render(report, stream, width=200)
+    for view in (stream.getvalue(), html.feedback(report)):
+        assert "\x1b" not in view and "\u202e" not in view
+        assert "cell 1 (`#" in view
