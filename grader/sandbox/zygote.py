@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from grader.assignment import assignment_roots
+from grader.sandbox import confine
 from grader.sandbox.limits import Limits
 
 _HERE = Path(__file__).resolve().parent
@@ -318,6 +319,9 @@ class Zygote:
         if self.proc is not None:
             return
         self.ready = False
+        # The process that talks to workers is the one they would attack: no process of the same user may open
+        # its memory, environment or descriptors through /proc (a grader not run as root, without Landlock).
+        confine.make_undumpable()
         self.runtime = tempfile.mkdtemp(prefix="jitgrade-runtime-")
         os.chmod(self.runtime, 0o755)
         for name in _RUNTIME_FILES:

@@ -732,3 +732,11 @@ def test_the_folder_of_the_grading_script_is_out_of_reach(monkeypatch: pytest.Mo
         subprocess.run(["rm", "-rf", str(course)], check=False)
     assert "MASTER-SOLUTION" not in json.dumps(result)
     assert_refused(result, "import", "read")
+
+
+def test_the_process_that_talks_to_workers_is_not_dumpable(zygote: Zygote) -> None:
+    """Its /proc/<pid>/mem, environ and fd stay closed to a same-user worker even where Landlock is missing."""
+    import ctypes
+
+    pr_get_dumpable = 3
+    assert ctypes.CDLL(None).prctl(pr_get_dumpable, 0, 0, 0, 0) == 0
