@@ -2,10 +2,11 @@
 
 A problem kind declares the forms of input its function takes (a softmax takes a 1-D vector or a
 2-D batch; a sigmoid takes an array of any rank, 0-d included, and Python floats too where an
-assignment's API promises numbers) and how one case becomes each form (row by row, or entry by entry). A check then grades a case in every declared
-form with :func:`every_form`, so that a branch written for one shape cannot hide from the extreme
-or random inputs given to another (a 1-D branch that subtracts the index of the maximum passes
-every 2-D test). Checks declare a subset with ``check(..., forms=...)`` when they are about one form.
+assignment's API promises numbers) and how one case becomes each form (row by row, or entry by
+entry). A check then grades a case in every declared form with :func:`every_form`, so that a branch
+written for one shape cannot hide from the extreme or random inputs given to another (a 1-D branch
+that subtracts the index of the maximum passes every 2-D test). Checks declare a subset with
+``check(..., forms=...)`` when they are about one form.
 """
 
 from __future__ import annotations
