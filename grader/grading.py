@@ -174,6 +174,7 @@ _UNDEFINED = re.compile(r"^name '(\w+)' is not defined")
 # StudentError of a call that used a name the notebook does not define.
 _UNDEFINED_IN_CHECK = re.compile(r"the notebook does not define (\w+)\(\)|\(\) raised NameError: name '(\w+)' is not")
 MAX_EVALUE = 300  # characters of a cell's error message quoted in a root cause
+MAX_ROOT_CAUSES = 20  # failed cells reported in all; past them, only those that cost or kept a definition
 
 
 def error_line(cell: CellRecord) -> int | None:
@@ -239,10 +240,10 @@ class FailedCell:
 def root_causes(
     record: ExecutionRecord, definitions: dict[int, nb.CellDefinitions], problems: set[str], limits: Limits
 ) -> list[dict[str, Any]]:
-    """One entry per cell that did not run through, in cell order: its error (cell, line, ename, evalue), the
-    problem functions it should have defined and did not (`functions`), what a definitions-only replay kept,
-    the earlier failed cell that explains it (a NameError of a name that cell should have defined), and the
-    whole story in one `message`."""
+    """One entry per cell that did not run through, in cell order (the first MAX_ROOT_CAUSES, then only those
+    that cost or kept a definition): its error (cell, line, ename, evalue), the problem functions it should
+    have defined and did not (`functions`), what a definitions-only replay kept, the earlier failed cell that
+    explains it (a NameError of a name that cell should have defined), and the whole story in one `message`."""
     failed: list[FailedCell] = []
     lost_in: dict[str, int] = {}  # a name a failed cell should have defined -> that cell
     for cell in record.cells:
@@ -263,7 +264,7 @@ def root_causes(
         first_line = defs.first_line.replace("`", "'")
         functions = [n for n in lost if n in problems]
         failed.append(FailedCell(cell, ename, evalue, line, first_line, resource, replay, kept, functions, caused_by))
-    return [f.to_dict(limits) for f in failed]
+    return [f.to_dict(limits) for i, f in enumerate(failed) if i < MAX_ROOT_CAUSES or f.functions or f.kept]
 
 
 def link_causes(outcomes: list[Outcome], causes: list[dict[str, Any]]) -> list[Outcome]:

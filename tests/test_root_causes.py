@@ -15,7 +15,7 @@ import pytest
 from conftest import FAST, GradeFn, solution_sources
 
 from grader import notebook as nb
-from grader.grading import error_line
+from grader.grading import MAX_ROOT_CAUSES, error_line
 from grader.reports import html, text
 from grader.sandbox.session import CellRecord
 
@@ -203,3 +203,14 @@ def test_student_text_in_a_root_cause_reaches_no_terminal_raw(grade: GradeFn) ->
     for view in (stream.getvalue(), html.feedback(report)):
         assert "\x1b" not in view and "\u202e" not in view
         assert "cell 1 (`#" in view
+
+
+def test_the_class_summary_names_students_whose_failed_cell_left_functions_undefined(broken: dict[str, Any]) -> None:
+    assert "cell 1 failed (SyntaxError), leaving softmax, sigmoid undefined" in html.troubles(broken)
+    assert "cell 1 failed (SyntaxError), leaving softmax, sigmoid undefined" in html.summary([broken], "class")
+
+
+def test_a_notebook_of_many_failing_cells_reports_a_bounded_number_of_them(grade: GradeFn) -> None:
+    report = grade(["1 / 0"] * (MAX_ROOT_CAUSES + 30) + cells_with({}), seed=None)
+    assert len(report["root_causes"]) == MAX_ROOT_CAUSES
+    assert report["score"] == report["max_score"]

@@ -31,6 +31,7 @@ HEATMAP_SIZE = (4.0, 3.0)  # inches
 HISTOGRAM_SIZE = (6.0, 2.4)
 DPI = 80
 FULL = 1e-9  # points within this of the maximum count as full points
+UNDEFINED_BY_CELL = "cell {cell} failed ({ename}), leaving {functions} undefined"
 
 _ENV = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -203,11 +204,16 @@ def common_diagnoses(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def troubles(report: dict[str, Any]) -> list[str]:
-    """Why a submission needs an instructor's look: it could not be graded, or cells timed out or crashed."""
+    """Why a submission needs an instructor's look: it could not be graded, a failed cell left functions
+    undefined (an import the grading environment lacks?), or cells timed out or crashed."""
     if report.get("error"):
         return [f"could not be graded: {report['error']}"]
     ex = report.get("execution") or {}
-    found = []
+    found = [
+        UNDEFINED_BY_CELL.format(cell=c["cell"], ename=c["ename"], functions=", ".join(c["functions"]))
+        for c in report.get("root_causes") or []
+        if c["functions"]
+    ]
     if ex.get("timeouts"):
         found.append("timed out in cell " + ", ".join(map(str, ex["timeouts"])))
     if ex.get("crashes"):
