@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import shutil
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from grader import cases
-from grader.assignment import Tolerance, load
+from grader.assignment import AssignmentError, Tolerance, load
 from grader.checks import shapes
 from grader.checks.base import Check, CheckContext, CheckFailed, PlannedCheck, apportion
 from grader.checks.numgrad import _step_text, never_computed
@@ -243,15 +243,35 @@ def test_the_report_states_the_scoring_rule(grade: Any) -> None:
     assert all((2 * t["max_score"]).is_integer() for t in report["tests"])
 
 
-def test_large_scores_has_its_own_weight_and_weight_zero_disables_it(tmp_path: Path) -> None:
+def _toml_copy(tmp_path: Path, edit: Any) -> Path:
+    """A copy of the bundled mlp assignment.toml, edited."""
     folder = tmp_path / "mlp"
     folder.mkdir()
-    text = (ROOT / "assignments" / "mlp" / "assignment.toml").read_text()
-    assert "large_scores = 2" in text
-    (folder / "assignment.toml").write_text(text.replace("large_scores = 2", "large_scores = 0"))
+    (folder / "assignment.toml").write_text(edit((ROOT / "assignments" / "mlp" / "assignment.toml").read_text()))
+    return folder
+
+
+def test_scoring_defaults_to_half_points_and_half_credit_for_shape_slips(tmp_path: Path) -> None:
+    unset = ("shape_slip_credit = 0.5\n", "point_step = 0.5\n")
+    folder = _toml_copy(tmp_path, lambda t: t.replace(unset[0], "").replace(unset[1], ""))
+    assignment = load(folder)
+    assert assignment.point_step == 0.5 and assignment.shape_slip_credit == 0.5
+
+
+@pytest.mark.parametrize(("line", "says"), [("shape_slip_credit = 2", "shape_slip_credit must lie in [0, 1]"),
+                                            ("point_step = 0", "point_step must be > 0")])
+def test_scoring_settings_out_of_range_are_refused(tmp_path: Path, line: str, says: str) -> None:
+    key = line.split(" = ")[0]
+    folder = _toml_copy(tmp_path, lambda t: t.replace(f"{key} = 0.5", line))
+    with pytest.raises(AssignmentError, match=re.escape(says)):
+        load(folder)
+
+
+def test_large_scores_has_its_own_weight_and_weight_zero_disables_it(tmp_path: Path) -> None:
+    assert "large_scores = 2" in (ROOT / "assignments" / "mlp" / "assignment.toml").read_text()
+    folder = _toml_copy(tmp_path, lambda t: t.replace("large_scores = 2", "large_scores = 0"))
     assert "mlp_loss.large_scores" in {p.id for p in plan(load("mlp"))}
     assert "mlp_loss.large_scores" not in {p.id for p in plan(load(folder))}
-    shutil.rmtree(folder)
 
 
 # --------------------------------------------------------------------------- gradient checkers
