@@ -328,15 +328,20 @@ def _bound(node: ast.stmt) -> list[str]:
 
 
 def cell_definitions(source: str) -> CellDefinitions:
-    """The names a cell's top level defines and its definitions-only replay; a cell that does not parse
-    (a syntax error, or syntax newer than this Python's) falls back to its `def name(` and `class name` lines."""
+    """The names a cell's top level defines and its definitions-only replay; a cell that does not parse (a
+    syntax error, syntax newer than this Python's, nesting past the parser's limits) falls back to its
+    `def name(` and `class name` lines."""
     first = next((line.strip() for line in source.splitlines() if line.strip()), "")
     first = first if len(first) <= FIRST_LINE else first[: FIRST_LINE - 1] + "…"
     try:
-        tree = ast.parse(_MAGIC_LINE.sub("", source))
-    except (SyntaxError, ValueError):
+        return _parsed_definitions(source, first)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # the parser's stack overflow is a MemoryError
         lines = {m.group(1): source.count("\n", 0, m.start()) + 1 for m in _TOP_LEVEL_DEF.finditer(source)}
         return CellDefinitions(lines, first)
+
+
+def _parsed_definitions(source: str, first: str) -> CellDefinitions:
+    tree = ast.parse(_MAGIC_LINE.sub("", source))
     definitions = [node for node in tree.body if isinstance(node, _DEFINITIONS)]
     names = {name: node.end_lineno or node.lineno for node in definitions for name in _bound(node)}
     kept = [node for node in definitions if _replayable(node)]

@@ -214,3 +214,18 @@ def test_a_notebook_of_many_failing_cells_reports_a_bounded_number_of_them(grade
     report = grade(["1 / 0"] * (MAX_ROOT_CAUSES + 30) + cells_with({}), seed=None)
     assert len(report["root_causes"]) == MAX_ROOT_CAUSES
     assert report["score"] == report["max_score"]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "-" * 100_000 + "1",
+        "1+" * 100_000 + "1",
+        "def f(x=" + "-" * 10_000 + "1): pass",
+        "def f(x: " + "a|" * 20_000 + "b): pass",
+    ],
+    ids=["unary", "binary", "default", "annotation"],
+)
+def test_a_cell_nested_past_the_parsers_limits_is_read_without_crashing_the_grader(source: str) -> None:
+    found = nb.cell_definitions(source + "\ndef softmax(x):\n    return x")
+    assert "softmax" in found.names and found.replay is None
