@@ -248,7 +248,7 @@ def dumps(data: dict[str, Any]) -> str:
 # ------------------------------------------------------------------ what a cell defines
 
 _MAGIC_LINE = re.compile(r"^[ \t]*[%!].*$", re.MULTILINE)  # IPython magics and shell escapes: not Python
-_TOP_LEVEL_DEF = re.compile(r"^(?:async[ \t]+)?(?:def|class)[ \t]+(\w+)", re.MULTILINE)
+_TOP_LEVEL_DEF = re.compile(r"(?:async[ \t]+)?(?:def|class)[ \t]+(\w+)")  # matched at a line's start
 _SIMPLE_EXPRESSIONS = (
     ast.Constant,
     ast.Name,
@@ -336,8 +336,8 @@ def cell_definitions(source: str) -> CellDefinitions:
     try:
         return _parsed_definitions(source, first)
     except (SyntaxError, ValueError, RecursionError, MemoryError):  # the parser's stack overflow is a MemoryError
-        lines = {m.group(1): source.count("\n", 0, m.start()) + 1 for m in _TOP_LEVEL_DEF.finditer(source)}
-        return CellDefinitions(lines, first)
+        lines = enumerate(source.splitlines(), start=1)
+        return CellDefinitions({m.group(1): n for n, line in lines if (m := _TOP_LEVEL_DEF.match(line))}, first)
 
 
 def _parsed_definitions(source: str, first: str) -> CellDefinitions:
@@ -345,11 +345,12 @@ def _parsed_definitions(source: str, first: str) -> CellDefinitions:
     definitions = [node for node in tree.body if isinstance(node, _DEFINITIONS)]
     names = {name: node.end_lineno or node.lineno for node in definitions for name in _bound(node)}
     kept = [node for node in definitions if _replayable(node)]
-    functions = [n for n in definitions if not isinstance(n, (ast.Import, ast.ImportFrom))]
+    functions = [node for node in definitions if not isinstance(node, (ast.Import, ast.ImportFrom))]
+    replayed = {id(node) for node in kept}
     return CellDefinitions(
         names,
         first,
         "\n".join(ast.unparse(node) for node in kept) if kept else None,
-        tuple(name for node in kept if node in functions for name in _bound(node)),
-        tuple(name for node in functions if node not in kept for name in _bound(node)),
+        tuple(name for node in functions if id(node) in replayed for name in _bound(node)),
+        tuple(name for node in functions if id(node) not in replayed for name in _bound(node)),
     )
