@@ -172,14 +172,19 @@ def _grade_elementwise(
     return warned
 
 
-@check("sigmoid", "values", "values on random input of every form (number, 0-d, 1-D to 3-D)", weight=3, randomized=True)
+@check("sigmoid", "values", "values on random arrays of every rank (0-d to 3-D)", weight=3, randomized=True)
 def check_sigmoid_values(ctx: CheckContext) -> None:
     for seed in ctx.case_seeds():
         case = cases.elementwise(seed)
         _grade_elementwise(ctx, case, ref_sigmoid(case.args[0]), "sigmoid(x)")
 
 
-@check("sigmoid", "extreme_values", "finite, exact values for |x| up to 1e4, in every input form", weight=2)
+@check(
+    "sigmoid",
+    "extreme_values",
+    "finite, exact values for |x| up to 1e4, in arrays of every rank (0-d to 3-D)",
+    weight=2,
+)
 def check_sigmoid_extreme_values(ctx: CheckContext) -> Passed | None:
     case = cases.extreme_elementwise()
     warned = _grade_elementwise(ctx, case, ref_sigmoid(case.args[0]), "sigmoid(x)")
@@ -201,7 +206,11 @@ def check_sigmoid_no_mutation(ctx: CheckContext) -> None:
 
 
 @check(
-    "sigmoid_grad", "values", "values as a function of s = sigmoid(x), in every input form", weight=4, randomized=True
+    "sigmoid_grad",
+    "values",
+    "values as a function of s = sigmoid(x), in arrays of every rank (0-d to 3-D)",
+    weight=4,
+    randomized=True,
 )
 def check_sigmoid_grad_values(ctx: CheckContext) -> None:
     for seed in ctx.case_seeds():
