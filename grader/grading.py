@@ -198,6 +198,7 @@ class FailedCell:
     kept: list[str]
     functions: list[str]  # the assignment's functions it should have defined and did not
     caused_by: tuple[str, int] | None  # (name, cell): its NameError is of a name that earlier failed cell lost
+    newer_python: str | None = None  # its syntax error is syntax of a newer Python (notebook.newer_python)
 
     def message(self, limits: Limits) -> str:
         """What happened to the cell, in one sentence."""
@@ -218,6 +219,7 @@ class FailedCell:
                 parts = [NOT_RUN.format(cell=cell, evalue=self.evalue)]
             else:
                 parts = [CELL_FAILED.format(cell=cell, failure=failure)]
+            parts += [self.newer_python] if self.newer_python else []
             parts += [SHOULD_DEFINE.format(names=listed)] if listed else []
         if self.caused_by is not None:
             parts.append(CAUSED_BY.format(name=self.caused_by[0], cell=self.caused_by[1]))
@@ -263,7 +265,10 @@ def root_causes(
         lost_in.update(dict.fromkeys(lost, cell.index))
         first_line = defs.first_line.replace("`", "'")
         functions = [n for n in lost if n in problems]
-        failed.append(FailedCell(cell, ename, evalue, line, first_line, resource, replay, kept, functions, caused_by))
+        newer = defs.newer_python if ename in SYNTAX_ERRORS else None
+        failed.append(
+            FailedCell(cell, ename, evalue, line, first_line, resource, replay, kept, functions, caused_by, newer)
+        )
     return [f.to_dict(limits) for i, f in enumerate(failed) if i < MAX_ROOT_CAUSES or f.functions or f.kept]
 
 

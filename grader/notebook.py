@@ -19,6 +19,7 @@ import itertools
 import json
 import operator
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -265,6 +266,17 @@ _SIMPLE_EXPRESSIONS = (
     ast.Slice,
 )
 FIRST_LINE = 60  # characters of a cell's first line that name it in messages
+# Syntax of a newer Python than the one grading (students run newer ones at home): (line pattern, feature, version)
+NEWER_SYNTAX = (
+    (re.compile(r"^\s*(?:async\s+)?def\s+\w+\s*\["), "type parameters, as in def f[T](x)", (3, 12)),
+    (re.compile(r"^\s*class\s+\w+\s*\["), "type parameters, as in class C[T]", (3, 12)),
+    (re.compile(r"^\s*type\s+\w+\s*(?:\[.*\])?\s*="), "type aliases, as in type Vector = list[float]", (3, 12)),
+    (re.compile(r"^\s*match\s+\S.*:\s*(?:#.*)?$"), "the match statement", (3, 10)),
+    (re.compile(r"^\s*except\s*\*"), "exception groups, as in except* ValueError", (3, 11)),
+)
+NEWER_PYTHON = (
+    "line {line} uses {feature}, new in Python {version}; notebooks are graded with Python {running}: write it without"
+)
 _DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)
 
 
@@ -284,6 +296,7 @@ class CellDefinitions:
     replay: str | None = None
     replayed: tuple[str, ...] = ()
     dropped: tuple[str, ...] = ()
+    newer_python: str | None = None  # for a cell that does not parse: syntax of a newer Python, said so
 
     def defined_from(self, line: int | None) -> list[str]:
         """Names the cell would have defined at or after `line` (all of them when the line is unknown)."""
@@ -335,9 +348,23 @@ def cell_definitions(source: str) -> CellDefinitions:
     first = first if len(first) <= FIRST_LINE else first[: FIRST_LINE - 1] + "…"
     try:
         return _parsed_definitions(source, first)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):  # the parser's stack overflow is a MemoryError
-        lines = enumerate(source.splitlines(), start=1)
-        return CellDefinitions({m.group(1): n for n, line in lines if (m := _TOP_LEVEL_DEF.match(line))}, first)
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:  # the parser's stack overflow: MemoryError
+        lines = source.splitlines()
+        names = {m.group(1): n for n, line in enumerate(lines, start=1) if (m := _TOP_LEVEL_DEF.match(line))}
+        at = getattr(exc, "lineno", None)
+        newer = newer_python(lines[at - 1], at) if at and at <= len(lines) else None
+        return CellDefinitions(names, first, newer_python=newer)
+
+
+def newer_python(line: str, number: int) -> str | None:
+    """What a line that this Python cannot parse is, when it is syntax of a newer Python (else None)."""
+    for pattern, feature, version in NEWER_SYNTAX:
+        if sys.version_info < version and pattern.match(line):
+            running = f"{sys.version_info.major}.{sys.version_info.minor}"
+            return NEWER_PYTHON.format(
+                line=number, feature=feature, version=".".join(map(str, version)), running=running
+            )
+    return None
 
 
 def _parsed_definitions(source: str, first: str) -> CellDefinitions:

@@ -229,3 +229,15 @@ def test_a_notebook_of_many_failing_cells_reports_a_bounded_number_of_them(grade
 def test_a_cell_nested_past_the_parsers_limits_is_read_without_crashing_the_grader(source: str) -> None:
     found = nb.cell_definitions(source + "\ndef softmax(x):\n    return x")
     assert "softmax" in found.names and found.replay is None
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="PEP 695 generics parse from Python 3.12 on")
+def test_syntax_of_a_newer_python_is_named_with_its_version(broken: dict[str, Any]) -> None:
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert (
+        f"failed: SyntaxError at line 1: expected '('; line 1 uses type parameters, as in def f[T](x), new in Python "
+        f"3.12; notebooks are graded with Python {running}: write it without; it should have defined softmax()"
+    ) in causes(broken)[1]["message"]
+    alias = nb.cell_definitions("import numpy as np\ntype Vector = list[float]\n").newer_python
+    assert alias is not None and alias.startswith("line 2 uses type aliases")
+    assert nb.cell_definitions("def f(:\n    pass").newer_python is None  # a plain syntax error is only that
