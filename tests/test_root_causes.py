@@ -27,9 +27,10 @@ NEWER_SYNTAX = "def first[T](items: list[T]) -> T:" if sys.version_info < (3, 12
 CELL_1 = f"cell 1 (`{NEWER_SYNTAX}`)"  # how messages name the cell with that syntax: by its first line
 
 
-def cells_with(replace: dict[str, str], first: str = "import numpy as np") -> list[str]:
-    """A full solution, cell 0 holding `first`, with some function cells replaced (keys: the function they held)."""
-    return [first] + [replace.get(name, SOURCES[name]) for name in SOURCES if name not in replace.get("_drop", "")]
+def cells_with(replace: dict[str, str], first: str = "import numpy as np", drop: tuple[str, ...] = ()) -> list[str]:
+    """A full solution, cell 0 holding `first`, with some function cells replaced (keys: the function they held)
+    and some left out (`drop`)."""
+    return [first] + [replace.get(name, SOURCES[name]) for name in SOURCES if name not in drop]
 
 
 def causes(report: dict[str, Any]) -> dict[int, dict[str, Any]]:
@@ -124,7 +125,7 @@ def test_a_cell_that_runs_out_of_time_keeps_the_definitions_before_its_loop(grad
         f"import functools\n{SOURCES['softmax']}\n{SOURCES['sigmoid']}\n"
         f"@functools.lru_cache(maxsize=None)\n{SOURCES['sigmoid_grad']}\nwhile True:\n    pass\n"
     )
-    report = grade(cells_with({"softmax": slow, "_drop": "sigmoid sigmoid_grad"}))
+    report = grade(cells_with({"softmax": slow}, drop=("sigmoid", "sigmoid_grad")))
     cause = causes(report)[1]
     assert (cause["ename"], cause["kept"], cause["functions"]) == ("timeout", ["softmax", "sigmoid"], ["sigmoid_grad"])
     assert cause["message"].startswith(
