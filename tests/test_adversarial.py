@@ -102,6 +102,10 @@ class Run:
     def failed(self, problem: str | None = None) -> list[dict[str, Any]]:
         return [t for t in self.report["tests"] if t["outcome"] != "passed" and problem in (None, t["problem"])]
 
+    def wrong(self, problem: str | None = None) -> list[dict[str, Any]]:
+        """Failed checks other than properties that hold but earn nothing without right values (gated)."""
+        return [t for t in self.failed(problem) if not t.get("details", {}).get("gated")]
+
     def outputs_text(self, index: int) -> str:
         assert self.executed is not None
         cell = self.executed["cells"][index]
@@ -451,8 +455,7 @@ def test_attack_in_a_function_costs_only_that_function(attack: Attacker, case: F
     assert_survived(run, case.limits)
     assert_full_points_except(run, case.function)
     assert all(c["status"] == "ok" for c in run.execution["cells"]), run.execution["cells"]
-    # properties (no mutation, shapes, ...) hold for many attacks but earn nothing without right values
-    failed = [t for t in run.failed(case.function) if not t.get("details", {}).get("gated")]
+    failed = run.wrong(case.function)
     assert failed
     skipped = rf"^{case.function}\(\) was not called again after failing \d times on earlier inputs; the last time: "
     for test in failed:
@@ -784,7 +787,8 @@ def test_values_past_the_protocol_limits_are_refused_clearly(attack: Attacker, b
     run = attack(solution_cells(replace={"sigmoid": function_source("sigmoid", body)}))
     assert_survived(run)
     assert_full_points_except(run, "sigmoid")
-    for test in run.failed("sigmoid"):
+    assert run.wrong("sigmoid")
+    for test in run.wrong("sigmoid"):
         assert "too large to grade: at most 10000 values and 16 levels of nesting" in test["message"], test["message"]
 
 
