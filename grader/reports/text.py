@@ -20,7 +20,8 @@ def isolation_label(execution: dict[str, Any] | None) -> str:
         return "none (not executed)"
     iso = execution.get("isolation", {})
     layers = iso.get("layers", {})
-    names = [iso.get("level", "process")] + [name for name, on in layers.items() if on]
+    names = [iso.get("level", "process")] + [f"{name} ({on})" if isinstance(on, str) else name
+                                             for name, on in layers.items() if on]
     return " + ".join(names)
 
 
@@ -37,6 +38,8 @@ def render(report: dict[str, Any], stream: TextIO | None = None, width: int | No
         return
     color = "green" if report["score"] >= report["max_score"] - 1e-9 else "yellow"
     console.print(f"[bold {color}]Score {report['score']:g} / {report['max_score']:g}[/]")
+    if prov.get("scoring"):
+        console.print(f"[dim]{escape(str(prov['scoring'].get('rule', '')))}[/]")
     causes = root_causes(report)
     if causes:
         console.print(f"\n[bold]{ROOT_CAUSES}[/]")
