@@ -25,7 +25,8 @@ def _limits_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("limits (default: the assignment's)")
     group.add_argument("--cell-timeout", type=float, metavar="S", help="seconds per notebook cell")
     group.add_argument("--call-timeout", type=float, metavar="S", help="seconds per call of a student function")
-    group.add_argument("--notebook-timeout", type=float, metavar="S", help="seconds for the whole submission: its cells and every call of its functions together")
+    group.add_argument("--notebook-timeout", type=float, metavar="S",
+                        help="seconds for the whole submission: its cells and every call of its functions together")
     group.add_argument("--memory-mb", type=int, metavar="MB", help="memory limit of the student process")
     group.add_argument("--output-kb", type=int, metavar="KB", help="cap on the notebook's captured output")
     group.add_argument("--isolation", choices=("auto", "bwrap", "process"), default="auto",

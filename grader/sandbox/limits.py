@@ -18,15 +18,16 @@ ADDRESS_SPACE_FACTOR = 4
 class Limits:
     """What one submission may use; enforced from outside the student's code.
 
-    Timeouts are wall-clock seconds measured by the grader: ``cell_timeout`` per cell, ``call_timeout``
-    per call of a student function, and ``notebook_timeout`` for the whole submission, its cells,
-    replays and every call together (checks left when it is used up are reported as not run); ``memory_mb`` bounds the memory the
-    worker (and its subprocesses) actually use, held by a cgroup or by the zygote's watch of its
-    resident set; file size and process count are kernel limits on the worker. ``max_processes = 1``
-    means the worker alone: forks and subprocesses are refused. ``disk_mb`` and ``max_files`` bound the worker's
-    directory as a whole (the zygote measures it ten times a second and stops a worker over it).
-    A function that times out or crashes the worker ``failures_per_function`` times is not
-    called again (each attempt costs a restart).
+    Timeouts are wall-clock seconds measured by the grader: ``cell_timeout`` per cell,
+    ``call_timeout`` per call of a student function, and ``notebook_timeout`` for the whole
+    submission, its cells, replays and every call together (checks left when it is used up are
+    reported as not run). ``memory_mb`` bounds the memory the worker (and its subprocesses)
+    actually use, held by a cgroup or by the zygote's watch of its resident set; file size and
+    process count are kernel limits on the worker. ``max_processes = 1`` means the worker alone:
+    forks and subprocesses are refused. ``disk_mb`` and ``max_files`` bound the worker's directory
+    as a whole (the zygote measures it ten times a second and stops a worker over it). A function
+    that times out or crashes the worker ``failures_per_function`` times is not called again (each
+    attempt costs a restart).
     """
 
     cell_timeout: float = 30.0
