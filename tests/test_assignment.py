@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import re
 import shutil
 from pathlib import Path
 
@@ -86,3 +88,47 @@ def test_folders_of_assignments_loaded_from_a_path_are_roots_a_worker_must_not_r
     assert course.resolve() in roots and (ROOT / "assignments") in roots
     assert not any(r.is_relative_to(ROOT / "assignments") for r in roots if r != ROOT / "assignments")
     assert "hw3" not in available(), "a course folder is graded by path, never listed as bundled"
+
+
+COURSE_WORDS = re.compile(r"cs224n|cs231n|eecs ?498|10707|umich|\bcmu\b", re.IGNORECASE)
+
+
+def _assignment_name_uses(tree: ast.AST, names: set[str]) -> list[tuple[int, str]]:
+    """Comparisons, match cases and dict keys that test a string equal to an assignment's name."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+        elif isinstance(node, ast.MatchValue):
+            operands = [node.value]
+        elif isinstance(node, ast.Dict):
+            operands = [k for k in node.keys if k is not None]
+        else:
+            continue
+        for operand in operands:
+            for leaf in ast.walk(operand):
+                if isinstance(leaf, ast.Constant) and isinstance(leaf.value, str) and leaf.value in names:
+                    found.append((getattr(node, "lineno", 0), leaf.value))
+    return found
+
+
+def test_no_grader_code_branches_on_an_assignment_name() -> None:
+    """A new course is an assignment folder (DESIGN invariant 7): nothing in grader/ or reference/ compares
+    with an assignment's name or mentions a course."""
+    root = ROOT
+    names = {p.parent.name for p in (root / "assignments").glob("*/assignment.toml")}
+    assert {"mlp", "mlp-sigmoid"} <= names
+    offenders = []
+    for path in sorted([*(root / "grader").rglob("*.py"), *(root / "reference").rglob("*.py")]):
+        source = path.read_text()
+        offenders += [f"{path.relative_to(root)}:{line}: {name!r}" for line, name in
+                      _assignment_name_uses(ast.parse(source), names)]
+        offenders += [f"{path.relative_to(root)}: mentions {m.group()!r}" for m in COURSE_WORDS.finditer(source)]
+    assert not offenders, offenders
+
+
+def test_the_name_check_finds_a_branch() -> None:
+    """The check above can fail: a comparison, a match case and a dict key are each found."""
+    tree = ast.parse("if a.name == 'mlp':\n    pass\nmatch n:\n    case 'mlp-sigmoid':\n        pass\nd = {'mlp': 1}\n")
+    found = sorted(name for _, name in _assignment_name_uses(tree, {"mlp", "mlp-sigmoid"}))
+    assert found == ["mlp", "mlp", "mlp-sigmoid"]
