@@ -172,6 +172,21 @@ def find(name_or_path: str | Path) -> Path:
     )
 
 
+NOT_BUNDLED = (
+    "the notebook's metadata names the assignment {name!r}, and a notebook may only name a bundled assignment "
+    "({known}): the student controls that metadata, so a folder or file it names could define its own points "
+    "and tolerances; give the course's assignment with -a (for example -a path/to/mlp)"
+)
+
+
+def declared(name: str) -> Assignment:
+    """The assignment a notebook's own metadata names: a bundled one only, never a path (a submission must not
+    choose the definition it is graded by)."""
+    if name not in available():
+        raise AssignmentError(NOT_BUNDLED.format(name=name, known=", ".join(available()) or "none installed"))
+    return load(name)
+
+
 def _require(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
     if key not in table:
         raise AssignmentError(f"{where}: missing required key {key!r}")

@@ -121,7 +121,9 @@ def mlp(seed: int, reg: float, activation: str = "relu", square: bool = False, b
     """A random two-layer problem: X (N, D), y (N,), params W1 (D, H), b1, W2 (H, C), b2, and reg.
 
     For ReLU nets every pre-activation lies at least KINK_MARGIN away from 0, so finite
-    differences never straddle a kink. With square=True, D == H.
+    differences never straddle a kink, and some are negative and some positive, so that a
+    missing or misplaced mask always shows (a batch of one with every unit active would hide it).
+    With square=True, D == H.
     """
     rng = _rng(seed)
     n, d, h, c = _distinct_dims(rng, square)
@@ -136,7 +138,7 @@ def mlp(seed: int, reg: float, activation: str = "relu", square: bool = False, b
             "b2": rng.standard_normal(c) * 0.5,
         }
         u = x @ params["W1"] + params["b1"]
-        if activation != "relu" or np.abs(u).min() >= KINK_MARGIN:
+        if activation != "relu" or (np.abs(u).min() >= KINK_MARGIN and (u < 0).any() and (u > 0).any()):
             break
     y = rng.integers(0, c, size=n).astype(np.int64)
     label = "random two-layer problem" + (" with D == H" if square else "") + (f", batch of {n}" if batch else "")

@@ -88,11 +88,11 @@ def _limits(assignment: Any, args: argparse.Namespace) -> Any:
     )
 
 
-def _load_assignment(name: str) -> Any:
-    from grader.assignment import AssignmentError, load
+def _load_assignment(name: str, from_metadata: bool = False) -> Any:
+    from grader.assignment import AssignmentError, declared, load
 
     try:
-        return load(name)
+        return declared(name) if from_metadata else load(name)
     except AssignmentError as exc:
         raise UsageError(str(exc)) from None
 
@@ -129,7 +129,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if name is None:
         raise UsageError(problem if notebook is None else
                          f"{args.notebook}: no assignment given and none in the notebook's metadata; pass -a NAME")
-    assignment = _load_assignment(name)
+    assignment = _load_assignment(name, from_metadata=not args.assignment)
     limits = _limits(assignment, args)
     hidden = [str(Path(p).resolve().parent) for p in (args.json, args.html, args.junit, args.gradescope) if p]
     zygote = Zygote(isolation=args.isolation, hidden_paths=hidden, preload=assignment.preload)
@@ -152,15 +152,16 @@ def cmd_check(args: argparse.Namespace) -> int:
         grader.close()
     report = result.to_dict()
     _write_formats(report, args)
+    from grader.reports.views import student_view
+
     if not args.quiet:
         from grader.reports import text
-        from grader.reports.views import student_view
 
         text.render(student_view(report))
-    if args.annotations == "github":
+    if args.annotations == "github":  # a CI log is the student's to read: hidden checks keep their details
         from grader.reports import github
 
-        sys.stdout.write(github.render(report, args.notebook))
+        sys.stdout.write(github.render(student_view(report), args.notebook))
     if result.error:
         from grader.reports.sanitize import one_line
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from grader import notebook as nb
 from grader.assignment import Assignment
-from grader.checks.base import Outcome
+from grader.checks.base import Outcome, derive_seed
 from grader.sandbox.limits import Limits
 from grader.sandbox.session import CellRecord, ExecutionRecord, Sandbox
 from grader.sandbox.zygote import Zygote
@@ -26,8 +26,15 @@ from grader.scoring import SubmissionResult
 
 
 def new_seed() -> int:
-    """A fresh hidden-case seed (recorded in every report it is used for)."""
-    return secrets.randbelow(2**31 - 1)
+    """A fresh hidden-case seed (recorded in every report it is used for): 63 random bits, so that no
+    search over seeds can match the derived values a submission observes."""
+    return secrets.randbits(63)
+
+
+def submission_seed(hidden_seed: int, notebook_sha256: str) -> int:
+    """The seed of one submission's hidden cases: the run's hidden seed and the notebook's own bytes, so
+    hidden inputs seen by one notebook (or by a classmate's) say nothing about a resubmission's."""
+    return derive_seed(hidden_seed, "submission", notebook_sha256, bits=63)
 
 
 @dataclass
@@ -125,13 +132,14 @@ class Grader:
         started = time.monotonic()
         template = self.template()
         cells = notebook.code_cells()
-        definitions = {index: nb.cell_definitions(source) for index, source in cells}
+        definitions = nb.notebook_definitions(cells)
         replays = {index: d.replay for index, d in definitions.items() if d.replay is not None}
         with Sandbox(self.zygote, cells, self.limits, replays) as sandbox:
             record = sandbox.execute()
             from grader.checks.runner import run_checks  # the Numba reference loads while the notebook ran
 
-            outcomes = run_checks(sandbox, self.assignment, self.hidden_seed)
+            seed = None if self.hidden_seed is None else submission_seed(self.hidden_seed, notebook.sha256)
+            outcomes = run_checks(sandbox, self.assignment, seed)
             record = sandbox.record()  # with the restarts and events the calls caused
         causes = root_causes(record, definitions, {p.name for p in self.assignment.problems}, self.limits)
         result = SubmissionResult(

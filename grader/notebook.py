@@ -20,6 +20,7 @@ import json
 import operator
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -340,20 +341,39 @@ def _bound(node: ast.stmt) -> list[str]:
     return [node.name] if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) else []
 
 
-def cell_definitions(source: str) -> CellDefinitions:
+# Source the grader parses with `ast` per notebook (its own process, unconfined): a syntax tree takes some
+# hundreds of bytes per byte of source (a 6 MB cell of list literals took 3 GB), so past this the grader
+# only scans the `def`/`class` lines. Real notebooks hold a few tens of KiB of code.
+MAX_PARSED_CHARS = 256 * 1024
+
+
+def notebook_definitions(cells: Sequence[tuple[int, str]]) -> dict[int, CellDefinitions]:
+    """cell_definitions of each (index, source), parsing cells in order while the notebook's parse budget lasts."""
+    budget = MAX_PARSED_CHARS
+    found = {}
+    for index, source in cells:
+        parse = len(source) <= budget
+        budget -= len(source) if parse else 0
+        found[index] = cell_definitions(source, parse)
+    return found
+
+
+def cell_definitions(source: str, parse: bool = True) -> CellDefinitions:
     """The names a cell's top level defines and its definitions-only replay; a cell that does not parse (a
-    syntax error, syntax newer than this Python's, nesting past the parser's limits) falls back to its
-    `def name(` and `class name` lines."""
+    syntax error, syntax newer than this Python's, nesting past the parser's limits), or is not parsed (too
+    large), falls back to its `def name(` and `class name` lines."""
     first = next((line.strip() for line in source.splitlines() if line.strip()), "")
     first = first if len(first) <= FIRST_LINE else first[: FIRST_LINE - 1] + "…"
-    try:
-        return _parsed_definitions(source, first)
-    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:  # the parser's stack overflow: MemoryError
-        lines = source.splitlines()
-        names = {m.group(1): n for n, line in enumerate(lines, start=1) if (m := _TOP_LEVEL_DEF.match(line))}
-        at = getattr(exc, "lineno", None)
-        newer = newer_python(lines[at - 1], at) if at and at <= len(lines) else None
-        return CellDefinitions(names, first, newer_python=newer)
+    at = None
+    if parse:
+        try:
+            return _parsed_definitions(source, first)
+        except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:  # parser stack overflow: MemoryError
+            at = getattr(exc, "lineno", None)
+    lines = source.splitlines()
+    names = {m.group(1): n for n, line in enumerate(lines, start=1) if (m := _TOP_LEVEL_DEF.match(line))}
+    newer = newer_python(lines[at - 1], at) if at and at <= len(lines) else None
+    return CellDefinitions(names, first, newer_python=newer)
 
 
 def newer_python(line: str, number: int) -> str | None:

@@ -44,15 +44,15 @@ class NotebookChecks(pytest.File):
 
     def collect(self) -> Any:
         from grader import notebook as nb
-        from grader.assignment import AssignmentError, load
+        from grader.assignment import AssignmentError, declared, load
         from grader.checks.runner import plan
 
         try:
             notebook = nb.read(self.path)
-            name = self.config.getoption("jitgrade_assignment") or notebook.assignment
-            if name is None:
+            given = self.config.getoption("jitgrade_assignment")
+            if given is None and notebook.assignment is None:
                 raise nb.NotebookError(f"{self.path}: no assignment in its metadata; pass --jitgrade-assignment")
-            assignment = load(name)
+            assignment = load(given) if given is not None else declared(notebook.assignment)
         except (nb.NotebookError, AssignmentError) as exc:
             raise pytest.UsageError(str(exc)) from None
         self.config.stash[_KEY] = {"notebook": notebook, "assignment": assignment}

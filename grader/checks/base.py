@@ -9,7 +9,7 @@ assignment's data, never by ``if`` chains inside the checks.
 
 from __future__ import annotations
 
-import zlib
+import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -209,9 +209,12 @@ def _on_grid(units: int, step: float) -> float:
     return round(units * step, decimals)
 
 
-def derive_seed(*parts: object) -> int:
-    """A 32-bit seed derived deterministically from the parts (stable across runs and platforms)."""
-    return zlib.crc32(repr(parts).encode()) & 0x7FFFFFFF
+def derive_seed(*parts: object, bits: int = 31) -> int:
+    """A seed of `bits` bits derived deterministically from the parts (stable across runs and platforms) by
+    a cryptographic hash: a derived seed a submission observes (its worker is seeded with one before each
+    check) tells nothing about the hidden seed among the parts, which a linear checksum would give away."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & ((1 << bits) - 1)
 
 
 MEMO_BYTES = 16 * 2**20  # arrays a submission's call results may keep in the memo (sandbox CallResult.nbytes)
