@@ -57,11 +57,16 @@ def logits(seed: int, ndim: int, dtype: Any = np.float64, scale: float = 3.0) ->
     return Case(f"random {ndim}-D {np.dtype(dtype).name} logits", seed, (x,), names=("x",))
 
 
-def extreme_logits(dtype: Any = np.float64, magnitude: float = 1e4) -> Case:
-    """Logits of +/- magnitude with ties and large gaps: the overflow test."""
+def extreme_logits(seed: int, dtype: Any = np.float64, magnitude: float = 1e4) -> Case:
+    """Logits of +/- magnitude with ties and large gaps: the overflow test. The rows' patterns are fixed (mixed signs,
+    all near -m, ties at the maximum, small values); their signs, order, columns and small values come from the seed."""
+    rng = _rng(seed)
     m = magnitude
-    x = np.array([[m, 0.0, -m, 1.0], [-m, -m, -m + 1.0, -m], [m, m, m - 2.0, 0.0], [0.5, -0.25, 0.0, 1.0]], dtype=dtype)
-    return Case(f"logits of magnitude {m:g} ({np.dtype(dtype).name})", 0, (x,), names=("x",))
+    small = rng.uniform(-1.0, 1.0, 4)
+    rows = np.array([[m, 0.0, -m, small[0]], [-m, -m, -m + 1.0, -m], [m, m, m - 2.0, 0.0], small])
+    signs = rng.choice([-1.0, 1.0], size=(len(rows), 1))
+    x = rng.permuted(rng.permutation(rows * signs + 0.0), axis=1).astype(dtype)
+    return Case(f"logits of magnitude {m:g} ({np.dtype(dtype).name})", seed, (x,), names=("x",))
 
 
 def elementwise(seed: int, dtype: Any = np.float64, scale: float = 4.0) -> Case:
@@ -72,10 +77,13 @@ def elementwise(seed: int, dtype: Any = np.float64, scale: float = 4.0) -> Case:
     return Case(f"random {ndim}-D array", seed, ((rng.standard_normal(shape) * scale).astype(dtype),), names=("x",))
 
 
-def extreme_elementwise(magnitude: float = 1e4) -> Case:
-    """Values from -magnitude to +magnitude, including 0 and the region where exp overflows."""
-    x = np.array([-magnitude, -1000.0, -745.0, -710.0, -40.0, -1.0, 0.0, 1.0, 40.0, 710.0, 745.0, 1000.0, magnitude])
-    return Case(f"values from {-magnitude:g} to {magnitude:g}", 0, (x,), names=("x",))
+def extreme_elementwise(seed: int, magnitude: float = 1e4) -> Case:
+    """Values from -magnitude to +magnitude, including 0 and the region where exp overflows, in a random order, with
+    random signs and sizes (from the seed) except for the two extremes."""
+    rng = _rng(seed)
+    sizes = np.array([1000.0, 745.0, 710.0, 40.0, 1.0]) * rng.uniform(1.0, 1.1, 5) * rng.choice([-1.0, 1.0], 5)
+    x = rng.permutation(np.concatenate([[-magnitude, magnitude, 0.0], sizes, rng.uniform(-800.0, 800.0, 5)]))
+    return Case(f"values from {-magnitude:g} to {magnitude:g}", seed, (x,), names=("x",))
 
 
 def sigmoid_outputs(seed: int) -> Case:
@@ -98,12 +106,17 @@ def classification(seed: int, scale: float = 2.0) -> Case:
     return Case("random logits and labels", seed, (z, y), names=("z", "y"))
 
 
-def extreme_classification(magnitude: float = 1e4) -> Case:
-    """Logits of +/- magnitude where the true class sometimes has the smallest logit."""
+def extreme_classification(seed: int, magnitude: float = 1e4) -> Case:
+    """Logits of +/- magnitude where the true class sometimes has the smallest logit; the rows' signs, order and
+    columns, the small logits and the labels come from the seed."""
+    rng = _rng(seed)
     m = magnitude
-    z = np.array([[m, 0.0, -m], [-m, m, 0.0], [0.0, 0.0, m], [1.0, 2.0, 3.0]])
-    y = np.array([0, 2, 1, 2], dtype=np.int64)
-    return Case(f"logits of magnitude {m:g}", 0, (z, y), names=("z", "y"))
+    rows = np.array([[m, 0.0, -m], [-m, m, 0.0], [0.0, 0.0, m], np.sort(rng.uniform(-3.0, 3.0, 3))])
+    z = rng.permuted(rng.permutation(rows * rng.choice([-1.0, 1.0], size=(len(rows), 1)) + 0.0), axis=1)
+    y = rng.integers(0, 3, size=len(z)).astype(np.int64)
+    row = int(rng.integers(len(z)))
+    y[row] = int(np.argmin(z[row]))  # some row's true class has the smallest logit
+    return Case(f"logits of magnitude {m:g}", seed, (z, y), names=("z", "y"))
 
 
 def _distinct_dims(rng: np.random.Generator, square: bool) -> tuple[int, int, int, int]:

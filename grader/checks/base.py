@@ -83,7 +83,7 @@ class Check:
     name: str
     title: str
     weight: float
-    randomized: bool
+    seeded: bool  # its inputs come from the check's seed, so it has a hidden twin (see plan)
     func: Callable[[CheckContext], Passed | None]
     role: str = "value"
     forms: tuple[str, ...] | None = None  # the input forms its cases are graded in (None: every declared one)
@@ -101,12 +101,13 @@ def check(
     name: str,
     title: str,
     weight: float = 1.0,
-    randomized: bool = False,
+    seeded: bool = True,
     role: str = "value",
     forms: tuple[str, ...] | None = None,
 ) -> Callable[[Callable[[CheckContext], Passed | None]], Callable[[CheckContext], Passed | None]]:
-    """Register a check for problems of `kind`. Randomized checks run on visible and on hidden cases; `forms`
-    restricts the input forms (grader.checks.shapes) its cases are graded in, for checks about one form."""
+    """Register a check for problems of `kind`. Seeded checks (every check whose inputs come from its seed, all but
+    those judged on the probe seed's fresh problems) run on visible and on hidden cases; `forms` restricts the input
+    forms (grader.checks.shapes) its cases are graded in, for checks about one form."""
     if role not in ROLES:
         raise ValueError(f"check {kind}.{name}: role must be one of {ROLES}, got {role!r}")
 
@@ -114,7 +115,7 @@ def check(
         checks = REGISTRY.setdefault(kind, [])
         if any(c.name == name for c in checks):
             raise ValueError(f"check {kind}.{name} registered twice")
-        checks.append(Check(kind, name, title, weight, randomized, func, role, forms))
+        checks.append(Check(kind, name, title, weight, seeded, func, role, forms))
         return func
 
     return register
@@ -143,7 +144,8 @@ class PlannedCheck:
 def plan(assignment: Assignment, include_hidden: bool = True) -> list[PlannedCheck]:
     """The checks grading each problem, with points split by weight (and visible/hidden share).
 
-    Without hidden cases (a student's visible-only self-check), randomized checks carry all their points.
+    Every seeded check gets a hidden twin on the hidden seed, so that no graded input follows from public data;
+    without hidden cases (a student's visible-only self-check), its visible entry carries all its points.
     """
     planned: list[PlannedCheck] = []
     for problem in assignment.problems:
@@ -164,7 +166,7 @@ def plan(assignment: Assignment, include_hidden: bool = True) -> list[PlannedChe
             )
         entries: list[tuple[Check, bool, float]] = []  # (check, hidden, share of the problem's weight)
         for c, w in weighted:
-            if c.randomized and include_hidden and assignment.hidden_cases > 0 and assignment.hidden_share > 0:
+            if c.seeded and include_hidden and assignment.hidden_cases > 0 and assignment.hidden_share > 0:
                 if assignment.hidden_share < 1:
                     entries.append((c, False, w * (1.0 - assignment.hidden_share)))
                 entries.append((c, True, w * assignment.hidden_share))

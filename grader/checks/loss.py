@@ -90,13 +90,13 @@ def _check_dz(ctx: CheckContext, case: cases.Case) -> None:
         raise ownloss.carry(ctx, failure, lambda: _verdict(ctx), known, case.args, (loss, {"z": found}), "z") from None
 
 
-@check("softmax_cross_entropy", "loss_value", "loss value on random logits", weight=3, randomized=True)
+@check("softmax_cross_entropy", "loss_value", "loss value on random logits", weight=3)
 def check_ce_loss_value(ctx: CheckContext) -> None:
     for seed in ctx.case_seeds():
         _check_loss(ctx, cases.classification(seed))
 
 
-@check("softmax_cross_entropy", "gradient", "dz = dL/dz on random logits", weight=4, randomized=True)
+@check("softmax_cross_entropy", "gradient", "dz = dL/dz on random logits", weight=4)
 def check_ce_gradient(ctx: CheckContext) -> None:
     ownloss.grade_gradients(functools.partial(_check_dz, ctx, cases.classification(s)) for s in ctx.case_seeds())
 
@@ -131,6 +131,7 @@ def _verdict(ctx: CheckContext) -> ownloss.Verdict:
     "dz is the exact gradient of your own loss (the reference or a known mistake), on fresh logits",
     weight=2,
     role="property",
+    seeded=False,  # judged on the probe seed's fresh problems, secret when grading
 )
 def check_ce_gradient_matches_own_loss(ctx: CheckContext) -> None:
     verdict = _verdict(ctx)
@@ -140,7 +141,7 @@ def check_ce_gradient_matches_own_loss(ctx: CheckContext) -> None:
 
 @check("softmax_cross_entropy", "extreme_logits", "finite, exact loss and dz for logits of +/-1e4", weight=2)
 def check_ce_extreme_logits(ctx: CheckContext) -> None:
-    case = cases.extreme_classification()
+    case = cases.extreme_classification(ctx.sub_seed("extreme"))
     _check_loss(ctx, case)
     _check_dz(ctx, case)
 

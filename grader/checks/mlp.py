@@ -83,7 +83,7 @@ def _check_scores(ctx: CheckContext, case: cases.Case) -> None:
     )
 
 
-@check("mlp_forward", "scores", "scores on random two-layer problems", weight=4, randomized=True)
+@check("mlp_forward", "scores", "scores on random two-layer problems", weight=4)
 def check_forward_scores(ctx: CheckContext) -> None:
     for seed in ctx.case_seeds():
         _check_scores(ctx, _case(ctx, seed))
@@ -133,7 +133,7 @@ def _check_loss_value(ctx: CheckContext, case: cases.Case) -> None:
     )
 
 
-@check("mlp_loss", "loss_value", "loss value (cross-entropy plus L2 penalty)", weight=3, randomized=True)
+@check("mlp_loss", "loss_value", "loss value (cross-entropy plus L2 penalty)", weight=3)
 def check_loss_value(ctx: CheckContext) -> None:
     for seed in ctx.case_seeds():
         _check_loss_value(ctx, _case(ctx, seed))
@@ -204,7 +204,7 @@ def _gradient_check(name: str):  # type: ignore[no-untyped-def]
 
 
 for _name in PARAMS:
-    check("mlp_loss", f"grad_{_name}", f"gradient d{_name}", weight=3, randomized=True)(_gradient_check(_name))
+    check("mlp_loss", f"grad_{_name}", f"gradient d{_name}", weight=3)(_gradient_check(_name))
 
 
 @check("mlp_loss", "square_weights", "every gradient when D == H (a transposed dW1 has the right shape)")
@@ -219,6 +219,7 @@ def check_square_weights(ctx: CheckContext) -> None:
     "your gradient is the exact gradient of your own loss (the reference or a known mistake), on fresh problems",
     weight=2,
     role="property",
+    seeded=False,  # judged on the probe seed's fresh problems, secret when grading
 )
 def check_gradient_matches_own_loss(ctx: CheckContext) -> None:
     verdict = _verdict(ctx)

@@ -212,14 +212,13 @@ def _step_text(step: float) -> str:
     "quadratic",
     "gradient of a quadratic form (1-D x), to central-difference accuracy",
     weight=3,
-    randomized=True,
 )
 def check_numgrad_quadratic(ctx: CheckContext) -> None:
     for seed in ctx.case_seeds():
         _grade(ctx, quadratic(seed))
 
 
-@check("numerical_gradient", "sines", "gradient of a sum of sines (2-D x)", weight=3, randomized=True)
+@check("numerical_gradient", "sines", "gradient of a sum of sines (2-D x)", weight=3)
 def check_numgrad_sines(ctx: CheckContext) -> None:
     for seed in ctx.case_seeds():
         _grade(ctx, sum_of_sines(seed))

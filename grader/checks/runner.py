@@ -25,7 +25,7 @@ from grader.checks.base import (
 )
 from grader.sandbox.exceptions import SandboxError
 
-__all__ = ["REGISTRY", "Outcome", "gate_properties", "plan", "run_check", "run_checks"]
+__all__ = ["REGISTRY", "Outcome", "gate_properties", "gate_visible_on_hidden", "plan", "run_check", "run_checks"]
 
 PROPERTY_WITHOUT_VALUES = (
     "{message} But no points: none of {function}()'s value checks earns points, and a property such as this "
@@ -33,6 +33,11 @@ PROPERTY_WITHOUT_VALUES = (
     "make the values match first."
 )
 
+VISIBLE_WITHOUT_HIDDEN = (
+    "No points: {function}() is right on the visible inputs but wrong on hidden inputs of the same kind: the points "
+    "of the visible case count only when the hidden case passes too. Make it right for any input (the hidden "
+    "case's message says where it goes wrong)."
+)
 
 SHAPE_SLIP_CREDIT = "Right values in the wrong shape earn {share:.0%} of this check's points in this assignment."
 SHAPE_SLIP_NO_CREDIT = "Right values in the wrong shape earn no points in this assignment."
@@ -122,7 +127,27 @@ def run_checks(
             continue
         seed = hidden_seed if planned.hidden and hidden_seed is not None else assignment.visible_seed
         outcomes.append(run_check(planned, session, assignment, seed, memo, probe_seed))
-    return gate_properties(outcomes)
+    return gate_properties(gate_visible_on_hidden(outcomes))
+
+
+def gate_visible_on_hidden(outcomes: list[Outcome]) -> list[Outcome]:
+    """A visible entry keeps its points only when its hidden twin earns some (when hidden cases are graded).
+
+    Code right on the public inputs and wrong on fresh ones of the same kind is a table of answers or a bug.
+    """
+    hidden_wrong = {o.id.removesuffix("[hidden]") for o in outcomes if o.hidden and o.score == 0}
+    return [
+        dataclasses.replace(
+            o,
+            score=0.0,
+            status="failed",
+            message=" ".join(filter(None, (VISIBLE_WITHOUT_HIDDEN.format(function=o.problem), o.message))),
+            details={**o.details, "hidden_twin_failed": True},
+        )
+        if not o.hidden and o.id in hidden_wrong and o.score > 0
+        else o
+        for o in outcomes
+    ]
 
 
 def gate_properties(outcomes: list[Outcome]) -> list[Outcome]:
