@@ -12,6 +12,13 @@ from typing import Any
 # of the watch (a tight loop writes a few GiB per tenth of a second), so one worker cannot exhaust the machine.
 ADDRESS_SPACE_FLOOR = 8 * 1024**3
 ADDRESS_SPACE_FACTOR = 4
+# RLIMIT_NPROC counts every task (thread or process) of a user, not of a worker: a root grader's workers
+# all run as uid 65534 (every zygote, every --jobs slot, and any other "nobody" process on the host). It
+# is a kernel backstop for the zygote's watch of max_threads (ten times a second; a loop starts a few
+# hundred threads between two polls), so it leaves room for this many workers at their max_threads at once
+# and bounds what one runaway worker can start before the watch stops it. It binds no uid 0 task (a root
+# grader's workers under bubblewrap are host uid 0: only the watch holds them).
+CONCURRENT_WORKERS = 16
 
 
 @dataclass(frozen=True)
@@ -22,12 +29,15 @@ class Limits:
     ``call_timeout`` per call of a student function, and ``notebook_timeout`` for the whole
     submission, its cells, replays and every call together (checks left when it is used up are
     reported as not run). ``memory_mb`` bounds the memory the worker (and its subprocesses)
-    actually use, held by a cgroup or by the zygote's watch of its resident set; file size and
-    process count are kernel limits on the worker. ``max_processes = 1`` means the worker alone:
-    forks and subprocesses are refused. ``disk_mb`` and ``max_files`` bound the worker's directory
-    as a whole (the zygote measures it ten times a second and stops a worker over it). A function
-    that times out or crashes the worker ``failures_per_function`` times is not called again (each
-    attempt costs a restart).
+    actually use, held by a cgroup or by the zygote's watch of its resident set; file size is a kernel
+    limit on the worker. ``max_threads`` bounds the tasks (threads and processes) the worker and its
+    subprocesses run at once: the zygote counts them ten times a second and stops a worker over it
+    (NumPy's BLAS, PyTorch's pools and a student's thread pool need a few dozen at most; 256 leaves them
+    room, while each task costs the host a PID). ``max_processes = 1`` means the worker alone: forks and
+    subprocesses are refused; above 1, the same watch stops a worker running more processes than that.
+    ``disk_mb`` and ``max_files`` bound the worker's directory as a whole (the zygote measures it ten
+    times a second and stops a worker over it). A function that times out or crashes the worker
+    ``failures_per_function`` times is not called again (each attempt costs a restart).
     """
 
     cell_timeout: float = 30.0
@@ -36,6 +46,7 @@ class Limits:
     memory_mb: int = 2048
     output_kb: int = 1024
     max_processes: int = 1
+    max_threads: int = 256
     max_file_mb: int = 64
     disk_mb: int = 256
     max_files: int = 4096
@@ -64,5 +75,5 @@ class Limits:
             "cpu_seconds": int(budget * 2),
             "file_bytes": self.max_file_mb * 1024**2,
             "open_files": 256,
-            "processes": self.max_processes if self.max_processes > 1 else 0,
+            "processes": self.max_threads * CONCURRENT_WORKERS,
         }

@@ -1,7 +1,8 @@
 """Sandbox worker: a zygote that preloads NumPy and IPython once, and forks one confined
 process per submission, which executes the notebook's cells and serves calls of its functions.
 
-Run as ``python -I worker.py CONTROL_FD CONFIG_JSON`` by ``grader.sandbox.zygote``. This file
+Run as ``python -I worker.py CONTROL_FD`` by ``grader.sandbox.zygote``, whose first message on the control
+socket is the zygote's configuration (JSON; never on the command line, which every fork inherits). This file
 never imports the grader: it loads its two siblings (``protocol``, ``confine``) by path under
 private names, and the forked child blocks imports of the grader's packages.
 
@@ -17,7 +18,11 @@ directory -> ``{"exitcode": ..., "signal": ..., "stderr": "last bytes of its std
 the zygote. Between messages the zygote measures each live child's directory ten times a second
 and stops a child over its quota of bytes or entries (``disk_bytes``, ``max_files`` in spawn):
 the directory is RAM under bubblewrap (whose /tmp also has a fixed size) and outside the memory
-limit, and RLIMIT_FSIZE bounds one file only.
+limit, and RLIMIT_FSIZE bounds one file only. Files the child removed but keeps open or mapped count
+too, and a directory that cannot be measured several times in a row (its entries keep changing type
+under the walk) stops the child: the measure fails closed. The same watch counts the tasks (threads
+and processes) of the child's process group against ``max_threads`` and its processes against
+``max_processes``.
 
 Memory (``memory_bytes``) bounds what a child actually uses, not its address space (an import
 of PyTorch reserves gigabytes it never touches): a cgroup v2 child per worker with ``memory.max``
@@ -101,6 +106,19 @@ MEMORY_NOTE = (
 CGROUP, RSS_WATCHDOG = "cgroup", "rss-watchdog"  # how a worker's memory is bounded (its hello's layers["memory"])
 CGROUP_PREFIX = "jitgrade-worker-"
 STOPPED_LINE = "jitgrade: the notebook's process was stopped: {reason}\n"
+TASK_COUNT_NOTE = (
+    "it started {found} threads; at most {limit} may run at once (max_threads); "
+    "use a small pool of threads and let them finish"
+)
+PROCESS_COUNT_NOTE = (
+    "it started {found} processes; at most {limit} may run at once (max_processes); wait for subprocesses to exit"
+)
+UNMEASURABLE_NOTE = (
+    "its working directory could not be measured {count} times in a row ({error}): its files and folders "
+    "kept changing type under the count; do not swap files and folders under the same names"
+)
+UNMEASURABLE_LIMIT = 5  # consecutive failed measures (half a second) before the watch fails closed
+CONFIG_BYTES = 1 << 22  # the largest configuration message the zygote accepts
 
 
 # --------------------------------------------------------------------------- output capture
@@ -470,6 +488,7 @@ def child_main(
     os.environ.update({"HOME": workdir, "TMPDIR": workdir, "MPLCONFIGDIR": workdir, "IPYTHONDIR": workdir})
     tempfile.tempdir = workdir
     sys.argv[:] = [""]
+    sys.orig_argv[:] = []  # the zygote's command line: its interpreter and runtime folder
     sys.path[:] = [""] + config["sys_path"]
     sys.path_importer_cache.clear()  # its keys name the folders the zygote searched (a project root, say)
     limits = confine.ResourceLimits(**request["rlimits"])
@@ -516,7 +535,8 @@ class Child:
     """A forked worker as the zygote tracks it: its directory, the zygote's own descriptor of its
     stderr file, its directory's quota (bytes, entries), its memory limit and what holds it (its cgroup's
     folder, or None: the watch of its resident set, less the `inherited` bytes of the zygote it shares),
-    whether it may have subprocesses, and why the zygote stopped it, if it did."""
+    whether it may have subprocesses, how many tasks and processes it may run, the device of its directory,
+    how many measures of it failed in a row, and why the zygote stopped it, if it did."""
 
     workdir: str
     log: int
@@ -526,6 +546,10 @@ class Child:
     cgroup: str | None
     inherited: int
     subprocesses: bool
+    max_threads: int
+    max_processes: int
+    device: int
+    walk_failures: int = 0
     stopped_for: str = ""
 
 
@@ -609,17 +633,22 @@ def walk_tree(root: str, remove: bool, max_entries: int, deadline: float) -> tup
     return size, entries, finished
 
 
-def _unlinked_bytes(pid: int) -> int:
-    """Bytes in files a worker removed but keeps open (no walk sees them), as far as this process may
-    look at the worker's descriptors (a root zygote may; under bubblewrap the private /tmp's usage tells)."""
-    total = 0
-    with contextlib.suppress(OSError):
-        for name in os.listdir(f"/proc/{pid}/fd"):
+def _unlinked_bytes(members: list[int], device: int) -> int:
+    """Bytes in files on `device` (the worker's directory's) that the processes removed but keep open or
+    mapped (no walk sees them; libc's mmap keeps no descriptor), each file counted once. Both folders of
+    links need ptrace access to the worker, which is undumpable: a root zygote has it (following map_files
+    takes CAP_SYS_ADMIN, which it has too); under bubblewrap the private /tmp's usage tells instead; a
+    zygote of an unprivileged grader, outside bubblewrap, sees none of these files."""
+    files: dict[int, int] = {}
+    for pid in members:
+        for folder in (f"/proc/{pid}/fd", f"/proc/{pid}/map_files"):
             with contextlib.suppress(OSError):
-                info = os.stat(f"/proc/{pid}/fd/{name}")
-                if stat.S_ISREG(info.st_mode) and info.st_nlink == 0:
-                    total += info.st_blocks * 512
-    return total
+                for name in os.listdir(folder):
+                    with contextlib.suppress(OSError):
+                        info = os.stat(os.path.join(folder, name))
+                        if stat.S_ISREG(info.st_mode) and info.st_nlink == 0 and info.st_dev == device:
+                            files[info.st_ino] = info.st_blocks * 512
+    return sum(files.values())
 
 
 def _used_bytes(folder: str) -> int:
@@ -627,16 +656,23 @@ def _used_bytes(folder: str) -> int:
     return (info.f_blocks - info.f_bfree) * info.f_frsize
 
 
-def _resident_bytes(pid: int) -> int:
-    """Memory a process holds that no one else could give back: its resident anonymous and shared-memory
-    pages (file pages can be dropped; shared memory, e.g. mmap(-1, n), cannot). /proc/<pid>/status needs no
-    ptrace right: a zygote may read it of an undumpable worker of another user."""
-    total = 0
+def _task_usage(pid: int) -> tuple[int, int]:
+    """(resident bytes, threads) of a process. Memory counts what no one else could give back: resident
+    anonymous and shared-memory pages (file pages can be dropped; shared memory, e.g. mmap(-1, n), cannot).
+    /proc/<pid>/status needs no ptrace right: a zygote may read it of an undumpable worker of another user."""
+    resident = threads = 0
     with contextlib.suppress(OSError), open(f"/proc/{pid}/status", "rb") as status:
         for line in status:
             if line.startswith((b"RssAnon:", b"RssShmem:")):
-                total += int(line.split()[1]) * 1024
-    return total
+                resident += int(line.split()[1]) * 1024
+            elif line.startswith(b"Threads:"):
+                threads = int(line.split()[1])
+    return resident, threads
+
+
+def _resident_bytes(pid: int) -> int:
+    """A process's resident memory as _task_usage counts it."""
+    return _task_usage(pid)[0]
 
 
 def _group(pgid: int) -> list[int]:
@@ -652,46 +688,59 @@ def _group(pgid: int) -> list[int]:
     return members
 
 
-def _memory_used(pid: int, child: Child) -> int:
-    """What the watch charges a worker: the resident memory of its process group (each process counted
-    whole), less what it inherited from the zygote (its preloaded modules)."""
+def _measure(child: Child) -> tuple[int, int]:
+    """(bytes, entries) of a worker's directory. A walk that fails (the worker swaps files and folders under
+    the same names while it runs) counts as nothing at first, as over the quota after UNMEASURABLE_LIMIT
+    failures in a row: the measure fails closed."""
+    try:
+        size, entries, _ = walk_tree(child.workdir, False, child.max_files, time.monotonic() + 1.0)
+    except OSError as exc:
+        child.walk_failures += 1
+        if child.walk_failures >= UNMEASURABLE_LIMIT and not child.stopped_for:
+            child.stopped_for = UNMEASURABLE_NOTE.format(count=child.walk_failures, error=exc)
+        return 0, 0
+    child.walk_failures = 0
+    return size, entries
+
+
+def _verdict(pid: int, child: Child, size: int, entries: int, unseen: int) -> str:
+    """Why the watch stops a worker now (the first limit it is over), or "" when it is within them all.
+    `unseen` is what a private /tmp's usage shows beyond the walks (it includes the removed files)."""
     members = _group(pid) if child.subprocesses else [pid]
-    return max(0, sum(_resident_bytes(member) for member in members) - child.inherited)
+    usage = [_task_usage(member) for member in members]
+    memory = 0 if child.cgroup else max(0, sum(resident for resident, _ in usage) - child.inherited)
+    threads = sum(count for _, count in usage)
+    size += max(unseen, _unlinked_bytes(members, child.device))
+    if memory > child.memory_bytes:
+        return MEMORY_NOTE.format(found=memory // 2**20, limit=child.memory_bytes // 2**20, mechanism=RSS_WATCHDOG)
+    if threads > child.max_threads:
+        return TASK_COUNT_NOTE.format(found=threads, limit=child.max_threads)
+    if child.subprocesses and len(members) > child.max_processes:
+        return PROCESS_COUNT_NOTE.format(found=len(members), limit=child.max_processes)
+    if size > child.disk_bytes:
+        return DISK_QUOTA_NOTE.format(found=size // 2**20, limit=child.disk_bytes // 2**20)
+    if entries > child.max_files:
+        return FILE_COUNT_NOTE.format(limit=child.max_files)
+    return ""
 
 
 def _check_quotas(children: dict[int, Child], private_tmp: str | None, baseline: int) -> None:
-    """Stop each live worker over its memory limit (when no cgroup holds it) or whose files take more than
-    its quota of bytes or entries: the walk of its directory, plus what it removed but keeps open
-    (RLIMIT_FSIZE bounds one file only, and the directory is RAM under bubblewrap, outside the memory
-    limit). On a private /tmp (bubblewrap), whatever its usage shows beyond the walks is charged to every
-    live worker: one zygote grades one submission at a time, so that is the one that hid it."""
-    measured: dict[int, tuple[int, int]] = {}
-    for pid, child in children.items():
-        try:
-            size, entries, _ = walk_tree(child.workdir, False, child.max_files, time.monotonic() + 1.0)
-        except OSError:
-            size, entries = 0, 0
-        measured[pid] = (size, entries)
+    """Stop each live worker over one of its limits: memory (when no cgroup holds it), threads, processes,
+    or files that take more than its quota of bytes or entries: the walk of its directory, plus what it
+    removed but keeps open or mapped (RLIMIT_FSIZE bounds one file only, and the directory is RAM under
+    bubblewrap, outside the memory limit). On a private /tmp (bubblewrap), whatever its usage shows beyond
+    the walks is charged to every live worker: one zygote grades one submission at a time, so that is the
+    one that hid it."""
+    measured = {pid: _measure(child) for pid, child in children.items()}
     unseen = 0
     if private_tmp is not None:
         unseen = max(0, _used_bytes(private_tmp) - baseline - sum(size for size, _ in measured.values()))
     for pid, child in children.items():
+        if not child.stopped_for:
+            size, entries = measured[pid]
+            child.stopped_for = _verdict(pid, child, size, entries, unseen)
         if child.stopped_for:
-            continue
-        size, entries = measured[pid]
-        size += max(unseen, _unlinked_bytes(pid))
-        memory = 0 if child.cgroup else _memory_used(pid, child)
-        if memory > child.memory_bytes:
-            child.stopped_for = MEMORY_NOTE.format(
-                found=memory // 2**20, limit=child.memory_bytes // 2**20, mechanism=RSS_WATCHDOG
-            )
-        elif size > child.disk_bytes:
-            child.stopped_for = DISK_QUOTA_NOTE.format(found=size // 2**20, limit=child.disk_bytes // 2**20)
-        elif entries > child.max_files:
-            child.stopped_for = FILE_COUNT_NOTE.format(limit=child.max_files)
-        else:
-            continue
-        _kill_group(pid)
+            _kill_group(pid)
 
 
 def _kill_group(pid: int) -> None:
@@ -773,14 +822,19 @@ def _memory_cgroups() -> str | None:
             enabled = control.read().split()
         if "memory" not in enabled:
             _write(subtree, "+memory")
+        if "pids" not in enabled:
+            with contextlib.suppress(OSError):  # optional: the watch counts tasks anyway
+                _write(subtree, "+pids")
         return folder
     except (OSError, StopIteration, IndexError):
         return None
 
 
-def _enter_cgroup(parent: str, pid: int, limit: int) -> str | None:
+def _enter_cgroup(parent: str, pid: int, limit: int, tasks: int) -> str | None:
     """Put worker `pid` (and so its subprocesses) in a cgroup of its own under `parent`: at most `limit`
-    bytes of memory, no swap, killed whole when over. Returns its folder, or None (nothing left behind)."""
+    bytes of memory, no swap, killed whole when over; at most `tasks` threads and processes where the pids
+    controller is on (the kernel refuses more: no window between two polls of the watch). Returns its
+    folder, or None (nothing left behind)."""
     folder = os.path.join(parent, f"{CGROUP_PREFIX}{pid}")
     with contextlib.suppress(OSError):
         os.rmdir(folder)  # left by a zygote that was killed, for a process of the same pid
@@ -793,6 +847,8 @@ def _enter_cgroup(parent: str, pid: int, limit: int) -> str | None:
         if os.path.exists(os.path.join(folder, "memory.swap.max")):  # absent without swap accounting
             _write(os.path.join(folder, "memory.swap.max"), 0)
         _write(os.path.join(folder, "memory.oom.group"), 1)
+        if os.path.exists(os.path.join(folder, "pids.max")):
+            _write(os.path.join(folder, "pids.max"), tasks)
         _write(os.path.join(folder, "cgroup.procs"), pid)
     except OSError:
         _remove_cgroup(folder)
@@ -847,6 +903,7 @@ def _spawn(
     stderr file the zygote keeps a descriptor of, and its own memory cgroup under `cgroups` when possible
     (it waits until it is in there before doing anything); returns its pid."""
     workdir = tempfile.mkdtemp(prefix="jitgrade-", dir=config["tmp_root"])
+    device = os.stat(workdir).st_dev
     log = os.open(os.path.join(workdir, STDERR_FILE), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     if os.geteuid() == 0:
         os.chown(workdir, confine.UNPRIVILEGED_ID, confine.UNPRIVILEGED_ID)
@@ -863,12 +920,14 @@ def _spawn(
         child_main(fds, log, workdir, config, request, shell, zygote, mechanism, inherited)
     os.close(wait)
     memory = int(request["memory_bytes"])
-    cgroup = _enter_cgroup(cgroups, pid, memory) if cgroups else None
+    cgroup = _enter_cgroup(cgroups, pid, memory, int(request["max_threads"])) if cgroups else None
     with contextlib.suppress(OSError):  # a child that died already is reaped at finish like any other
         os.write(go, (CGROUP if cgroup else RSS_WATCHDOG).encode())
     os.close(go)
     quota = int(request["disk_bytes"]), int(request["max_files"])
-    return pid, Child(workdir, log, *quota, memory, cgroup, inherited, not request["no_subprocesses"])
+    tasks = int(request["max_threads"]), int(request["max_processes"])
+    child = Child(workdir, log, *quota, memory, cgroup, inherited, not request["no_subprocesses"], *tasks, device)
+    return pid, child
 
 
 def _preload(modules: list[str]) -> dict[str, str]:
@@ -922,4 +981,4 @@ def zygote_main(control: socket.socket, config: dict[str, Any]) -> None:
 
 if __name__ == "__main__":
     _control = socket.socket(fileno=int(sys.argv[1]))
-    zygote_main(_control, json.loads(sys.argv[2]))
+    zygote_main(_control, json.loads(_control.recv(CONFIG_BYTES)))

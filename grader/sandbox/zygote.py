@@ -329,7 +329,8 @@ class Zygote:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.uses_bwrap = self.requested == "bwrap" or (self.requested == "auto" and bwrap_usable())
         settings = self._config()
-        config = json.dumps(settings)
+        # The configuration goes over the control socket, not on the command line: a fork's copy of argv
+        # (sys.orig_argv, /proc/<pid>/cmdline) would show every worker the host paths it names.
         command = [
             sys.executable,
             "-I",
@@ -337,7 +338,6 @@ class Zygote:
             "frozen_modules=on",
             os.path.join(self.runtime, "worker.py"),
             str(theirs.fileno()),
-            config,
         ]
         if self.uses_bwrap:
             if shutil.which("bwrap") is None:
@@ -378,6 +378,11 @@ class Zygote:
             )
         theirs.close()
         self.control = ours
+        try:
+            ours.send(json.dumps(settings).encode())
+        except OSError as exc:
+            self.close()
+            raise ZygoteError(f"the sandbox zygote did not take its configuration: {exc}") from None
 
     def _stderr_tail(self) -> str:
         if self.runtime is None:
@@ -416,6 +421,8 @@ class Zygote:
             "disk_bytes": limits.disk_mb * 1024**2,
             "max_files": limits.max_files,
             "no_subprocesses": limits.max_processes <= 1,
+            "max_processes": limits.max_processes,
+            "max_threads": limits.max_threads,
         }
         try:
             socket.send_fds(self.control, [json.dumps(request).encode()], [req_r, resp_w])
