@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -157,7 +159,7 @@ def test_a_worker_cgroup_gets_the_limit_and_reports_the_kernel_kill(tmp_path: Pa
     # The machines that run this suite may have no delegable cgroup v2: a folder stands in for the cgroup
     # filesystem, whose files the kernel provides (here they are created by the writes).
     worker = _worker_module()
-    folder = worker._enter_cgroup(str(tmp_path), 4242, 256 << 20)
+    folder = worker._enter_cgroup(str(tmp_path), 4242, 256 << 20, 64)
     assert folder == str(tmp_path / "jitgrade-worker-4242")
     written = {name: (tmp_path / folder / name).read_text() for name in os.listdir(folder)}
     assert written == {"memory.max": str(256 << 20), "memory.oom.group": "1", "cgroup.procs": "4242"}
@@ -166,4 +168,33 @@ def test_a_worker_cgroup_gets_the_limit_and_reports_the_kernel_kill(tmp_path: Pa
     Path(folder, "memory.peak").write_text(str(300 << 20))
     verdict = worker._cgroup_verdict(folder, 256 << 20)
     assert verdict.startswith("it ran out of memory: it used 300 MiB, over the limit of 256 MiB (cgroup)"), verdict
-    assert worker._enter_cgroup(str(tmp_path / "missing"), 4242, 1 << 20) is None  # refused: the watch holds it
+    assert worker._enter_cgroup(str(tmp_path / "missing"), 4242, 1 << 20, 64) is None  # refused: the watch holds it
+
+
+def test_a_directory_that_cannot_be_measured_stops_its_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A worker that swaps files and folders under the same names makes the walk fail (NotADirectoryError):
+    # a failure once in a while counts as nothing, a run of them stops the worker (the measure fails closed).
+    worker = _worker_module()
+    sleeper = subprocess.Popen(["sleep", "60"], start_new_session=True)  # stands for the worker: its own group
+    try:
+        child = worker.Child(str(tmp_path), -1, 1 << 20, 100, 1 << 30, None, 0, False, 256, 1, tmp_path.stat().st_dev)
+        children = {sleeper.pid: child}
+        outcomes = iter([NotADirectoryError(20, "Not a directory")] * (worker.UNMEASURABLE_LIMIT - 1) + [(0, 1, True)])
+
+        def walk(*_: object) -> tuple[int, int, bool]:
+            outcome = next(outcomes, NotADirectoryError(20, "Not a directory"))
+            if isinstance(outcome, OSError):
+                raise outcome
+            return outcome
+
+        monkeypatch.setattr(worker, "walk_tree", walk)
+        for _ in range(worker.UNMEASURABLE_LIMIT):  # a success among the failures starts the count again
+            worker._check_quotas(children, None, 0)
+        assert child.stopped_for == "" and sleeper.poll() is None
+        for _ in range(worker.UNMEASURABLE_LIMIT):
+            worker._check_quotas(children, None, 0)
+        assert child.stopped_for.startswith("its working directory could not be measured 5 times in a row"), child
+        assert sleeper.wait(timeout=5) == -signal.SIGKILL
+    finally:
+        sleeper.kill()
+        sleeper.wait()

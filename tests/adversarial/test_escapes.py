@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FAST
+from conftest import FAST, ROOT
 
 from grader.sandbox.limits import Limits
 from grader.sandbox.session import CellRecord, Sandbox
@@ -422,6 +422,25 @@ def test_host_paths_of_the_batch_do_not_reach_the_worker(zygote: Zygote, outside
     assert_refused(result, "/proc/self/mountinfo", "/proc/self/mounts", "/proc/mounts", "/proc/net/unix", "listmount")
 
 
+COMMAND_LINE = r"""
+import sys
+attempt("orig_argv", lambda: list(sys.orig_argv))
+attempt("argv", lambda: list(sys.argv))
+attempt("cmdline", lambda: open("/proc/self/cmdline", "rb").read().decode("utf-8", "replace"))
+"""
+
+
+def test_the_zygote_command_line_tells_the_worker_nothing(zygote: Zygote) -> None:
+    """What started the zygote (its configuration: folders to read and list, the runtime folder, the
+    project's paths) is not in the worker's copy of the command line: sys.orig_argv, /proc/self/cmdline."""
+    assert zygote.runtime is not None
+    result = attack(zygote, COMMAND_LINE)
+    shown = json.dumps(result)
+    for secret in (zygote.runtime, str(ROOT), "list_only", "read_only"):
+        assert secret not in shown, f"{secret} reached the worker: {result}"
+    assert result["orig_argv"] == [] and result["argv"] == [""], result
+
+
 def test_the_worker_only_sees_its_own_directory_as_cwd_home_and_temp(zygote: Zygote) -> None:
     result = attack(zygote, "import sys, tempfile\nRESULT.update(cwd=os.getcwd(), home=os.environ['HOME'], "
                     "tmp=tempfile.gettempdir(), argv=sys.argv)")
@@ -610,6 +629,13 @@ DISK_FILLERS = {
     "removed_files_kept_open": "kept = []\nfor i in range(8):\n    f = open(f'part{i}.bin', 'wb')\n"
                                "    f.write(b'x' * 4 * 2**20)\n    f.flush()\n    os.unlink(f'part{i}.bin')\n"
                                "    kept.append(f)",
+    "removed_files_kept_mapped": "import ctypes\nlibc = ctypes.CDLL(None)\nlibc.mmap.restype = ctypes.c_void_p\n"
+                                 "libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t] + [ctypes.c_int] * 3 "
+                                 "+ [ctypes.c_long]\nfor i in range(8):\n"
+                                 "    fd = os.open(f'part{i}.bin', os.O_RDWR | os.O_CREAT, 0o600)\n"
+                                 "    os.ftruncate(fd, 4 * 2**20)\n    at = libc.mmap(None, 4 * 2**20, 3, 1, fd, 0)\n"
+                                 "    os.close(fd)\n    os.unlink(f'part{i}.bin')\n"
+                                 "    ctypes.memset(at, 1, 4 * 2**20)",  # MAP_SHARED by libc: no descriptor kept
     "many_empty_files": "for i in range(3000):\n    open(f'f{i}', 'w').close()",
     "deep_folders": "for i in range(3000):\n    os.mkdir('d')\n    os.chdir('d')",
 }  # fmt: skip
@@ -634,6 +660,48 @@ def test_the_worker_directory_is_held_to_its_disk_quota(zygote: Zygote, filler: 
     stopped = [s["stopped_for"] for s in statuses if "stopped_for" in s]
     assert len(stopped) == 1 and "working directory" in stopped[0], statuses
     assert all(s.get("cleaned") for s in statuses), statuses
+
+
+THREAD_FLOOD = """
+import threading, time
+threading.stack_size(64 * 1024)
+stop = threading.Event()
+started = 0
+try:
+    for _ in range(2000):  # each thread takes one host PID
+        threading.Thread(target=stop.wait, daemon=True).start()
+        started += 1
+except RuntimeError as exc:
+    print("refused after", started, exc)
+time.sleep(3)
+print("still running with", threading.active_count(), "threads")
+"""
+A_FEW_THREADS = """
+import threading
+threads = [threading.Thread(target=sum, args=([1, 2],)) for _ in range(16)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print("sixteen threads ran")
+"""
+
+
+def test_a_worker_running_too_many_threads_is_stopped(zygote: Zygote, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Threads take host PIDs: a worker over max_threads is stopped (the zygote says how many it started),
+    a worker with a few threads runs, and so does the rest of the notebook."""
+    statuses: list[dict[str, Any]] = []
+    finish = zygote.finish
+    monkeypatch.setattr(zygote, "finish", lambda *a, **k: statuses.append(finish(*a, **k)) or statuses[-1])
+    started = time.monotonic()
+    limits = FAST.override(max_threads=64)
+    records = run_cells(zygote, "print('first cell')", THREAD_FLOOD, A_FEW_THREADS, limits=limits)
+    assert time.monotonic() - started < 20
+    assert records[1].status == "crashed", (records[1].status, records[1].error, text_of(records[1]))
+    assert "threads; at most 64 may run at once" in (records[1].error or ""), records[1].error
+    assert [records[0].status, records[2].status] == ["ok", "ok"], records
+    assert "sixteen threads ran" in text_of(records[2])
+    assert [s["stopped_for"] for s in statuses if "stopped_for" in s][0].startswith("it started "), statuses
 
 
 # --------------------------------------------------------------------------- the grader's own files, wherever installed
