@@ -10,7 +10,8 @@ Zygote control messages (JSON over a SOCK_SEQPACKET socket, one message per pack
 zygote's ``{"ready": true, "pid": ..., "preload_failed": {module: error}}``, once it has imported
 NumPy, IPython and the modules of ``preload`` in its config (an assignment's, e.g. torch: every
 worker then inherits them); then
-``{"op": "spawn", "rlimits": ..., "memory_bytes": ..., "output_limit": ..., "no_subprocesses": ...}``
+``{"op": "spawn", "rlimits": ..., "memory_bytes": ..., "output_limit": ..., "disk_bytes": ..., "max_files": ...,
+"no_subprocesses": ..., "max_processes": ..., "max_threads": ...}``
 with two file descriptors attached (the request pipe to read, the response pipe to write) -> ``{"pid": ...}``;
 ``{"op": "finish", "pid": ...}`` kills that child's process group, reaps it and removes its
 directory -> ``{"exitcode": ..., "signal": ..., "stderr": "last bytes of its stderr", "cleaned": ...}``
