@@ -246,7 +246,7 @@ def test_a_consistent_real_bug_keeps_capped_credit(cap: float | None, tmp_path: 
     report = grade(solution_cells("mlp", {"mlp_loss": SUMMED_CONSISTENTLY}), assignment)
     tests = by_id(report)
     carried = [i for i in tests if tests[i]["check"] in GRADIENT_CHECKS[:5]]
-    assert len(carried) == 9
+    assert len(carried) == 10  # grad_W1 ... grad_b2 and square_weights, each visible and hidden
     for i in carried:
         assert tests[i]["score"] == pytest.approx(share * tests[i]["max_score"], abs=2e-4), i
         assert "credit carried forward" in tests[i]["message"] and "summed over the batch" in tests[i]["message"]
