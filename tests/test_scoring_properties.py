@@ -212,9 +212,10 @@ def _hard_coded_reports(assignment: str, grade: Any) -> tuple[dict[str, Any], di
 
 # the checks on random cases whose visible inputs the hard-coded table answers (every other check fails outright)
 ANSWERED = (
-    "softmax.values_1d", "softmax.values_2d", "sigmoid.values", "sigmoid_grad.values", "softmax_cross_entropy.loss_value",
-    "softmax_cross_entropy.gradient", "mlp_forward.scores", "mlp_loss.loss_value", "mlp_loss.grad_W1", "mlp_loss.grad_b1",
-    "mlp_loss.grad_W2", "mlp_loss.grad_b2", "numerical_gradient.quadratic", "numerical_gradient.sines",
+    "softmax.values_1d", "softmax.values_2d", "sigmoid.values", "sigmoid_grad.values",
+    "softmax_cross_entropy.loss_value", "softmax_cross_entropy.gradient", "mlp_forward.scores", "mlp_loss.loss_value",
+    "mlp_loss.grad_W1", "mlp_loss.grad_b1", "mlp_loss.grad_W2", "mlp_loss.grad_b2", "numerical_gradient.quadratic",
+    "numerical_gradient.sines",
 )
 
 

@@ -65,7 +65,8 @@ def _key(fn, args, kwargs):
 FALLBACKS = {
     "softmax": "def softmax(x):\n    return _look('softmax', lambda: np.zeros_like(np.asarray(x, float)), x)",
     "sigmoid": "def sigmoid(x):\n    return _look('sigmoid', lambda: np.zeros_like(np.asarray(x, float)), x)",
-    "sigmoid_grad": "def sigmoid_grad(s):\n    return _look('sigmoid_grad', lambda: np.zeros_like(np.asarray(s, float)), s)",
+    "sigmoid_grad": "def sigmoid_grad(s):\n"
+    "    return _look('sigmoid_grad', lambda: np.zeros_like(np.asarray(s, float)), s)",
     "softmax_cross_entropy": "def softmax_cross_entropy(z, y):\n"
     "    return _look('softmax_cross_entropy', lambda: (0.0, np.zeros_like(z)), z, y)",
     "mlp_forward": "def mlp_forward(X, params):\n"
