@@ -107,16 +107,16 @@ def classification(seed: int, scale: float = 2.0) -> Case:
 
 
 def extreme_classification(seed: int, magnitude: float = 1e4) -> Case:
-    """Logits of +/- magnitude where the true class sometimes has the smallest logit; the rows' signs, order and
-    columns, the small logits and the labels come from the seed."""
+    """Logits of +/- magnitude where the true class is the largest logit of a row where exp overflows in one row and
+    the smallest logit in another; the rows' signs, order and columns, the small logits and other labels are drawn."""
     rng = _rng(seed)
     m = magnitude
     rows = np.array([[m, 0.0, -m], [-m, m, 0.0], [0.0, 0.0, m], np.sort(rng.uniform(-3.0, 3.0, 3))])
-    z = rng.permuted(rng.permutation(rows * rng.choice([-1.0, 1.0], size=(len(rows), 1)) + 0.0), axis=1)
-    y = rng.integers(0, 3, size=len(z)).astype(np.int64)
-    row = int(rng.integers(len(z)))
-    y[row] = int(np.argmin(z[row]))  # some row's true class has the smallest logit
-    return Case(f"logits of magnitude {m:g}", seed, (z, y), names=("z", "y"))
+    rows = rng.permuted(rows * rng.choice([-1.0, 1.0], size=(len(rows), 1)) + 0.0, axis=1)
+    y = rng.integers(0, 3, size=len(rows)).astype(np.int64)
+    y[0], y[1] = np.argmax(rows[0]), np.argmin(rows[1])  # rows 0 and 1 hold +m whatever their sign
+    order = rng.permutation(len(rows))
+    return Case(f"logits of magnitude {m:g}", seed, (rows[order], y[order]), names=("z", "y"))
 
 
 def _distinct_dims(rng: np.random.Generator, square: bool) -> tuple[int, int, int, int]:
