@@ -16,8 +16,9 @@ ADDRESS_SPACE_FACTOR = 4
 # all run as uid 65534 (every zygote, every --jobs slot, and any other "nobody" process on the host). It
 # is a kernel backstop for the zygote's watch of max_threads (ten times a second; a loop starts a few
 # hundred threads between two polls), so it leaves room for this many workers at their max_threads at once
-# and bounds what one runaway worker can start before the watch stops it. It binds no uid 0 task (a root
-# grader's workers under bubblewrap are host uid 0: only the watch holds them).
+# and bounds what one runaway worker can start before the watch stops it. Only a root grader's workers
+# outside bubblewrap get it: those under bubblewrap are host uid 0, which it never binds, and an
+# unprivileged grader's workers share their uid with the grader and the rest of its user's session.
 CONCURRENT_WORKERS = 16
 
 

@@ -492,7 +492,10 @@ def child_main(
     sys.orig_argv[:] = []  # the zygote's command line: its interpreter and runtime folder
     sys.path[:] = [""] + config["sys_path"]
     sys.path_importer_cache.clear()  # its keys name the folders the zygote searched (a project root, say)
-    limits = confine.ResourceLimits(**request["rlimits"])
+    rlimits = dict(request["rlimits"])
+    if os.geteuid() != 0:  # RLIMIT_NPROC counts all tasks of a user: only a root worker gets one of its own (65534)
+        rlimits["processes"] = 0
+    limits = confine.ResourceLimits(**rlimits)
     layers: dict[str, Any] = {"rlimits": confine.apply_rlimits(limits), "memory": memory}
     readable = config["read_only"] + confine.own_proc_paths()
     layers["landlock"] = confine.install_landlock(readable, [workdir, "/dev/null"], config["list_only"])
