@@ -20,7 +20,7 @@ def test_one_item_per_check_and_failures_explained(pytester: pytest.Pytester) ->
     total = len(plan(load("mlp")))
     outcomes = result.parseoutcomes()
     assert outcomes["passed"] + outcomes["failed"] == total
-    assert outcomes["failed"] == 6
+    assert outcomes["failed"] == 7  # dW1, dW2, square_weights (visible and hidden), own-loss gradient
     result.stdout.fnmatch_lines(["*Likely cause: the regularization gradient reg * W is missing*"])
 
 
