@@ -25,7 +25,8 @@ SCORING_RULE = (
     "Each check is worth a whole multiple of {step:g} points, and a problem's checks add up exactly to its points. "
     "A check that fails earns nothing, except: a gradient that is exact for a known wrong loss earns "
     "{carried:.0%} of its points (credit carried forward), and right values in a wrong shape earn {slip:.0%}. "
-    "Property checks count only when a value check of the same function earns points."
+    "Property checks count only when a value check of the same function earns points. When hidden cases are "
+    "graded, a visible case counts only when its hidden case (fresh inputs of the same kind) earns points too."
 )
 
 
