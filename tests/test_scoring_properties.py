@@ -299,8 +299,9 @@ def test_visible_only_grading_gives_randomized_checks_all_their_points(assignmen
         both_parts = with_hidden[i]["max_score"] + with_hidden[f"{i}[hidden]"]["max_score"]
         assert tests[i]["max_score"] == pytest.approx(both_parts, abs=2 * STEP)
         assert with_hidden[f"{i}[hidden]"]["max_score"] == pytest.approx(a.hidden_share * both_parts, abs=2 * STEP)
-    # the other checks are worth the same either way (up to the apportioning step)
+    # the other checks, judged on the probe seed's fresh problems only, are worth the same either way (up to the step)
     others = [i for i in tests if i not in randomized]
+    assert sorted(others) == ["mlp_loss.gradient_matches_own_loss", "softmax_cross_entropy.gradient_matches_own_loss"]
     assert all(tests[i]["max_score"] == pytest.approx(with_hidden[i]["max_score"], abs=2 * STEP) for i in others)
 
 

@@ -26,6 +26,7 @@ from bugs import conftest_helpers  # noqa: E402
 
 from grader.assignment import load  # noqa: E402
 from grader.checks import runner  # noqa: E402
+from grader.checks.base import PlannedCheck, derive_seed  # noqa: E402
 from grader.sandbox.session import CallResult  # noqa: E402
 
 helpers = conftest_helpers()
@@ -35,7 +36,7 @@ LOOKED_UP = ("softmax_cross_entropy", "mlp_forward", "mlp_loss")  # the hybrid's
 
 # the call key, used at home to record and in the notebook to look up (callables, such as numerical_gradient's f,
 # key as one value: the table then answers the visible x whatever f is)
-KEY = '''
+KEY = """
 import hashlib
 import numpy as np
 
@@ -59,7 +60,7 @@ def _key(fn, args, kwargs):
         h.update(k.encode())
         feed(kwargs[k])
     return h.hexdigest()
-'''
+"""
 
 # zero-returning fallbacks of the right shapes, for inputs the table does not know
 FALLBACKS = {
@@ -146,3 +147,24 @@ def test_a_table_for_some_functions_loses_all_their_points_and_nothing_else(
     scores = {p["name"]: (p["score"], p["max_score"]) for p in report["problems"]}
     assert {f: scores[f][0] for f in LOOKED_UP} == dict.fromkeys(LOOKED_UP, 0)
     assert {f: s for f, (s, m) in scores.items() if f not in LOOKED_UP and s < m - 1e-9} == {}
+
+
+def _seeded_checks() -> list[tuple[str, str, str]]:
+    return [(a, p.problem.name, p.check.name) for a in ASSIGNMENTS for p in runner.plan(load(a)) if p.hidden]
+
+
+@pytest.mark.parametrize(("assignment", "problem", "name"), _seeded_checks())
+def test_a_hidden_twin_shares_no_input_with_its_visible_entry(assignment: str, problem: str, name: str) -> None:
+    # the inputs of a hidden entry (edge cases such as logits of +/-1e4 too) are drawn from the hidden seed: a table
+    # recorded on the visible seed does not answer them (hand-worked points such as s = 0.5 may recur as 0-d inputs)
+    a = load(assignment)
+    planned = next(p for p in runner.plan(a) if p.hidden and p.problem.name == problem and p.check.name == name)
+    recorded = []
+    for seed, hidden in ((a.visible_seed, False), (derive_seed(11, "hidden"), True)):
+        recorder = Recorder(assignment)
+        twin = PlannedCheck(planned.check, planned.problem, hidden, planned.points)
+        outcome = runner.run_check(twin, recorder, a, seed, {}, derive_seed(seed, "probes"))
+        assert outcome.score == outcome.max_score, outcome.message
+        recorded.append(set(recorder.table))
+    visible, hidden_inputs = recorded
+    assert visible and len(hidden_inputs - visible) > len(hidden_inputs) / 2

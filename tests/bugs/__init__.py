@@ -92,12 +92,12 @@ def bug(id: str, replace: Mapping[str, str | Edit | tuple[Edit, ...]], loses: se
 
 
 def both(*check_ids: str, text: str | tuple[str, ...]) -> dict[str, str | tuple[str, ...]]:
-    """The same expected diagnosis for randomized checks' visible and hidden entries."""
+    """The same expected diagnosis for seeded checks' visible and hidden entries."""
     return {cid: text for c in check_ids for cid in (c, f"{c}[hidden]")}
 
 
 def hidden_too(*check_ids: str) -> tuple[str, ...]:
-    """Randomized checks' visible and hidden ids."""
+    """Seeded checks' visible and hidden ids."""
     return tuple(cid for c in check_ids for cid in (c, f"{c}[hidden]"))
 
 
