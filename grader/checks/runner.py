@@ -135,7 +135,7 @@ def gate_visible_on_hidden(outcomes: list[Outcome]) -> list[Outcome]:
 
     Code right on the public inputs and wrong on fresh ones of the same kind is a table of answers or a bug.
     """
-    hidden_wrong = {o.id.removesuffix("[hidden]") for o in outcomes if o.hidden and o.score == 0}
+    hidden_wrong = {o.id.removesuffix("[hidden]") for o in outcomes if o.hidden and o.max_score > 0 and o.score == 0}
     return [
         dataclasses.replace(
             o,
