@@ -49,10 +49,13 @@ class NotebookChecks(pytest.File):
 
         try:
             notebook = nb.read(self.path)
-            given = self.config.getoption("jitgrade_assignment")
-            if given is None and notebook.assignment is None:
+            given, named = self.config.getoption("jitgrade_assignment"), notebook.assignment
+            if given is not None:
+                assignment = load(given)
+            elif named is not None:
+                assignment = declared(named)
+            else:
                 raise nb.NotebookError(f"{self.path}: no assignment in its metadata; pass --jitgrade-assignment")
-            assignment = load(given) if given is not None else declared(notebook.assignment)
         except (nb.NotebookError, AssignmentError) as exc:
             raise pytest.UsageError(str(exc)) from None
         self.config.stash[_KEY] = {"notebook": notebook, "assignment": assignment}
