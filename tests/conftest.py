@@ -88,6 +88,15 @@ def zygote() -> Iterator[Zygote]:
 
 
 @pytest.fixture(scope="session")
+def process_zygote() -> Iterator[Zygote]:
+    """A fork server without bubblewrap (isolation='process'), for tests that run under both levels."""
+    z = Zygote(isolation="process")
+    z.start()
+    yield z
+    z.close()
+
+
+@pytest.fixture(scope="session")
 def mlp() -> Assignment:
     return load("mlp")
 

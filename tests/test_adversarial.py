@@ -148,14 +148,6 @@ def attack(zygote: Zygote, mlp: Assignment) -> Attacker:
     return Attacker(zygote, mlp)
 
 
-@pytest.fixture(scope="module")
-def process_zygote() -> Iterator[Zygote]:
-    z = Zygote(isolation="process")
-    z.start()
-    yield z
-    z.close()
-
-
 @pytest.fixture(params=["auto", "process"])
 def isolated(request: pytest.FixtureRequest, zygote: Zygote, mlp: Assignment) -> Attacker:
     """Like `attack`, once in the default sandbox and once with isolation='process'."""

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,14 +96,6 @@ def within(seconds: float, action: Callable[[], Any]) -> Any:
     thread.join(seconds)
     assert not thread.is_alive(), f"the grader was still blocked after {seconds:g} s"
     return box["value"]
-
-
-@pytest.fixture(scope="module")
-def process_zygote() -> Iterator[Zygote]:
-    z = Zygote(isolation="process")
-    z.start()
-    yield z
-    z.close()
 
 
 @pytest.fixture(params=["auto", "process"])
