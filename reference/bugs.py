@@ -94,6 +94,27 @@ def _activation_grad(h: np.ndarray, activation: str) -> np.ndarray:
     return sigmoid_grad(h) if activation == "sigmoid" else tanh_grad(h)
 
 
+def _float_params(params: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    w1, b1, w2, b2 = (np.asarray(params[k], dtype=np.float64) for k in ("W1", "b1", "W2", "b2"))
+    return w1, b1, w2, b2
+
+
+def _layers(
+    x: np.ndarray,
+    w1: np.ndarray,
+    b1: np.ndarray,
+    w2: np.ndarray,
+    b2: np.ndarray,
+    activation: str,
+    bugs: Collection[str],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pre-activation u, hidden h and scores z of the two-layer net with the named forward mistakes."""
+    u = x @ w1 + (0.0 if "b1_missing" in bugs else b1)
+    h = u if "activation_missing" in bugs else _hidden(u, activation)
+    z = h @ w2 + (0.0 if "b2_missing" in bugs else b2)
+    return u, h, z
+
+
 def cross_entropy_variant(
     z: np.ndarray, y: np.ndarray, reduction: str, bugs: Collection[str] = ()
 ) -> tuple[float, np.ndarray]:
@@ -127,11 +148,7 @@ def cross_entropy_variant(
 
 def forward_variant(x: np.ndarray, params: Mapping[str, np.ndarray], activation: str, bug: str) -> np.ndarray:
     """Scores of the two-layer net as written with the named mistake."""
-    x = np.asarray(x, dtype=np.float64)
-    w1, b1, w2, b2 = (np.asarray(params[k], dtype=np.float64) for k in ("W1", "b1", "W2", "b2"))
-    u = x @ w1 + (0.0 if bug == "b1_missing" else b1)
-    h = u if bug == "activation_missing" else _hidden(u, activation)
-    z = h @ w2 + (0.0 if bug == "b2_missing" else b2)
+    _, _, z = _layers(np.asarray(x, dtype=np.float64), *_float_params(params), activation, (bug,))
     if bug == "returns_probabilities":
         return softmax(z)
     if bug in FORWARD_BUGS:
@@ -153,10 +170,8 @@ def two_layer_loss_and_grads(
     if unknown:
         raise ValueError(f"unknown bugs {sorted(unknown)}")
     x = np.asarray(x, dtype=np.float64)
-    w1, b1, w2, b2 = (np.asarray(params[k], dtype=np.float64) for k in ("W1", "b1", "W2", "b2"))
-    u = x @ w1 + (0.0 if "b1_missing" in bugs else b1)
-    h = u if "activation_missing" in bugs else _hidden(u, activation)
-    z = h @ w2 + (0.0 if "b2_missing" in bugs else b2)
+    w1, b1, w2, b2 = _float_params(params)
+    u, h, z = _layers(x, w1, b1, w2, b2, activation, bugs)
     data_loss, dz = cross_entropy_variant(z, y, reduction, [b for b in bugs if b in CROSS_ENTROPY_BUGS])
     weights = (w1**2).sum() + (w2**2).sum()
     biases = (b1**2).sum() + (b2**2).sum()
