@@ -184,7 +184,9 @@ def declared(name: str) -> Assignment:
     choose the definition it is graded by)."""
     if name not in available():
         raise AssignmentError(NOT_BUNDLED.format(name=name, known=", ".join(available()) or "none installed"))
-    return load(name)
+    # from the bundled root itself: load(name) would first try `name` as a path, which the working folder
+    # (a student's repository in CI) may hold with a definition of its own
+    return load(next(d for root in bundled_roots() if ((d := root / name) / DEFINITION).is_file()))
 
 
 def _require(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:

@@ -132,3 +132,20 @@ def test_the_name_check_finds_a_branch() -> None:
     tree = ast.parse("if a.name == 'mlp':\n    pass\nmatch n:\n    case 'mlp-sigmoid':\n        pass\nd = {'mlp': 1}\n")
     found = sorted(name for _, name in _assignment_name_uses(tree, {"mlp", "mlp-sigmoid"}))
     assert found == ["mlp", "mlp", "mlp-sigmoid"]
+
+
+def test_a_notebook_named_assignment_is_the_bundled_one_whatever_the_working_folder_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A student's repository (the working folder of `jitgrade check` in CI) may hold a folder named like the
+    assignment with a definition of its own: the notebook's metadata must still get the bundled one."""
+    from grader.assignment import declared
+
+    bundled = load("mlp")
+    (tmp_path / "mlp").mkdir()
+    own = write(tmp_path / "mlp", {"points = 10\n": "points = 1000\n"})
+    assert load(own).max_score != bundled.max_score  # the folder would change the points
+    monkeypatch.chdir(tmp_path)
+    found = declared("mlp")
+    assert found.max_score == bundled.max_score
+    assert found.directory.resolve() == bundled.directory.resolve()
