@@ -603,7 +603,7 @@ class Sandbox:
         timeout = min(self.limits.call_timeout, self._remaining())
         try:
             reply, reply_payloads = self._request(header, payloads, timeout, limits, answer)
-            return self._result(function, reply, reply_payloads)
+            return self._result(function, reply, reply_payloads, len(args) if echo_args else None)
         except _WorkerGone as gone:
             raise self._call_failed(function, gone, timeout, arg_bytes, result_cap) from None
 
@@ -636,13 +636,22 @@ class Sandbox:
         texts = (self.output.take(protocol.text_field(v, length)) for v in _items(value, count))
         return [text for text in texts if text]
 
-    def _result(self, function: str, reply: dict[str, Any], payloads: list[bytes]) -> CallResult:
+    def _result(self, function: str, reply: dict[str, Any], payloads: list[bytes], echoed: int | None) -> CallResult:
+        """The call's outcome from its answer; `echoed` is how many arguments the answer must send back (None:
+        none). A return value that is not a (value, echo) pair, or an echo of another length, is forged."""
         op = reply.get("op")
         if op == "returned":
             try:
-                value, args_after = protocol.decode(reply.get("value"), payloads)
+                pair = protocol.decode(reply.get("value"), payloads)
             except (protocol.ProtocolError, ValueError, TypeError) as exc:
                 raise _WorkerGone("protocol", f"an unreadable return value: {str(exc)[:200]}") from None
+            if type(pair) is not tuple or len(pair) != 2:
+                raise _WorkerGone("protocol", "a return value that is not a (value, arguments) pair")
+            value, args_after = pair
+            if echoed is None and args_after is not None:
+                raise _WorkerGone("protocol", "arguments sent back unasked")
+            if echoed is not None and (type(args_after) is not tuple or len(args_after) != echoed):
+                raise _WorkerGone("protocol", f"the arguments sent back are not the {echoed} the call passed")
             return CallResult(
                 value,
                 args_after,

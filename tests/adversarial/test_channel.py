@@ -555,3 +555,29 @@ def test_an_import_notice_between_answers_is_recorded_and_kept(zygote: Zygote) -
         record = sandbox.execute()
     assert [c.status for c in record.cells] == ["ok"] * 3, [c.error for c in record.cells]
     assert record.import_attempts == ["reference.mlp"]
+
+
+FORGED_PAIRS = [
+    ("dict_of_two", {"t": "dict", "v": [["a", {"t": "int", "v": 1}], ["b", {"t": "int", "v": 2}]]}, "not a (value"),
+    ("three_items", {"t": "tuple", "v": [{"t": "int", "v": 1}, {"t": "none"}, {"t": "none"}]}, "not a (value"),
+    ("empty_echo", {"t": "tuple", "v": [{"t": "int", "v": 1}, {"t": "tuple", "v": []}]}, "not the 1 the call"),
+    (
+        "echo_unasked",
+        {"t": "tuple", "v": [{"t": "int", "v": 1}, {"t": "tuple", "v": [{"t": "int", "v": 0}]}]},
+        "unasked",
+    ),
+]
+
+
+@pytest.mark.parametrize(("tree", "says"), [(t, s) for _, t, s in FORGED_PAIRS], ids=[i for i, _, _ in FORGED_PAIRS])
+def test_a_forged_return_pair_or_echo_is_a_broken_channel(zygote: Zygote, tree: dict[str, Any], says: str) -> None:
+    """An answer whose value is not (value, echo), or whose echo has not one item per argument (an empty echo
+    would pass every no-mutation check), is a protocol error charged to that call, never a grader error."""
+    echo = says != "unasked"
+    answer = {"op": "returned", "seq": 3, "value": tree, "warnings": [], "stdout": ""}
+    source = "def f(x):\n    " + forged(answer).replace("\n", "\n    ") + "import time\n    time.sleep(600)\n"
+    with Sandbox(zygote, cells(source), FAST) as sandbox:
+        sandbox.execute()
+        error = within(FAST.call_timeout + SLACK, lambda: sandbox.call("f", np.ones(2), echo_args=echo))
+    assert isinstance(error, ChannelBroken), error
+    assert "a call of f() broke the notebook's channel" in str(error) and says in str(error), error
