@@ -249,7 +249,9 @@ def dumps(data: dict[str, Any]) -> str:
 
 # ------------------------------------------------------------------ what a cell defines
 
-_MAGIC_LINE = re.compile(r"^[ \t]*[%!].*$", re.MULTILINE)  # IPython magics and shell escapes: not Python
+# IPython magics (%name, %%name) and shell escapes (!cmd): not Python. Not `!=` or `% b`, which start the
+# continuation lines of black-formatted expressions: removing those would change what a replay computes.
+_MAGIC_LINE = re.compile(r"^[ \t]*(?:%%?[A-Za-z_]|!(?!=)).*$", re.MULTILINE)
 _TOP_LEVEL_DEF = re.compile(r"(?:async[ \t]+)?(?:def|class)[ \t]+(\w+)")  # matched at a line's start
 _SIMPLE_EXPRESSIONS = (
     ast.Constant,
@@ -388,7 +390,10 @@ def newer_python(line: str, number: int) -> str | None:
 
 
 def _parsed_definitions(source: str, first: str) -> CellDefinitions:
-    tree = ast.parse(_MAGIC_LINE.sub("", source))
+    try:
+        tree = ast.parse(source)  # most cells have no magics: parsed as they are, nothing is dropped
+    except SyntaxError:
+        tree = ast.parse(_MAGIC_LINE.sub("", source))
     definitions = [node for node in tree.body if isinstance(node, _DEFINITIONS)]
     names = {name: node.end_lineno or node.lineno for node in definitions for name in _bound(node)}
     kept = [node for node in definitions if _replayable(node)]

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import numpy as np
 import pytest
 from conftest import FAST, GradeFn, solution_sources
 
@@ -242,3 +243,20 @@ def test_syntax_of_a_newer_python_is_named_with_its_version(broken: dict[str, An
     alias = nb.cell_definitions("import numpy as np\ntype Vector = list[float]\n").newer_python
     assert alias is not None and alias.startswith("line 2 uses type aliases")
     assert nb.cell_definitions("def f(:\n    pass").newer_python is None  # a plain syntax error is only that
+
+
+def test_a_replay_keeps_continuation_lines_that_start_like_magics() -> None:
+    """black puts a binary operator at the start of a continuation line (`!= b.shape`, `% b`): such a line is
+    no shell escape or magic, and dropping it would replay a function that computes something else."""
+    source = (
+        "%matplotlib inline\n"
+        "def same(a, b):\n    return (\n        a.shape\n        != b.shape\n    )\n"
+        "def total(a, b):\n    return (a\n        % b)\n"
+    )
+    found = nb.cell_definitions(source)
+    assert found.replayed == ("same", "total")
+    namespace: dict[str, Any] = {}
+    exec(found.replay or "", namespace)  # noqa: S102 - the test's own source
+    assert namespace["same"](np.zeros(2), np.zeros(3)) is True
+    assert namespace["total"](7, 4) == 3
+    assert nb.cell_definitions("!pip install tqdm\ndef f(x):\n    return x\n").replayed == ("f",)  # escapes still go
