@@ -127,6 +127,19 @@ def test_malformed_value_trees_are_protocol_errors() -> None:
             decode(tree, [])
 
 
+def test_a_payload_named_twice_is_a_protocol_error_not_a_copy_per_node() -> None:
+    """A forged tree naming one payload at each of its MAX_NODES nodes would make that many copies of it
+    (10,000 x the frame's cap in the grader's memory); each payload crosses once, as encode writes them."""
+    value = (np.ones(3), [np.zeros(2), np.float32(1.5)])
+    tree, payloads = encode(value)
+    assert len(payloads) == 3
+    again = decode(tree, payloads)
+    assert np.array_equal(again[0], value[0]) and np.array_equal(again[1][0], value[1][0])
+    for reused in ({"t": "list", "v": [{"t": "array", "i": 0}] * 2}, {"t": "tuple", "v": [tree, tree]}):
+        with pytest.raises(ProtocolError, match="payload twice"):
+            decode(reused, payloads)
+
+
 def test_frames_roundtrip_over_a_pipe() -> None:
     r, w = os.pipe()
     try:

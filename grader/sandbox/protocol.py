@@ -278,8 +278,12 @@ def decode(
     payloads: list[bytes],
     make_function: Callable[[int], object] | None = None,
 ) -> Any:
-    """Rebuild a value tree; 'refused' nodes become Refused, 'fn' nodes go through make_function."""
+    """Rebuild a value tree; 'refused' nodes become Refused, 'fn' nodes go through make_function.
+
+    Each payload may be referred to once (encode writes one per array): a tree naming one payload at
+    every node would otherwise make MAX_NODES copies of it, far beyond the frame's size cap."""
     nodes = 0
+    used: set[int] = set()
 
     def walk(node: Any, depth: int) -> Any:
         nonlocal nodes
@@ -302,6 +306,9 @@ def decode(
             index = node.get("i")
             if type(index) is not int or not 0 <= index < len(payloads):
                 raise ProtocolError("value refers to a missing payload")
+            if index in used:
+                raise ProtocolError("value refers to a payload twice")
+            used.add(index)
             array = read_npy(payloads[index])
             return array if kind == "array" else array.reshape(())[()]
         if kind in ("list", "tuple") and isinstance(node.get("v"), list):
