@@ -30,6 +30,7 @@ PUBLIC_FILES = (DEFINITION,)  # everything else in an assignment folder is priva
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 REDUCTIONS = ("mean", "sum")
 CASES_KEYS = ("visible_seed", "visible", "hidden", "hidden_share")
+SCORING_KEYS = ("carried_credit", "shape_slip_credit", "point_step")
 
 MASTER_NOT_INSTALLED = (
     "the master notebook of {name} is not installed with jitgrade (solutions never ship in the package; "
@@ -253,37 +254,46 @@ def load(name_or_path: str | Path) -> Assignment:
     preload = data.get("sandbox", {}).get("preload", [])
     if not isinstance(preload, list) or not all(isinstance(m, str) and MODULE_NAME.fullmatch(m) for m in preload):
         raise AssignmentError(BAD_PRELOAD.format(where=where, found=preload))
+    scoring = data.get("scoring", {})
+    unknown = sorted(set(scoring) - set(SCORING_KEYS)) if isinstance(scoring, dict) else ["(not a table)"]
+    if unknown:
+        raise AssignmentError(f"{where}: unknown key(s) {unknown} in [scoring]: expected some of {list(SCORING_KEYS)}")
     master = directory / str(data.get("master", "solution.ipynb"))
     examples = directory / "examples"
-    assignment = Assignment(
-        name=str(_require(data, "name", str, where)),
-        version=str(_require(data, "version", str, where)),
-        title=str(data.get("title", data["name"])),
-        directory=directory,
-        master=master,
-        template=str(data.get("template", f"{data['name']}.ipynb")),
-        activation=activation,
-        reduction=reduction,
-        reg=float(ref.get("reg", 0.0)),
-        tolerances=tolerances,
-        visible_seed=int(cases.get("visible_seed", 0)),
-        visible_cases=int(cases.get("visible", 2)),
-        hidden_cases=int(cases.get("hidden", 4)),
-        hidden_share=float(cases.get("hidden_share", 0.5)),
-        limits=limits,
-        problems=tuple(problems),
-        examples=examples if examples.is_dir() else None,
-        carried_credit=float(data.get("scoring", {}).get("carried_credit", 0.5)),
-        shape_slip_credit=float(data.get("scoring", {}).get("shape_slip_credit", 0.5)),
-        point_step=float(data.get("scoring", {}).get("point_step", 0.5)),
-        preload=tuple(preload),
-    )
+    try:
+        assignment = Assignment(
+            name=str(_require(data, "name", str, where)),
+            version=str(_require(data, "version", str, where)),
+            title=str(data.get("title", data["name"])),
+            directory=directory,
+            master=master,
+            template=str(data.get("template", f"{data['name']}.ipynb")),
+            activation=activation,
+            reduction=reduction,
+            reg=float(ref.get("reg", 0.0)),
+            tolerances=tolerances,
+            visible_seed=int(cases.get("visible_seed", 0)),
+            visible_cases=int(cases.get("visible", 2)),
+            hidden_cases=int(cases.get("hidden", 4)),
+            hidden_share=float(cases.get("hidden_share", 0.5)),
+            limits=limits,
+            problems=tuple(problems),
+            examples=examples if examples.is_dir() else None,
+            carried_credit=float(scoring.get("carried_credit", 0.5)),
+            shape_slip_credit=float(scoring.get("shape_slip_credit", 0.5)),
+            point_step=float(scoring.get("point_step", 0.5)),
+            preload=tuple(preload),
+        )
+    except AssignmentError:
+        raise
+    except (ValueError, TypeError) as exc:  # a number given as text, a table where a number belongs
+        raise AssignmentError(f"{where}: {exc}") from None
     if not 0.0 <= assignment.hidden_share <= 1.0:
         raise AssignmentError(f"{where}: [cases] hidden_share must lie in [0, 1]")
     if not 0.0 <= assignment.carried_credit <= 1.0:
         raise AssignmentError(f"{where}: [scoring] carried_credit must lie in [0, 1]")
     if not 0.0 <= assignment.shape_slip_credit <= 1.0:
         raise AssignmentError(f"{where}: [scoring] shape_slip_credit must lie in [0, 1]")
-    if not assignment.point_step > 0:
-        raise AssignmentError(f"{where}: [scoring] point_step must be > 0 (e.g. 0.5, 1 or 0.01)")
+    if not 0 < assignment.point_step < float("inf"):
+        raise AssignmentError(f"{where}: [scoring] point_step must be > 0 and finite (e.g. 0.5, 1 or 0.01)")
     return assignment

@@ -57,6 +57,9 @@ def write(tmp_path: Path, replace: dict[str, str]) -> Path:
         ({'name = "mlp"': "name = "}, "not valid TOML"),
         ({"hidden_share = 0.5": "hidden_share = 1.5"}, "hidden_share"),
         ({"hidden = 4\n": "hidden = 4\nhidden_seed = 7\n"}, r"'hidden_seed'.*ships to students.*--seed"),
+        ({"carried_credit = 0.5": "carried_credits = 0.5"}, r"unknown key\(s\) \['carried_credits'\] in \[scoring\]"),
+        ({"point_step = 0.5": 'point_step = "half"'}, "could not convert string to float"),
+        ({"point_step = 0.5": "point_step = inf"}, "point_step must be > 0"),
     ],
 )
 def test_invalid_definitions_fail_with_a_message_naming_the_problem(
