@@ -215,6 +215,7 @@ def test_the_class_summary_names_students_whose_failed_cell_left_functions_undef
 def test_a_notebook_of_many_failing_cells_reports_a_bounded_number_of_them(grade: GradeFn) -> None:
     report = grade(["1 / 0"] * (MAX_ROOT_CAUSES + 30) + cells_with({}), seed=None)
     assert len(report["root_causes"]) == MAX_ROOT_CAUSES
+    assert f"(the first {MAX_ROOT_CAUSES}, " in SCHEMA["properties"]["root_causes"]["description"]
     assert report["score"] == report["max_score"]
 
 
