@@ -4,7 +4,7 @@ Loaded inside the sandbox worker (standard library only). Each layer is applied 
 platform supports it and reported by name, so the grade report can state the isolation in force:
 
 - ``rlimits``: address space (a generous backstop: the zygote bounds memory actually used), CPU
-  seconds, file size, open files, no core dumps.
+  seconds, file size, open files, tasks (RLIMIT_NPROC, for a root grader's workers only), no core dumps.
 - ``no-privileges``: every capability dropped and no_new_privs set; a root process first becomes
   an unprivileged user (uid and gid 65534, no supplementary groups).
 - ``seccomp``: a BPF filter that refuses new processes (fork, vfork, clone without CLONE_THREAD,

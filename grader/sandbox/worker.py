@@ -13,8 +13,9 @@ worker then inherits them); then
 ``{"op": "spawn", "rlimits": ..., "memory_bytes": ..., "output_limit": ..., "disk_bytes": ..., "max_files": ...,
 "no_subprocesses": ..., "max_processes": ..., "max_threads": ...}``
 with two file descriptors attached (the request pipe to read, the response pipe to write) -> ``{"pid": ...}``;
-``{"op": "finish", "pid": ...}`` kills that child's process group, reaps it and removes its
-directory -> ``{"exitcode": ..., "signal": ..., "stderr": "last bytes of its stderr", "cleaned": ...}``
+``{"op": "finish", "pid": ..., "grace": seconds}`` gives that child up to ``grace`` seconds (at most 2) to
+exit by itself, kills its process group, reaps it and removes its directory -> ``{"exitcode": ..., "signal": ...,
+"was_running": ..., "stderr": "last bytes of its stderr", "cleaned": ...}``
 (plus ``"stopped_for"`` when the zygote itself stopped the child); ``{"op": "exit"}`` or EOF ends
 the zygote. Between messages the zygote measures each live child's directory ten times a second
 and stops a child over its quota of bytes or entries (``disk_bytes``, ``max_files`` in spawn):
