@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="grade one notebook and explain what to fix (students, CI)")
     check.add_argument("notebook")
     check.add_argument("-a", "--assignment", help="assignment name or folder (default: from the notebook's metadata)")
-    check.add_argument("--visible-only", action="store_true", help="skip the hidden randomized cases")
+    check.add_argument("--visible-only", action="store_true", help="skip the hidden cases (every seeded check has one)")
     check.add_argument("--json", metavar="FILE", help="write the canonical JSON report")
     check.add_argument("--html", metavar="FILE", help="write the feedback page")
     check.add_argument("--junit", metavar="FILE", help="write JUnit XML")
