@@ -122,16 +122,18 @@ def grading_process(pid: int, table: dict[int, tuple[int, str, str]]) -> int:
     return pid
 
 
-def sandboxes(batch: int) -> dict[int, str]:
+def sandboxes(batch: int, table: dict[int, tuple[int, str, str]] | None = None) -> dict[int, str]:
     """The batch's sandbox processes (zygotes and student workers, not bubblewrap): pid -> command line."""
-    table = processes()
+    table = processes() if table is None else table
     return {pid: table[pid][2] for pid in descendants(batch, table)
             if "worker.py" in table[pid][2] and not table[pid][2].startswith("bwrap")}
 
 
 def pool_processes(batch: int) -> list[int]:
+    """The grading processes that own sandboxes, from one snapshot of the process table (a worker that exits
+    between two snapshots would otherwise be counted as its own grading process)."""
     table = processes()
-    return sorted({grading_process(pid, table) for pid in sandboxes(batch)})
+    return sorted({grading_process(pid, table) for pid in sandboxes(batch, table)})
 
 
 def variant(source: Path, target: Path, marker: str) -> None:
