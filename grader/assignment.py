@@ -95,6 +95,7 @@ class Assignment:
     shape_slip_credit: float = 0.5  # [scoring]: the share a right value returned in a wrong shape earns
     point_step: float = 0.5  # [scoring]: every check's points are a whole multiple of this
     preload: tuple[str, ...] = ()  # [sandbox]: modules the sandbox imports once, before any submission runs
+    submission: dict[str, Any] = field(default_factory=dict)  # [submission]: what students hand in (grader.pyfiles)
 
     @property
     def template_path(self) -> Path | None:
@@ -283,6 +284,7 @@ def load(name_or_path: str | Path) -> Assignment:
             shape_slip_credit=float(scoring.get("shape_slip_credit", 0.5)),
             point_step=float(scoring.get("point_step", 0.5)),
             preload=tuple(preload),
+            submission=dict(data.get("submission", {})),
         )
     except AssignmentError:
         raise
