@@ -16,6 +16,7 @@ Values are encoded as a tree in the header; arrays and NumPy scalars become payl
     {"t": "array", "i": 0}   {"t": "scalar", "i": 1}   (index into the payloads)
     {"t": "list", "v": [...]} {"t": "tuple", "v": [...]} {"t": "dict", "v": [["key", value], ...]}
     {"t": "fn", "id": 2}      a grader function passed into a student function (grader -> worker only)
+    {"t": "fn", "id": 2, "draws": true}   one that draws random.random() in the worker before each call (DrawsRandom)
     {"t": "refused", "type": "numpy.matrix", "why": "..."}   a value that may not cross (worker -> grader)
 
 On the grader's side every write has a deadline (the request pipe is made non-blocking, so a worker
@@ -29,6 +30,7 @@ import io
 import json
 import math
 import os
+import random
 import re
 import select
 import struct
@@ -206,7 +208,7 @@ def encode(
         if functions is not None and callable(v):
             fid = functions(v)
             if fid is not None:
-                return {"t": "fn", "id": fid}
+                return {"t": "fn", "id": fid, "draws": True} if isinstance(v, DrawsRandom) else {"t": "fn", "id": fid}
         return {
             "t": "refused",
             "type": _type_name(v),
@@ -222,6 +224,39 @@ def encode(
 def identify(functions: Sequence[Callable[..., Any]]) -> Callable[[object], int | None]:
     """The `functions` argument of encode for these callables: each one's index, by identity."""
     return lambda obj: next((i for i, fn in enumerate(functions) if fn is obj), None)
+
+
+RANDOM_DRAW = "a random draw must be a float in [0, 1) (random.random() in the worker); got {found}"
+
+
+class DrawsRandom:
+    """A grader function whose stand-in draws random.random() in the calling process before each call and sends the
+    draw first among the arguments: the grader's function sees whether its caller restores Python's random state."""
+
+    __slots__ = ("function",)
+
+    def __init__(self, function: Callable[..., Any]) -> None:
+        self.function = function
+
+    def __call__(self, draw: object, *args: Any) -> Any:
+        if type(draw) is not float or not 0.0 <= draw < 1.0:
+            raise ProtocolError(RANDOM_DRAW.format(found=repr(draw)[:40] if type(draw) is float else _type_name(draw)))
+        return self.function(draw, *args)
+
+
+class _Drawing:
+    """The caller's stand-in of a DrawsRandom function: draws from the caller's random state, then calls it."""
+
+    __slots__ = ("_function",)
+
+    def __init__(self, function: Callable[..., Any]) -> None:
+        self._function = function
+
+    def __call__(self, *args: Any) -> Any:
+        return self._function(random.random(), *args)
+
+    def __repr__(self) -> str:
+        return repr(self._function)
 
 
 # --------------------------------------------------------------------------- decoding
@@ -278,7 +313,8 @@ def decode(
     payloads: list[bytes],
     make_function: Callable[[int], object] | None = None,
 ) -> Any:
-    """Rebuild a value tree; 'refused' nodes become Refused, 'fn' nodes go through make_function.
+    """Rebuild a value tree; 'refused' nodes become Refused, 'fn' nodes go through make_function (wrapped to draw
+    a random number before each call when the node says it draws).
 
     Each payload may be referred to once (encode writes one per array): a tree naming one payload at
     every node would otherwise make MAX_NODES copies of it, far beyond the frame's size cap."""
@@ -324,7 +360,8 @@ def decode(
         if kind == "refused":
             return Refused(text_field(node.get("type"), 200) or "?", text_field(node.get("why"), 500))
         if kind == "fn" and make_function is not None and type(node.get("id")) is int:
-            return make_function(node["id"])
+            function = make_function(node["id"])
+            return _Drawing(function) if node.get("draws") is True else function  # type: ignore[arg-type]
         raise ProtocolError(f"unknown value node {text_field(kind, 40) or type(kind).__name__!r}")
 
     return walk(tree, 0)
