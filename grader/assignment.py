@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from grader import bindings
+from grader.bindings import Binding
 from grader.sandbox.limits import Limits
 
 if sys.version_info >= (3, 11):
@@ -68,6 +70,11 @@ class Problem:
     kind: str
     points: float
     weights: dict[str, float] = field(default_factory=dict)
+    binding: Binding = None  # type: ignore[assignment]  # how its checks call the student's code (default: by name)
+
+    def __post_init__(self) -> None:
+        if self.binding is None:
+            object.__setattr__(self, "binding", bindings.parse(self.name, self.kind, None, "default"))
 
 
 @dataclass(frozen=True)
@@ -174,6 +181,10 @@ def find(name_or_path: str | Path) -> Path:
     )
 
 
+NO_REG = (
+    "{where}: [problems.{problem}.binding] passes no reg, but [reference] reg = {reg}: the student's function "
+    "would be graded against a regularized loss it cannot compute; pass reg (args or kwargs) or set reg = 0"
+)
 NOT_BUNDLED = (
     "the notebook's metadata names the assignment {name!r}, and a notebook may only name a bundled assignment "
     "({known}): the student controls that metadata, so a folder or file it names could define its own points "
@@ -244,12 +255,24 @@ def load(name_or_path: str | Path) -> Assignment:
                     f"{where}: [problems.{name}.checks] {check_name} = {weight!r}: "
                     "a weight is a number >= 0 (0 disables the check)"
                 )
+        kind = str(table.get("kind", name))
+        try:
+            binding = bindings.parse(name, kind, table.get("binding"), where)
+        except bindings.BindingError as exc:
+            raise AssignmentError(str(exc)) from None
+        if (
+            "reg" in bindings.SIGNATURES.get(kind, ((), ()))[0]
+            and float(ref.get("reg", 0.0)) != 0
+            and not binding.passes("reg")
+        ):
+            raise AssignmentError(NO_REG.format(where=where, problem=name, reg=ref.get("reg")))
         problems.append(
             Problem(
                 name,
-                str(table.get("kind", name)),
+                kind,
                 float(_require(table, "points", (int, float), where)),
                 {str(k): float(v) for k, v in weights.items()},
+                binding,
             )
         )
     preload = data.get("sandbox", {}).get("preload", [])

@@ -22,7 +22,8 @@ import numpy as np
 from grader.assignment import Assignment, load
 from grader.checks.base import Outcome
 from grader.checks.runner import run_checks
-from grader.sandbox import protocol
+from grader.sandbox import calls, protocol
+from grader.sandbox.calls import DIRECT, Via
 from grader.sandbox.exceptions import MissingFunction, NotImplementedByStudent, StudentError
 from grader.sandbox.session import CallResult
 
@@ -51,24 +52,34 @@ class KernelSession:
         *args: Any,
         echo_args: bool = False,
         functions: Sequence[Callable[..., Any]] = (),
+        via: Via = DIRECT,
         **kwargs: Any,
     ) -> CallResult:
-        """Call a notebook function with copies of the arguments; exceptions become sandbox errors."""
+        """Call a notebook function (as `via` reaches it) with copies of the arguments; exceptions become
+        sandbox errors."""
         fn = self.namespace.get(function)
         if fn is None:
             raise MissingFunction(function)
         if not callable(fn):
             raise MissingFunction(function, type(fn).__name__)
-        call_args, call_kwargs = _roundtrip((list(args), kwargs), functions)
+        call_args, call_kwargs, init, attrs = _roundtrip(
+            (list(args), kwargs, list(via.init), dict(via.attrs)), functions
+        )
         out = io.StringIO()
         try:
             with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(out):
                 warnings.simplefilter("always")
-                value = fn(*call_args, **call_kwargs)
+                if via.tensors:
+                    call_args, call_kwargs, init, attrs = calls.to_tensors((call_args, call_kwargs, init, attrs))
+                bound, attrs_after = calls.target(fn, via.method, init, attrs)
+                value = bound(*call_args, **call_kwargs)
+                echo = (*call_args, *attrs_after()) if echo_args else None
+                if via.tensors:
+                    value, echo = calls.from_tensors((value, echo))
         except Exception as exc:
             cls = NotImplementedByStudent if isinstance(exc, NotImplementedError) else StudentError
-            raise cls(function, type(exc).__name__, str(exc), []) from None
-        value, after = _roundtrip((value, tuple(call_args) if echo_args else None))
+            raise cls(via.name(function), type(exc).__name__, str(exc), []) from None
+        value, after = _roundtrip((value, echo))
         return CallResult(value, after, [f"{w.category.__name__}: {w.message}" for w in caught], out.getvalue())
 
 

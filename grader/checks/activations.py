@@ -138,7 +138,7 @@ def _no_mutation(ctx: CheckContext, base: cases.Case) -> None:
         assert_unchanged(case.args, result.args_after, ("x",), ctx.function)
 
 
-@check("softmax", "no_mutation", "does not modify its input", role="property")
+@check("softmax", "no_mutation", "does not modify its input", role="property", mutation=True)
 def check_softmax_no_mutation(ctx: CheckContext) -> None:
     _no_mutation(ctx, cases.logits(ctx.sub_seed("mutation"), 2))
 
@@ -196,7 +196,7 @@ def check_sigmoid_extreme_values(ctx: CheckContext) -> Passed | None:
     return None
 
 
-@check("sigmoid", "no_mutation", "does not modify its input", role="property")
+@check("sigmoid", "no_mutation", "does not modify its input", role="property", mutation=True)
 def check_sigmoid_no_mutation(ctx: CheckContext) -> None:
     _no_mutation(ctx, cases.elementwise(ctx.sub_seed("mutation")))
 
@@ -231,6 +231,6 @@ def check_sigmoid_grad_known_points(ctx: CheckContext) -> None:
     _grade_elementwise(ctx, case, expected, "sigmoid_grad(s)", diagnose=True)
 
 
-@check("sigmoid_grad", "no_mutation", "does not modify its input", weight=0.5, role="property")
+@check("sigmoid_grad", "no_mutation", "does not modify its input", weight=0.5, role="property", mutation=True)
 def check_sigmoid_grad_no_mutation(ctx: CheckContext) -> None:
     _no_mutation(ctx, cases.sigmoid_outputs(ctx.sub_seed("mutation")))

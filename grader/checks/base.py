@@ -9,6 +9,7 @@ assignment's data, never by ``if`` chains inside the checks.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -17,14 +18,18 @@ from typing import Any, Protocol
 import numpy as np
 
 from grader.assignment import Assignment, Problem, Tolerance
+from grader.bindings import UnreadableResult
 from grader.cases import Case
 from grader.checks import shapes
+from grader.sandbox.calls import DIRECT, Via
 
 
 class Session(Protocol):
     """What checks need from a sandbox: call a student function, seed its random state."""
 
-    def call(self, function: str, *args: Any, echo_args: bool = False, functions: Any = (), **kwargs: Any) -> Any: ...
+    def call(
+        self, function: str, *args: Any, echo_args: bool = False, functions: Any = (), via: Via = DIRECT, **kwargs: Any
+    ) -> Any: ...
 
     def seed(self, value: int) -> None: ...
 
@@ -87,6 +92,7 @@ class Check:
     func: Callable[[CheckContext], Passed | None]
     role: str = "value"
     forms: tuple[str, ...] | None = None  # the input forms its cases are graded in (None: every declared one)
+    mutation: bool = False  # about modifying the inputs: not planned where the binding allows it (inplace)
 
 
 REGISTRY: dict[str, list[Check]] = {}
@@ -104,10 +110,12 @@ def check(
     seeded: bool = True,
     role: str = "value",
     forms: tuple[str, ...] | None = None,
+    mutation: bool = False,
 ) -> Callable[[Callable[[CheckContext], Passed | None]], Callable[[CheckContext], Passed | None]]:
     """Register a check for problems of `kind`. Seeded checks (every check whose inputs come from its seed, all but
     those judged on the probe seed's fresh problems) run on visible and on hidden cases; `forms` restricts the input
-    forms (grader.checks.shapes) its cases are graded in, for checks about one form."""
+    forms (grader.checks.shapes) its cases are graded in, for checks about one form; `mutation` marks a check that its
+    inputs are left unchanged, which a binding may waive (a course may let a function work in place)."""
     if role not in ROLES:
         raise ValueError(f"check {kind}.{name}: role must be one of {ROLES}, got {role!r}")
 
@@ -115,7 +123,7 @@ def check(
         checks = REGISTRY.setdefault(kind, [])
         if any(c.name == name for c in checks):
             raise ValueError(f"check {kind}.{name} registered twice")
-        checks.append(Check(kind, name, title, weight, seeded, func, role, forms))
+        checks.append(Check(kind, name, title, weight, seeded, func, role, forms, mutation))
         return func
 
     return register
@@ -158,7 +166,9 @@ def plan(assignment: Assignment, include_hidden: bool = True) -> list[PlannedChe
                 f"problem {problem.name}: unknown checks {sorted(unknown)} in its weights; "
                 f"known: {[c.name for c in checks]}"
             )
-        weighted = [(c, problem.weights.get(c.name, c.weight)) for c in checks]
+        weighted = [
+            (c, problem.weights.get(c.name, c.weight)) for c in checks if not (c.mutation and problem.binding.inplace)
+        ]
         weighted = [(c, w) for c, w in weighted if w > 0]
         if not weighted:
             raise ValueError(
@@ -239,8 +249,8 @@ class CheckContext:
 
     @property
     def function(self) -> str:
-        """The student function being graded."""
-        return self.problem.name
+        """The student function being graded, as the student wrote it (`softmax`, `TwoLayerNet.loss`)."""
+        return self.problem.binding.function
 
     def case_seeds(self, count: int | None = None) -> Iterator[int]:
         """Seeds of this check's random cases (visible or hidden count from the assignment)."""
@@ -269,20 +279,36 @@ class CheckContext:
         return np.random.default_rng(self.sub_seed(*salt))
 
     def tolerance(self, dtype: Any = np.float64) -> Tolerance:
-        """The assignment's tolerance for results of this dtype."""
-        return self.assignment.tolerance(np.dtype(dtype))
+        """The assignment's tolerance for results of this dtype (float32 whenever the binding hands the student
+        float32 values: a result computed in float32 cannot meet a float64 tolerance)."""
+        return self.assignment.tolerance(np.dtype(self.problem.binding.dtype or dtype))
 
     def call(
         self, *args: Any, function: str | None = None, echo_args: bool = False, functions: Any = (), **kwargs: Any
     ) -> Any:
-        """Call the student function; sandbox failures become CheckFailed with a clear message."""
+        """Call the student function in the kind's canonical form, through the problem's binding (another
+        `function` is called as it is); sandbox failures become CheckFailed with a clear message."""
         from grader.checks.values import call_failure
 
-        name = function or self.function
+        binding = self.problem.binding
+        if function is not None or binding.canonical:
+            name = function or binding.call
+            try:
+                return self.session.call(name, *args, echo_args=echo_args, functions=functions, **kwargs)
+            except Exception as exc:  # every sandbox error becomes this check's verdict
+                raise call_failure(name, exc) from None
+        lookup, bound_args, bound_kwargs, via = binding.request(args)
         try:
-            return self.session.call(name, *args, echo_args=echo_args, functions=functions, **kwargs)
+            result = self.session.call(
+                lookup, *bound_args, echo_args=echo_args, functions=functions, via=via, **bound_kwargs
+            )
+            return dataclasses.replace(
+                result, value=binding.result(result.value, args), args_after=binding.echoed(result.args_after, args)
+            )
+        except UnreadableResult as exc:
+            raise CheckFailed(str(exc), status="failed", details={"binding": binding.function}) from None
         except Exception as exc:  # every sandbox error becomes this check's verdict
-            raise call_failure(name, exc) from None
+            raise call_failure(binding.function, exc) from None
 
     def memo_call(self, key: Any, *args: Any, **kwargs: Any) -> Any:
         """Like call, but each distinct key is called once per problem (checks share the result), as long as

@@ -146,7 +146,7 @@ def check_ce_extreme_logits(ctx: CheckContext) -> None:
     _check_dz(ctx, case)
 
 
-@check("softmax_cross_entropy", "no_mutation", "does not modify z or y", role="property")
+@check("softmax_cross_entropy", "no_mutation", "does not modify z or y", role="property", mutation=True)
 def check_ce_no_mutation(ctx: CheckContext) -> None:
     case = cases.classification(ctx.sub_seed("mutation"))
     result = ctx.call(*case.args, echo_args=True)

@@ -94,7 +94,7 @@ def check_forward_batch_of_one(ctx: CheckContext) -> None:
     _check_scores(ctx, _case(ctx, ctx.sub_seed("one"), batch=1))
 
 
-@check("mlp_forward", "no_mutation", "does not modify X or params", role="property")
+@check("mlp_forward", "no_mutation", "does not modify X or params", role="property", mutation=True)
 def check_forward_no_mutation(ctx: CheckContext) -> None:
     case = _case(ctx, ctx.sub_seed("mutation"))
     x, _, params, _ = case.args
@@ -306,7 +306,7 @@ def check_large_scores(ctx: CheckContext) -> None:
         finite_or_fail(grads[name], f"d{name}", case.details, message("softmax_no_max_shift"))
 
 
-@check("mlp_loss", "no_mutation", "does not modify X, y or params", role="property")
+@check("mlp_loss", "no_mutation", "does not modify X, y or params", role="property", mutation=True)
 def check_loss_no_mutation(ctx: CheckContext) -> None:
     case = _case(ctx, ctx.sub_seed("mutation"))
     result = ctx.call(*case.args, echo_args=True)

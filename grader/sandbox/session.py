@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from grader.sandbox import protocol
+from grader.sandbox.calls import DIRECT, Via
 from grader.sandbox.exceptions import (
     BudgetExhausted,
     CallSkipped,
@@ -555,16 +556,20 @@ class Sandbox:
         *args: Any,
         echo_args: bool = False,
         functions: Sequence[Callable[..., Any]] = (),
+        via: Via = DIRECT,
         **kwargs: Any,
     ) -> CallResult:
-        """Call `function` in the notebook with copies of the arguments.
+        """Call `function` in the notebook with copies of the arguments (or a method of an instance of the
+        class `function`, as `via` says).
 
         Callables listed in `functions` may appear among the arguments: the student
         receives a stand-in, and each call of it is evaluated here, in the grader.
-        With echo_args, the arguments are sent back after the call (to detect mutation).
+        With echo_args, the arguments are sent back after the call (to detect mutation), followed by
+        the instance attributes `via` assigned.
         The answer may carry at most RESULT_FACTOR times the arguments' bytes (at least
         RESULT_FLOOR) besides the echoed arguments; a larger one is refused unread.
         """
+        lookup, function = function, via.name(function)
         if self.strikes[function] >= self.limits.failures_per_function:
             raise CallSkipped(function, self.strikes[function], self.last_failure[function])
         if self._remaining() <= 0:
@@ -573,8 +578,9 @@ class Sandbox:
         if self._remaining() <= 0:  # replaying the cells after a restart used it up
             raise self._out_of_time()
 
-        tree, payloads = protocol.encode((list(args), kwargs), functions=protocol.identify(functions), strict=True)
-        args_tree, kwargs_tree = tree["v"]
+        tree, payloads = protocol.encode(
+            (list(args), kwargs, list(via.init), dict(via.attrs)), functions=protocol.identify(functions), strict=True
+        )
         arg_bytes = sum(len(p) for p in payloads)
         result_cap = max(RESULT_FLOOR, RESULT_FACTOR * arg_bytes) + (arg_bytes if echo_args else 0)
         limits = protocol.FrameLimits(max_header=CALL_HEADER, max_payloads=protocol.MAX_NODES, max_total=result_cap)
@@ -599,11 +605,12 @@ class Sandbox:
             value_tree, value_payloads = protocol.encode(value)
             return {"op": "callback_result", "value": value_tree}, value_payloads
 
-        header = {"op": "call", "fn": function, "args": args_tree, "kwargs": kwargs_tree, "echo_args": echo_args}
+        header = {"op": "call", "fn": lookup, "args": tree, "echo_args": echo_args, **via.header()}
         timeout = min(self.limits.call_timeout, self._remaining())
         try:
             reply, reply_payloads = self._request(header, payloads, timeout, limits, answer)
-            return self._result(function, reply, reply_payloads, len(args) if echo_args else None)
+            echoed = len(args) + len(via.attrs) if echo_args else None
+            return self._result(function, reply, reply_payloads, echoed)
         except _WorkerGone as gone:
             raise self._call_failed(function, gone, timeout, arg_bytes, result_cap) from None
 

@@ -28,7 +28,7 @@ from grader.sandbox import confine
 from grader.sandbox.limits import Limits
 
 _HERE = Path(__file__).resolve().parent
-_RUNTIME_FILES = ("worker.py", "protocol.py", "confine.py")
+_RUNTIME_FILES = ("worker.py", "protocol.py", "confine.py", "calls.py")
 BLOCKED_IMPORTS = ("grader", "reference", "jitgrade")
 DISTRIBUTION = "jitgrade"
 SANDBOX_TMP_BYTES = 1024**3  # bubblewrap's /tmp is RAM: its size bounds every worker directory of a zygote together

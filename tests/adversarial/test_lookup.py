@@ -92,7 +92,9 @@ class Recorder:
     def seed(self, value: int) -> None:
         np.random.seed(value)
 
-    def call(self, fn: str, *args: Any, echo_args: bool = False, functions: Any = (), **kwargs: Any) -> CallResult:
+    def call(
+        self, fn: str, *args: Any, echo_args: bool = False, functions: Any = (), via: Any = None, **kwargs: Any
+    ) -> CallResult:
         key = self.namespace["_key"](fn, args, kwargs)
         copies = pickle.loads(pickle.dumps(args)) if not functions else args
         value = self.namespace[fn](*copies, **kwargs)

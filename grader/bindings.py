@@ -1,0 +1,329 @@
+"""Bindings: how a problem's checks reach a course's own API, declared in the assignment, never coded per course.
+
+Every check calls a problem in its kind's canonical form (``mlp_loss(X, y, params, reg) -> (loss, grads)`` with
+integer labels, a dict ``W1, b1, W2, b2`` of NumPy arrays and the penalty ``0.5 * reg * sum(W**2)``). A binding
+translates that call into the student's (a function or a method of a fresh instance; arguments in its order and
+names; parameters as a dict with its key names or as one flat vector with ``dimensions``; one-hot labels; PyTorch
+tensors; its L2 scale) and translates the answer back (tuple positions, dict keys, a flat gradient unpacked in
+the same layout). Checks, diagnoses, reports and the reference never see the difference.
+
+Format, under ``[problems.<name>.binding]`` (every key optional; the defaults are the canonical call)::
+
+    call = "loss"                  # function name, or the method's name when `class` is set (default: problem name)
+    class = "TwoLayerNet"          # call a method of a fresh instance of this class ...
+    init = ["input_size", "hidden_size", "output_size"]   # ... built with these values
+    attribute = "params"           # ... whose attribute receives the parameters before the call
+    args = ["X", "y"]              # positional arguments, by value name (default: the kind's canonical order)
+    kwargs = { reg = "reg" }       # keyword arguments: student's name = value name
+    params = "flat"                # dict (default) | flat: one vector packed in `layout` order, row-major
+    layout = ["W1", "b1", "W2", "b2"]
+    keys = { W1 = "W1" }           # the student's dict key for each canonical parameter (default: the same)
+    labels = "one_hot"             # int (default) | one_hot
+    array = "torch"                # numpy (default) | torch (CPU tensors)
+    dtype = "float32"              # floats as this dtype (default: as the case has them)
+    returns = ["scores", "hidden"] # names of the positions of a returned tuple (default: the kind's result as is)
+    l2_scale = 1.0                 # the student's penalty is l2_scale * reg * sum(W**2) (default 0.5)
+    inplace = true                 # the function may modify its input (its no-mutation checks are not planned)
+
+Value names: the kind's canonical arguments (SIGNATURES), and ``dimensions`` ([D, H, C]), ``input_size``,
+``hidden_size``, ``output_size`` and ``none`` (Python's None, e.g. ``y = None`` to ask for the scores).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from grader.sandbox.calls import Via
+
+# kind -> (canonical arguments, canonical results: a name per position of a returned tuple, or one name)
+SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "softmax": (("x",), ("probabilities",)),
+    "sigmoid": (("x",), ("values",)),
+    "sigmoid_grad": (("s",), ("gradient",)),
+    "softmax_cross_entropy": (("z", "y"), ("loss", "dz")),
+    "mlp_forward": (("X", "params"), ("scores",)),
+    "mlp_loss": (("X", "y", "params", "reg"), ("loss", "grads")),
+    "numerical_gradient": (("f", "x", "h"), ("gradient",)),
+}
+DERIVED = ("dimensions", "input_size", "hidden_size", "output_size", "none")
+CANONICAL_L2 = 0.5  # the reference's penalty: 0.5 * reg * sum(W**2)
+PARAMS = ("W1", "b1", "W2", "b2")
+KEYS = (
+    "call", "class", "init", "attribute", "args", "kwargs", "params", "layout", "keys", "labels", "array", "dtype",
+    "returns", "l2_scale", "inplace",
+)  # fmt: skip
+CHOICES = {"params": ("dict", "flat"), "labels": ("int", "one_hot"), "array": ("numpy", "torch")}
+
+NOT_A_TUPLE = "{function}() should return a tuple ({names}); it returned {found}"
+FLAT_SIZE = (
+    "{function}() returned a flat gradient of {found} entries; the parameters' layout ({layout}) has {expected}: "
+    "return the gradient packed like the parameters vector"
+)
+MISSING_KEY = "{function}() returned a gradient dict without the key {key!r} (for {name}); it has {found}"
+
+
+class BindingError(ValueError):
+    """The assignment's binding is not valid; the message names the problem, the key and what is allowed."""
+
+
+class UnreadableResult(Exception):
+    """The student's answer does not have the form the binding declares (the message says what to return)."""
+
+
+@dataclass(frozen=True)
+class Binding:
+    """How one problem's canonical call reaches the student's code (see the module docstring for the keys)."""
+
+    kind: str
+    call: str
+    cls: str | None = None
+    init: tuple[str, ...] = ()
+    attribute: str | None = None
+    args: tuple[str, ...] = ()
+    kwargs: tuple[tuple[str, str], ...] = ()
+    params: str = "dict"
+    layout: tuple[str, ...] = PARAMS
+    keys: Mapping[str, str] = field(default_factory=dict)
+    labels: str = "int"
+    array: str = "numpy"
+    dtype: str | None = None
+    returns: tuple[str, ...] | None = None
+    l2_scale: float = CANONICAL_L2
+    inplace: bool = False
+
+    @property
+    def function(self) -> str:
+        """The student's function as reports name it: `softmax` or `TwoLayerNet.loss`."""
+        return f"{self.cls}.{self.call}" if self.cls else self.call
+
+    @property
+    def canonical(self) -> bool:
+        """Whether calls go through unchanged (the canonical API, as `mlp` declares it)."""
+        return self == Binding(self.kind, self.call, args=self.args)
+
+    def passes(self, name: str) -> bool:
+        """Whether the student's call receives the canonical value `name` at all."""
+        return name in (*self.args, *(v for _, v in self.kwargs), *self.init) or (
+            name == "params" and bool(self.attribute)
+        )
+
+    def request(self, args: tuple[Any, ...]) -> tuple[str, tuple[Any, ...], dict[str, Any], Via]:
+        """The canonical arguments as the student's call: (name to look up, args, kwargs, how to reach it)."""
+        values = self._values(args)
+        via = Via(
+            self.call if self.cls else None,
+            tuple(values[v] for v in self.init),
+            {self.attribute: values["params"]} if self.attribute else {},
+            self.array == "torch",
+        )
+        return (
+            self.cls or self.call,
+            tuple(values[v] for v in self.args if v in values),  # a trailing optional argument may be left out
+            {k: values[v] for k, v in self.kwargs},
+            via,
+        )
+
+    def result(self, value: Any, args: tuple[Any, ...]) -> Any:
+        """The student's answer in the kind's canonical form (raises UnreadableResult when it has another form)."""
+        names = SIGNATURES.get(self.kind, ((), ()))[1]
+        if self.returns is not None:
+            if not isinstance(value, (tuple, list)) or len(value) != len(self.returns):
+                found = f"a {type(value).__name__}" + (
+                    f" of {len(value)} items" if isinstance(value, (tuple, list)) else ""
+                )
+                raise UnreadableResult(
+                    NOT_A_TUPLE.format(function=self.function, names=", ".join(self.returns), found=found)
+                )
+            picked = dict(zip(self.returns, value, strict=True))
+            value = tuple(picked.get(n) for n in names) if len(names) > 1 else picked.get(names[0])
+        if "grads" in names and isinstance(value, tuple) and len(value) == len(names):
+            params = dict(zip(SIGNATURES[self.kind][0], args, strict=False)).get("params")
+            value = tuple(self._grads(v, params) if n == "grads" else v for n, v in zip(names, value, strict=True))
+        return value
+
+    def echoed(self, after: tuple[Any, ...] | None, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """The arguments the student's call sent back, in canonical positions: each canonical value as the
+        student's copy of it reads after the call (the value itself where the student had none to change)."""
+        if after is None or self.canonical:
+            return after
+        canonical = dict(zip(SIGNATURES[self.kind][0], args, strict=False))
+        sent = self._values(args)
+        places = [*self.args, *(["params"] if self.attribute else [])]
+        back = dict(zip(places, after, strict=False))
+        out: list[Any] = []
+        for name, original in canonical.items():
+            after = back.get(name, sent.get(name))
+            if name == "params" and isinstance(original, dict):
+                after, given = (
+                    self._grads(after, original, strict=False),
+                    self._grads(sent[name], original, strict=False),
+                )
+                if isinstance(after, dict) and isinstance(given, dict):
+                    out.append({k: original[k] if _same(after.get(k), given[k]) else after.get(k) for k in original})
+                    continue
+            out.append(original if name not in sent or _same(after, sent[name]) else after)
+        return tuple(out)
+
+    # ----------------------------------------------------------------- translation
+
+    def _values(self, args: tuple[Any, ...]) -> dict[str, Any]:
+        """Every value a binding may name, in the student's form."""
+        canonical = dict(zip(SIGNATURES.get(self.kind, ((), ()))[0], args, strict=False))
+        values: dict[str, Any] = dict(canonical, none=None)
+        params = canonical.get("params")
+        if isinstance(params, dict) and {"W1", "W2"} <= params.keys():
+            d, h = params["W1"].shape
+            c = params["W2"].shape[1]
+            values.update(dimensions=[d, h, c], input_size=d, hidden_size=h, output_size=c)
+            values["params"] = self._pack(params)
+        if "y" in canonical and self.labels == "one_hot":
+            classes = values["output_size"] if "output_size" in values else np.shape(canonical["z"])[-1]
+            values["y"] = np.eye(int(classes))[np.asarray(canonical["y"])]
+        if "reg" in canonical:
+            values["reg"] = float(canonical["reg"]) * CANONICAL_L2 / self.l2_scale
+        if self.dtype is not None:  # the values the student receives, exactly (echoes are compared with them)
+            values = {k: _cast(v, self.dtype) for k, v in values.items()}
+        return values
+
+    def _pack(self, params: dict[str, np.ndarray]) -> Any:
+        if self.params == "flat":
+            return np.concatenate([np.ravel(params[name]) for name in self.layout])
+        return {self.keys.get(name, name): value for name, value in params.items()}
+
+    def _grads(self, value: Any, params: Any, strict: bool = True) -> Any:
+        """A gradient (or parameters sent back) in the student's form as a canonical dict; strict: a form that
+        cannot be read is the student's mistake, said plainly (else the value is returned for the check to judge)."""
+        if not isinstance(params, dict):
+            return value
+        if self.params == "flat":
+            flat = np.asarray(value) if isinstance(value, np.ndarray) else None
+            expected = sum(params[n].size for n in self.layout)
+            if flat is None or flat.ndim != 1 or flat.size != expected:
+                if not strict:
+                    return value
+                found = flat.size if flat is not None else f"a {type(value).__name__}, not"
+                layout = ", ".join(f"{n} {params[n].shape}" for n in self.layout)
+                raise UnreadableResult(
+                    FLAT_SIZE.format(function=self.function, found=found, layout=layout, expected=expected)
+                )
+            out, start = {}, 0
+            for name in self.layout:
+                size = params[name].size
+                out[name] = flat[start : start + size].reshape(params[name].shape)
+                start += size
+            return out
+        if not self.keys or not isinstance(value, dict):
+            return value
+        out = {}
+        for name in params:
+            key = self.keys.get(name, name)
+            if key not in value:
+                if not strict:
+                    return value
+                raise UnreadableResult(
+                    MISSING_KEY.format(function=self.function, key=key, name=name, found=sorted(map(str, value))[:8])
+                )
+            out[name] = value[key]
+        return out
+
+
+def _cast(value: Any, dtype: str) -> Any:
+    """Float arrays (also inside a dict) as `dtype`."""
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+        return value.astype(dtype)
+    if isinstance(value, dict):
+        return {k: _cast(v, dtype) for k, v in value.items()}
+    return value
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(b, np.ndarray):
+        return isinstance(a, np.ndarray) and a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=True))
+    return a == b if isinstance(b, (int, float, str, type(None))) else False
+
+
+def parse(problem: str, kind: str, table: Any, where: str) -> Binding:
+    """The binding of one problem from its [problems.<name>.binding] table (absent: the canonical call)."""
+    here = f"{where}: [problems.{problem}.binding]"
+    if table is None:
+        table = {}
+    if not isinstance(table, dict):
+        raise BindingError(f"{here} must be a table")
+    unknown = sorted(set(table) - set(KEYS))
+    if unknown:
+        raise BindingError(f"{here}: unknown key(s) {unknown}; expected some of {list(KEYS)}")
+    known_kind = kind in SIGNATURES
+    if not known_kind and set(table) - {"call"}:
+        raise BindingError(f"{here}: problems of kind {kind!r} can only rename the function (`call`)")
+    canonical = SIGNATURES.get(kind, ((), ()))
+    names = (*canonical[0], *DERIVED)
+
+    def text(key: str, default: str | None) -> str | None:
+        value = table.get(key, default)
+        if value is not None and not (isinstance(value, str) and value.isidentifier()):
+            raise BindingError(f"{here}: {key} must be a Python name, got {value!r}")
+        return value
+
+    def choice(key: str) -> str:
+        value = table.get(key, CHOICES[key][0])
+        if value not in CHOICES[key]:
+            raise BindingError(f"{here}: {key} must be one of {list(CHOICES[key])}, got {value!r}")
+        return str(value)
+
+    def value_names(key: str, default: tuple[str, ...], allowed: tuple[str, ...] = names) -> tuple[str, ...]:
+        value = table.get(key, list(default))
+        if not isinstance(value, list) or not all(isinstance(v, str) and v in allowed for v in value):
+            raise BindingError(f"{here}: {key} must be a list of names among {list(allowed)}, got {value!r}")
+        return tuple(value)
+
+    kwargs = table.get("kwargs", {})
+    if not isinstance(kwargs, dict) or not all(isinstance(v, str) and v in names for v in kwargs.values()):
+        raise BindingError(f"{here}: kwargs must map argument names to value names among {list(names)}, got {kwargs!r}")
+    keys = table.get("keys", {})
+    if not isinstance(keys, dict) or not set(keys) <= set(PARAMS) or not all(isinstance(v, str) for v in keys.values()):
+        raise BindingError(f"{here}: keys must map some of {list(PARAMS)} to the student's key names, got {keys!r}")
+    returns = table.get("returns")
+    if returns is not None and (
+        not isinstance(returns, list)
+        or not all(isinstance(r, str) for r in returns)
+        or not set(canonical[1]) <= set(returns)
+    ):
+        raise BindingError(f"{here}: returns must be a list naming every one of {list(canonical[1])} at its position")
+    dtype = table.get("dtype")
+    if dtype is not None and dtype not in ("float32", "float64"):
+        raise BindingError(f"{here}: dtype must be float32 or float64, got {dtype!r}")
+    l2_scale = table.get("l2_scale", CANONICAL_L2)
+    if not isinstance(l2_scale, (int, float)) or not 0 < l2_scale < float("inf"):
+        raise BindingError(f"{here}: l2_scale must be a positive number (0.5 or 1.0), got {l2_scale!r}")
+    cls = text("class", None)
+    attribute = text("attribute", None)
+    if (table.get("init") or attribute) and cls is None:
+        raise BindingError(f"{here}: init and attribute need a class")
+    binding = Binding(
+        kind=kind,
+        call=text("call", problem) or problem,
+        cls=cls,
+        init=value_names("init", ()),
+        attribute=attribute,
+        args=value_names("args", tuple(n for n in canonical[0] if not (attribute and n == "params"))),
+        kwargs=tuple((str(k), str(v)) for k, v in kwargs.items()),
+        params=choice("params"),
+        layout=value_names("layout", PARAMS, PARAMS),
+        keys=dict(keys),
+        labels=choice("labels"),
+        array=choice("array"),
+        dtype=dtype,
+        returns=tuple(returns) if returns is not None else None,
+        l2_scale=float(l2_scale),
+        inplace=bool(table.get("inplace", False)),
+    )
+    if binding.params == "flat" and sorted(binding.layout) != sorted(PARAMS):
+        raise BindingError(f"{here}: layout must name each of {list(PARAMS)} once")
+    missing = [n for n in canonical[0] if not binding.passes(n) and n != "reg"]
+    if missing:
+        raise BindingError(f"{here}: the call passes no {missing}: name them in args, kwargs, init or attribute")
+    return binding

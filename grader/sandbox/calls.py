@@ -1,0 +1,90 @@
+"""The submission side of a call: reach the function a request names (a module-level function, or a method
+of a fresh instance of a class) and hand it the array library its course uses.
+
+Loaded by path in the worker (like protocol.py) and imported by the in-notebook self-check, so that a
+binding reaches student code the same way in both. Arrays cross the channel as NumPy arrays; with
+`tensors` set, they are rebuilt here as PyTorch tensors and whatever comes back is turned into NumPy
+arrays again (its dtype kept), so that the grader never receives a tensor or anything torch pickles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+MAX_DEPTH = 32  # containers deeper than this in a returned value are left to the channel to refuse
+
+
+@dataclass(frozen=True)
+class Via:
+    """How a call reaches the student's function: `method` of a fresh instance of the named class, built with
+    `init` and given `attrs` before the call, and the array library (NumPy, or PyTorch tensors)."""
+
+    method: str | None = None
+    init: tuple[Any, ...] = ()
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+    tensors: bool = False
+
+    def header(self) -> dict[str, Any]:
+        """The request fields the worker reads (besides the encoded arguments)."""
+        return {"method": self.method, "tensors": self.tensors}
+
+    def name(self, function: str) -> str:
+        """The function as a student reads it: `TwoLayerNet.loss` or `softmax`."""
+        return f"{function}.{self.method}" if self.method else function
+
+
+DIRECT = Via()
+
+
+def target(
+    fn: Callable[..., Any], method: str | None, init: list[Any], attrs: dict[str, Any]
+) -> tuple[Callable[..., Any], Callable[[], tuple[Any, ...]]]:
+    """The callable to call, and a function giving the values of `attrs` after the call: `fn` itself, or
+    `method` of `fn(*init)` with `attrs` assigned first (net.params = ... before net.loss(...))."""
+    if method is None:
+        return fn, tuple
+    instance = fn(*init)
+    for name, value in attrs.items():
+        setattr(instance, name, value)
+    return getattr(instance, method), lambda: tuple(getattr(instance, name, None) for name in attrs)
+
+
+def to_tensors(value: Any) -> Any:
+    """NumPy arrays inside lists, tuples and dicts as torch tensors of the same dtype (the grader casts floats
+    to the binding's dtype), integer labels as int64, which torch's losses index with."""
+    import torch
+
+    def convert(v: Any) -> Any:
+        if isinstance(v, np.ndarray):
+            tensor = torch.from_numpy(np.array(v, copy=True))
+            return tensor.to(torch.int64) if v.dtype.kind in "iu" else tensor
+        if isinstance(v, dict):
+            return {k: convert(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return type(v)(convert(x) for x in v)
+        return v
+
+    return convert(value)
+
+
+def from_tensors(value: Any) -> Any:
+    """Torch tensors inside a returned value as NumPy arrays of the same dtype (detached, on the CPU);
+    Python numbers stay numbers. Anything else is left for the channel to encode or refuse."""
+    import torch
+
+    def convert(v: Any, depth: int) -> Any:
+        if depth > MAX_DEPTH:
+            return v
+        if isinstance(v, torch.Tensor):
+            return v.detach().cpu().resolve_conj().resolve_neg().numpy().copy()
+        if type(v) is dict:
+            return {k: convert(x, depth + 1) for k, x in v.items()}
+        if type(v) in (list, tuple):
+            return type(v)(convert(x, depth + 1) for x in v)
+        return v
+
+    return convert(value, 0)
