@@ -30,6 +30,7 @@ LOSS_BUGS = (
     "loss_averaged",
     "reg_missing_from_loss",
     "reg_without_half",
+    "reg_extra_half",
     "reg_on_biases",
     "b1_missing",
     "b2_missing",
@@ -42,6 +43,7 @@ EXACT_GRADIENT_OF = {
     "loss_averaged": "extra_1_over_n",
     "reg_missing_from_loss": "reg_missing",
     "reg_without_half": "reg_factor_2",
+    "reg_extra_half": "reg_grad_half",
 }
 GRADIENT_BUGS = (
     "dz_sign_flipped",
@@ -50,6 +52,7 @@ GRADIENT_BUGS = (
     "extra_1_over_n",
     "reg_missing",
     "reg_factor_2",
+    "reg_grad_half",
     "reg_on_biases",
     "bias_mean",
     "mask_missing",
@@ -175,10 +178,21 @@ def two_layer_loss_and_grads(
     data_loss, dz = cross_entropy_variant(z, y, reduction, [b for b in bugs if b in CROSS_ENTROPY_BUGS])
     weights = (w1**2).sum() + (w2**2).sum()
     biases = (b1**2).sum() + (b2**2).sum()
-    penalty = 0.0 if "reg_missing_from_loss" in bugs else reg * weights * (1.0 if "reg_without_half" in bugs else 0.5)
+    # the L2 mistakes of both conventions, 0.5 * reg * sum(W**2) (its factor 0.5 left out: twice the penalty) and
+    # reg * sum(W**2) (a factor 0.5 put in: half of it), each with the gradient that goes with it
+    scale = 1.0 if "reg_without_half" in bugs else 0.25 if "reg_extra_half" in bugs else 0.5
+    penalty = 0.0 if "reg_missing_from_loss" in bugs else reg * weights * scale
     if "reg_on_biases" in bugs:
         penalty += 0.5 * reg * biases
-    reg_grad = 0.0 if "reg_missing" in bugs else (2.0 * reg if "reg_factor_2" in bugs else reg)
+    reg_grad = (
+        0.0
+        if "reg_missing" in bugs
+        else 2.0 * reg
+        if "reg_factor_2" in bugs
+        else 0.5 * reg
+        if "reg_grad_half" in bugs
+        else reg
+    )
     bias_reg = reg if "reg_on_biases" in bugs else 0.0
     batch = (lambda g: g.mean(axis=0)) if "bias_mean" in bugs else (lambda g: g.sum(axis=0))
     dw2 = (u if "w2_grad_from_preactivation" in bugs else h).T @ dz + reg_grad * w2

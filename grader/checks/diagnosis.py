@@ -42,11 +42,14 @@ MESSAGES: dict[str, str] = {
     "loss_averaged": "the loss is averaged over the batch instead of summed: do not divide by N",
     "dz_sign_flipped": "the sign of dz is flipped: dL/dz = softmax(z) - onehot(y)",
     "onehot_not_subtracted": "the one-hot labels are not subtracted: dL/dz = softmax(z) - onehot(y)",
-    "reg_missing_from_loss": "the L2 penalty 0.5 * reg * (sum(W1**2) + sum(W2**2)) is missing from the loss",
+    "reg_missing_from_loss": "the L2 penalty {penalty} is missing from the loss",
     "reg_without_half": "the L2 penalty lacks its factor 0.5: it is 0.5 * reg * (sum(W1**2) + sum(W2**2))",
+    "reg_extra_half": "the L2 penalty has a factor 0.5 too many: in this assignment it is reg * (sum(W1**2) + "
+    "sum(W2**2))",
     "reg_on_biases": "the biases are regularized: the L2 penalty applies to W1 and W2 only",
-    "reg_missing": "the regularization gradient reg * W is missing from dW1 and dW2",
+    "reg_missing": "the regularization gradient {reg_grad} is missing from dW1 and dW2",
     "reg_factor_2": "the regularization gradient is 2 * reg * W; for the penalty 0.5 * reg * sum(W**2) it is reg * W",
+    "reg_grad_half": "the regularization gradient is reg * W; for the penalty reg * sum(W**2) it is 2 * reg * W",
     "bias_mean": "the bias gradient averages over the batch; sum it instead (any 1/N is already in dz)",
     "mask_missing": "the activation's derivative is missing in backprop: {backprop}",
     "mask_from_upstream": "the ReLU mask is taken from the upstream gradient (dh > 0); it must come from the "
@@ -65,10 +68,26 @@ MESSAGES: dict[str, str] = {
 }
 
 
-def message(name: str, activation: str = "relu", shape: tuple[int, ...] = ()) -> str:
-    """The student-facing explanation of one named mistake (or '; '-joined pair)."""
-    parts = name.split("+")
-    return "; and ".join(MESSAGES[p].format(backprop=_BACKPROP[activation], shape=shape) for p in parts)
+# The L2 penalty as a course writes it (the binding's l2_scale), and its gradient: what the messages quote.
+_L2 = {
+    0.5: ("0.5 * reg * (sum(W1**2) + sum(W2**2))", "reg * W"),
+    1.0: ("reg * (sum(W1**2) + sum(W2**2))", "2 * reg * W"),
+}
+# The mistakes of each convention: writing the other one (a factor 0.5 left out, or one put in).
+_L2_MISTAKES = {0.5: ("reg_without_half", "reg_factor_2"), 1.0: ("reg_extra_half", "reg_grad_half")}
+
+
+def _l2(l2_scale: float) -> tuple[str, str]:
+    return _L2.get(l2_scale, (f"{l2_scale:g} * reg * (sum(W1**2) + sum(W2**2))", f"{2 * l2_scale:g} * reg * W"))
+
+
+def message(name: str, activation: str = "relu", shape: tuple[int, ...] = (), l2_scale: float = 0.5) -> str:
+    """The student-facing explanation of one named mistake (or '; '-joined pair), in the assignment's L2 convention."""
+    penalty, reg_grad = _l2(l2_scale)
+    return "; and ".join(
+        MESSAGES[p].format(backprop=_BACKPROP[activation], shape=shape, penalty=penalty, reg_grad=reg_grad)
+        for p in name.split("+")
+    )
 
 
 def first_match(
@@ -97,10 +116,10 @@ def bug_sets(names: Iterable[str], pairs: bool = True) -> list[tuple[str, ...]]:
     names = list(names)
     exclusive = [
         {"missing_1_over_n", "extra_1_over_n"},
-        {"reg_missing", "reg_factor_2"},
+        {"reg_missing", "reg_factor_2", "reg_grad_half"},
         {"mask_missing", "mask_from_upstream", "activation_grad_of_preactivation"},
         {"loss_summed", "loss_averaged"},
-        {"reg_missing_from_loss", "reg_without_half"},
+        {"reg_missing_from_loss", "reg_without_half", "reg_extra_half"},
         {"dz_sign_flipped", "onehot_not_subtracted"},
     ]
     singles: list[tuple[str, ...]] = [(n,) for n in names]
@@ -120,6 +139,7 @@ def diagnose_gradient(
     activation: str,
     reduction: str,
     tol: Tolerance,
+    l2_scale: float = 0.5,
 ) -> str | None:
     """The most likely mistake behind the wrong gradient `name` (W1, b1, W2 or b2) of the two-layer net.
 
@@ -139,7 +159,7 @@ def diagnose_gradient(
     square = found.shape == expected.shape and expected.ndim == 2 and expected.shape[0] == expected.shape[1]
     if name.startswith("W") and square and is_close(found, expected.T, tol):
         return message("transposed", shape=expected.shape)
-    names = [b for b in bugs.GRADIENT_BUGS if _applies(b, activation, reduction)]
+    names = [b for b in bugs.GRADIENT_BUGS if _applies(b, activation, reduction, l2_scale)]
     best: tuple[int, int, tuple[str, ...]] | None = None
     for rank, combo in enumerate(bug_sets(names)):
         variant = bugs.two_layer_loss_and_grads(x, y, params, activation, reduction, float(reg), combo)[1]
@@ -149,7 +169,7 @@ def diagnose_gradient(
         agree = sum(f.shape == variant[k].shape and is_close(f, variant[k], tol) for k, f in found_all.items())
         if best is None or (agree, -rank) > best[:2]:
             best = (agree, -rank, combo)
-    return message("+".join(best[2]), activation) if best else None
+    return message("+".join(best[2]), activation, l2_scale=l2_scale) if best else None
 
 
 def nonfinite_loss(value: float) -> str:
@@ -158,7 +178,13 @@ def nonfinite_loss(value: float) -> str:
 
 
 def diagnose_loss(
-    found: float, expected: float, case_args: tuple[Any, ...], activation: str, reduction: str, tol: Tolerance
+    found: float,
+    expected: float,
+    case_args: tuple[Any, ...],
+    activation: str,
+    reduction: str,
+    tol: Tolerance,
+    l2_scale: float = 0.5,
 ) -> str | None:
     """The most likely mistake behind a wrong loss value of the two-layer net."""
     x, y, params, reg = case_args
@@ -171,21 +197,24 @@ def diagnose_loss(
 
     hit = first_match(
         np.asarray(found),
-        (("+".join(c), variant(c)) for c in loss_mistake_sets(activation, reduction)),
+        (("+".join(c), variant(c)) for c in loss_mistake_sets(activation, reduction, l2_scale)),
         np.asarray(expected),
         tol,
     )
-    return message(hit, activation) if hit else None
+    return message(hit, activation, l2_scale=l2_scale) if hit else None
 
 
-def loss_mistake_sets(activation: str, reduction: str) -> list[tuple[str, ...]]:
+def loss_mistake_sets(activation: str, reduction: str, l2_scale: float = 0.5) -> list[tuple[str, ...]]:
     """The known mistakes of the two-layer loss (forward pass included) possible in this configuration:
     single ones, then compatible pairs."""
-    return bug_sets(b for b in bugs.LOSS_BUGS if _applies(b, activation, reduction))
+    return bug_sets(b for b in bugs.LOSS_BUGS if _applies(b, activation, reduction, l2_scale))
 
 
-def _applies(bug: str, activation: str, reduction: str) -> bool:
-    """Whether a mistake is possible at all in this configuration."""
+def _applies(bug: str, activation: str, reduction: str, l2_scale: float = 0.5) -> bool:
+    """Whether a mistake is possible at all in this configuration (the L2 ones: in its convention only)."""
+    for scale, mistakes in _L2_MISTAKES.items():
+        if bug in mistakes:
+            return l2_scale == scale
     if bug in ("missing_1_over_n", "loss_summed"):
         return reduction == "mean"
     if bug in ("extra_1_over_n", "loss_averaged"):

@@ -53,6 +53,11 @@ def _spec(ctx: CheckContext, case: cases.Case) -> MLPSpec:
     )
 
 
+def _l2(ctx: CheckContext) -> float:
+    """The L2 convention the student's code is written in (the binding's l2_scale): what diagnoses quote."""
+    return ctx.problem.binding.l2_scale
+
+
 def _case(ctx: CheckContext, seed: int, reg: float | None = None, **kwargs: Any) -> cases.Case:
     return cases.mlp(seed, ctx.assignment.reg if reg is None else reg, ctx.assignment.activation, **kwargs)
 
@@ -128,7 +133,7 @@ def _check_loss_value(ctx: CheckContext, case: cases.Case) -> None:
         expected,
         ctx.tolerance(),
         case.details,
-        lambda f: diagnose_loss(f, expected, case.args, a.activation, a.reduction, ctx.tolerance()),
+        lambda f: diagnose_loss(f, expected, case.args, a.activation, a.reduction, ctx.tolerance(), _l2(ctx)),
         nonfinite_loss,
     )
 
@@ -153,7 +158,8 @@ def _known_losses(ctx: CheckContext) -> list[ownloss.KnownLoss]:
             args[0], args[1], args[2], a.activation, a.reduction, float(args[3]), combo
         )
 
-    return [ownloss.KnownLoss("+".join(c), compute(c)) for c in [(), *loss_mistake_sets(a.activation, a.reduction)]]
+    mistakes = loss_mistake_sets(a.activation, a.reduction, _l2(ctx))
+    return [ownloss.KnownLoss("+".join(c), compute(c)) for c in [(), *mistakes]]
 
 
 def _verdict(ctx: CheckContext) -> ownloss.Verdict:
@@ -182,7 +188,9 @@ def _check_gradient(ctx: CheckContext, case: cases.Case, name: str) -> None:
             ctx.tolerance(),
             f"d{name}",
             case.details,
-            lambda f: diagnose_gradient(grads, name, ref_grads, case.args, activation, reduction, ctx.tolerance()),
+            lambda f: diagnose_gradient(
+                grads, name, ref_grads, case.args, activation, reduction, ctx.tolerance(), _l2(ctx)
+            ),
         )
     except CheckFailed as failure:
         known = _known_losses(ctx)
@@ -253,7 +261,9 @@ def _gradient_diagnosis(
 ) -> Callable[[np.ndarray], str | None]:
     """The mistake behind a wrong gradient `name`, judged on the whole backward pass (for a wrong shape too)."""
     a = ctx.assignment
-    return lambda _: diagnose_gradient(grads, name, expected, case.args, a.activation, a.reduction, ctx.tolerance())
+    return lambda _: diagnose_gradient(
+        grads, name, expected, case.args, a.activation, a.reduction, ctx.tolerance(), _l2(ctx)
+    )
 
 
 def _large_scores_case(ctx: CheckContext) -> cases.Case:

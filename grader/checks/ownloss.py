@@ -74,9 +74,13 @@ class Verdict:
         return self.exact and self.loss not in (None, REFERENCE)
 
 
-def describe(loss: str, activation: str) -> str:
+def describe(loss: str, activation: str, l2_scale: float = 0.5) -> str:
     """'the reference loss', or the known mistake in the words of the diagnosis."""
-    return "the reference loss" if loss == REFERENCE else f"a loss with a known mistake ({message(loss, activation)})"
+    return (
+        "the reference loss"
+        if loss == REFERENCE
+        else f"a loss with a known mistake ({message(loss, activation, l2_scale=l2_scale)})"
+    )
 
 
 def matches(
@@ -135,7 +139,9 @@ def _judge(
     return Verdict(
         losses[0].name,
         False,
-        NOT_OWN_GRADIENT.format(what=what, loss=describe(losses[0].name, ctx.assignment.activation)),
+        NOT_OWN_GRADIENT.format(
+            what=what, loss=describe(losses[0].name, ctx.assignment.activation, ctx.problem.binding.l2_scale)
+        ),
     )
 
 
@@ -167,7 +173,9 @@ def carry(
     assert found.loss is not None
     share = ctx.assignment.carried_credit
     return CheckFailed(
-        CARRIED.format(name=name, loss=describe(found.loss, ctx.assignment.activation), share=share),
+        CARRIED.format(
+            name=name, loss=describe(found.loss, ctx.assignment.activation, ctx.problem.binding.l2_scale), share=share
+        ),
         details={**failure.details, "carried_forward": found.loss},
         credit=share,
     )
