@@ -38,6 +38,7 @@ LEFT_PERTURBED = (
     "x is left perturbed after your checker returns: {changed} of {size} entries differ from the x passed in, "
     "by up to {largest:.3g} (h = {h:g}); restore x[i] = old_value after each evaluation"
 )
+BAD_POINT = "f must be called with a float array of shape {shape}, like x; got {found}"
 NOT_BIT_EXACT = (
     "{message}; save x[i] before the step and assign the saved value back afterwards "
     "(x[i] -= h does not restore the exact bits)"
@@ -54,14 +55,20 @@ class KnownFunction:
     x: np.ndarray
 
 
+def as_point(x: object, shape: tuple[int, ...]) -> np.ndarray:
+    """x as a student's checker may pass it to the grader's f: a float array of x's shape (as float64), else
+    ValueError with what was expected and found."""
+    if not isinstance(x, np.ndarray) or x.shape != shape or x.dtype.kind != "f":
+        found = f"{type(x).__name__} of shape {getattr(x, 'shape', '?')}"
+        raise ValueError(BAD_POINT.format(shape=shape, found=found))
+    return x.astype(np.float64)
+
+
 def _guarded(f: Callable[[np.ndarray], float], shape: tuple[int, ...]) -> Callable[[np.ndarray], float]:
     """f as the student may call it: one float array of the right shape in, one float out."""
 
     def evaluate(x: object) -> float:
-        if not isinstance(x, np.ndarray) or x.shape != shape or x.dtype.kind != "f":
-            found = f"{type(x).__name__} of shape {getattr(x, 'shape', '?')}"
-            raise ValueError(f"f must be called with a float array of shape {shape}, like x; got {found}")
-        return float(f(x.astype(np.float64)))
+        return float(f(as_point(x, shape)))
 
     return evaluate
 
@@ -165,9 +172,15 @@ def never_computed(found: np.ndarray, expected: np.ndarray) -> str | None:
     never = ((found == 0) & ~close_mask(found, expected, CENTRAL)).reshape(-1)
     if not never.any() or not (close_mask(found, expected, CENTRAL).reshape(-1) | never).all():
         return None
+    return skipped_entries(never, NEVER_COMPUTED)
+
+
+def skipped_entries(never: np.ndarray, template: str) -> str:
+    """The `template` naming the first entries (flat order) that `never` marks, and a loop that advances k times per
+    turn when the others are every k-th entry from the first."""
     missed = np.flatnonzero(never)
     shown = ", ".join(str(int(i)) for i in missed[:3]) + (", ..." if len(missed) > 3 else "")
-    text = NEVER_COMPUTED.format(entries=shown)
+    text = template.format(entries=shown)
     computed = np.flatnonzero(~never)
     stride = int(computed[1] - computed[0]) if len(computed) >= 2 else never.size
     if stride >= 2 and np.array_equal(computed, np.arange(0, never.size, stride)):

@@ -11,7 +11,7 @@ import traceback
 from typing import Any
 
 from grader.assignment import Assignment
-from grader.checks import activations, loss, mlp, numgrad  # noqa: F401  (importing them registers their checks)
+from grader.checks import activations, gradcheck, loss, mlp, numgrad  # noqa: F401  (importing them registers their checks)
 from grader.checks.base import (
     REGISTRY,
     CheckContext,
