@@ -1,5 +1,6 @@
-"""Grade notebooks: read, execute in the sandbox, run the checks, and build the result, which leads with
-the cells that failed (root causes) and links each check they explain to them.
+"""Grade notebooks (and .py submissions, run as the cells grader.pyfiles makes of them): read, execute in the
+sandbox, run the checks, and build the result, which leads with the cells (or files) that failed (root causes)
+and links each check they explain to them.
 
 The library API under every front end (CLI, pytest plugin, batch executors). A ``Grader``
 owns one sandbox zygote, so grading many notebooks pays the interpreter start-up once.
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from grader import notebook as nb
+from grader import pyfiles
 from grader.assignment import Assignment
 from grader.checks.base import Outcome, derive_seed
 from grader.sandbox.limits import Limits
@@ -29,6 +31,16 @@ def new_seed() -> int:
     """A fresh hidden-case seed (recorded in every report it is used for): 63 random bits, so that no
     search over seeds can match the derived values a submission observes."""
     return secrets.randbits(63)
+
+
+def read_submission(path: str | Path, assignment: Assignment) -> nb.Notebook:
+    """A submission as its assignment expects it: a notebook, or .py files (a file, a folder or a zip)."""
+    return pyfiles.read(path, assignment) if pyfiles.is_python(assignment) else nb.read(path)
+
+
+def load_submission(data: bytes, name: str, assignment: Assignment) -> nb.Notebook:
+    """A submission from the bytes a batch task carries (a notebook's, or pyfiles.pack's)."""
+    return pyfiles.loads(data, name, assignment) if pyfiles.is_python(assignment) else nb.loads(data, name)
 
 
 def submission_seed(hidden_seed: int, notebook_sha256: str) -> int:
@@ -115,11 +127,11 @@ class Grader:
         return self._template  # type: ignore[return-value]
 
     def grade_file(self, path: str | Path, student: str | None = None) -> Graded:
-        """Grade a notebook file; an unreadable file gives a zero result that says why."""
+        """Grade a submission file (or folder); an unreadable one gives a zero result that says why."""
         path = Path(path)
         name = student or path.stem
         try:
-            notebook = nb.read(path)
+            notebook = read_submission(path, self.assignment)
         except nb.NotebookError as exc:
             message = str(exc).replace(str(path), path.name)  # students see this: no grader-side paths
             return Graded(
@@ -128,12 +140,19 @@ class Grader:
         return self.grade(notebook, name)
 
     def grade(self, notebook: nb.Notebook, student: str) -> Graded:
-        """Execute one notebook in a fresh worker and run every check against it."""
+        """Execute one notebook (or .py submission) in a fresh worker and run every check against it."""
         started = time.monotonic()
-        template = self.template()
         cells = notebook.code_cells()
-        definitions = nb.notebook_definitions(cells)
-        replays = {index: d.replay for index, d in definitions.items() if d.replay is not None}
+        labels: dict[int, str] = {}
+        if isinstance(notebook, pyfiles.PythonSubmission):
+            definitions = notebook.definitions()
+            replays = notebook.replays(definitions)
+            labels, tamper = notebook.labels(), notebook.tamper()
+        else:
+            template = self.template()
+            definitions = nb.notebook_definitions(cells)
+            replays = {index: d.replay for index, d in definitions.items() if d.replay is not None}
+            tamper = nb.tamper(notebook, template) if template is not None else None
         with Sandbox(self.zygote, cells, self.limits, replays) as sandbox:
             record = sandbox.execute()
             from grader.checks.runner import run_checks  # the Numba reference loads while the notebook ran
@@ -141,17 +160,19 @@ class Grader:
             seed = None if self.hidden_seed is None else submission_seed(self.hidden_seed, notebook.sha256)
             outcomes = run_checks(sandbox, self.assignment, seed)
             record = sandbox.record()  # with the restarts and events the calls caused
-        causes = root_causes(record, definitions, {p.name for p in self.assignment.problems}, self.limits)
+        if isinstance(notebook, pyfiles.PythonSubmission) and notebook.notes:
+            record = dataclasses.replace(record, events=[*notebook.notes, *record.events])
+        causes = root_causes(record, definitions, {p.name for p in self.assignment.problems}, self.limits, labels)
         result = SubmissionResult(
             student=student,
             notebook=Path(notebook.name).name,
             notebook_sha256=notebook.sha256,
             assignment=self.assignment,
             hidden_seed=self.hidden_seed,
-            outcomes=link_causes(outcomes, causes),
+            outcomes=link_causes(outcomes, causes, "that file" if labels else "that cell"),
             execution=record,
             root_causes=causes,
-            tamper=nb.tamper(notebook, template) if template is not None else None,
+            tamper=tamper,
             wall_seconds=time.monotonic() - started,
         )
         return Graded(result, nb.executed(notebook, record.cells))
@@ -172,11 +193,16 @@ NOTHING_KEPT = "no function or class of it could be kept; the cell's other state
 REPLAY_FAILED = "its definitions, replayed on their own, failed too ({why}), so the whole cell was skipped"
 UNSAFE = "lost {names}: decorators, default arguments or annotations that run code cannot be replayed on their own"
 SHOULD_DEFINE = "it should have defined {names}"
-CAUSED_BY = "{name} was to be defined by cell {cell}, which failed first"
-MISSING_BECAUSE = "{function}() is not defined because {cause}. Fix that cell first: this check needs {function}()."
+CAUSED_BY = "{name} was to be defined by {cell}, which failed first"
+FAILED_IN_IMPORT = "the error is in {file}, which it imports"
+MISSING_BECAUSE = "{function}() is not defined because {cause}. Fix {unit} first: this check needs {function}()."
 SYNTAX_ERRORS = ("SyntaxError", "IndentationError", "TabError")  # nothing in such a cell ran
 _CELL_LINE = re.compile(r"Cell In\[\d+\], line (\d{1,9})\b")  # the worker's text: bounded
 _INPUT_LINE = re.compile(r" \(<ipython-input-[\w-]*>, line (\d{1,9})\)$")
+# A frame of a submitted .py file in the worker's traceback (IPython's "File q2_neural.py:12"), and where a
+# syntax error is ("(q2_neural.py, line 12)"); the file names are the assignment's: bounded, no paths
+_FILE_FRAME = re.compile(r"^\s*File (?P<file>[\w.-]{1,200}\.py):(?P<line>\d{1,9})(?P<rest>[^\n]*)$", re.MULTILINE)
+_SYNTAX_AT = re.compile(r"\((?P<file>[\w.-]{1,200}\.py), line (?P<line>\d{1,9})\)$")
 _UNDEFINED = re.compile(r"^name '(\w+)' is not defined")
 # A check's message about an undefined function: MissingFunction's (whatever the check put before it), or a
 # StudentError of a call that used a name the notebook does not define.
@@ -185,11 +211,29 @@ MAX_EVALUE = 300  # characters of a cell's error message quoted in a root cause
 MAX_ROOT_CAUSES = 20  # failed cells reported in all; past them, only those that cost or kept a definition
 
 
-def error_line(cell: CellRecord) -> int | None:
-    """The line of the cell's top level where its error happened, from its traceback (else its message)."""
-    texts = [line for o in cell.outputs if o.get("output_type") == "error" for line in o.get("traceback", [])]
-    found = _CELL_LINE.search("\n".join(texts)) or _INPUT_LINE.search(cell.error or "")
+def _traceback(cell: CellRecord) -> str:
+    return "\n".join(line for o in cell.outputs if o.get("output_type") == "error" for line in o.get("traceback", []))
+
+
+def error_line(cell: CellRecord, file: str | None = None) -> int | None:
+    """The line of the cell's top level where its error happened, from its traceback (else its message); for a
+    cell that imports a submitted `file`, the line of that file's top level."""
+    if file is not None:
+        return next((line for name, line in reversed(_module_frames(cell)) if name == file), None)
+    found = _CELL_LINE.search(_traceback(cell)) or _INPUT_LINE.search(cell.error or "")
     return int(found.group(1)) if found else None
+
+
+def _module_frames(cell: CellRecord) -> list[tuple[str, int]]:
+    """(file, line) of each top-level frame of a submitted file in the cell's traceback, outermost first, then
+    where a syntax error is."""
+    frames = [
+        (m.group("file"), int(m.group("line")))
+        for m in _FILE_FRAME.finditer(_traceback(cell))
+        if not re.search(r"\bin \w", m.group("rest"))  # a function's frame: not the module's top level
+    ]
+    syntax = _SYNTAX_AT.search(cell.error or "")
+    return frames + ([(syntax.group("file"), int(syntax.group("line")))] if syntax else [])
 
 
 @dataclass
@@ -197,6 +241,7 @@ class FailedCell:
     """A cell that did not run through: its error, what the sandbox did, and what it cost (for root_causes)."""
 
     cell: CellRecord
+    label: str  # how students find the cell: "cell 3 (`def softmax(x):`)", or a file's name
     ename: str
     evalue: str
     line: int | None
@@ -207,11 +252,12 @@ class FailedCell:
     functions: list[str]  # the assignment's functions it should have defined and did not
     caused_by: tuple[str, int] | None  # (name, cell): its NameError is of a name that earlier failed cell lost
     newer_python: str | None = None  # its syntax error is syntax of a newer Python (notebook.newer_python)
+    cause_label: str = ""  # how messages name the caused_by cell
+    imported: str | None = None  # the submitted file (another one, which it imports) where its error is
 
     def message(self, limits: Limits) -> str:
         """What happened to the cell, in one sentence."""
-        cell = CELL.format(index=self.cell.index, first_line=self.first_line) if self.first_line else ""
-        cell = cell or f"cell {self.cell.index}"
+        cell = self.label
         listed = ", ".join(f"{name}()" for name in self.functions)
         if self.resource is not None:
             parts = [f"{cell} {self.resource.format(limits=limits)}"]
@@ -229,8 +275,9 @@ class FailedCell:
                 parts = [CELL_FAILED.format(cell=cell, failure=failure)]
             parts += [self.newer_python] if self.newer_python else []
             parts += [SHOULD_DEFINE.format(names=listed)] if listed else []
+            parts += [FAILED_IN_IMPORT.format(file=self.imported)] if self.imported else []
         if self.caused_by is not None:
-            parts.append(CAUSED_BY.format(name=self.caused_by[0], cell=self.caused_by[1]))
+            parts.append(CAUSED_BY.format(name=self.caused_by[0], cell=self.cause_label))
         return "; ".join(parts)
 
     def to_dict(self, limits: Limits) -> dict[str, Any]:
@@ -247,13 +294,28 @@ class FailedCell:
         }
 
 
+def _label(index: int, first_line: str, labels: dict[int, str]) -> str:
+    """How messages name a cell: its file, else by its first line, else by its number."""
+    if index in labels:
+        return labels[index]
+    return CELL.format(index=index, first_line=first_line) if first_line else f"cell {index}"
+
+
 def root_causes(
-    record: ExecutionRecord, definitions: dict[int, nb.CellDefinitions], problems: set[str], limits: Limits
+    record: ExecutionRecord,
+    definitions: dict[int, nb.CellDefinitions],
+    problems: set[str],
+    limits: Limits,
+    labels: dict[int, str] | None = None,
 ) -> list[dict[str, Any]]:
     """One entry per cell that did not run through, in cell order (the first MAX_ROOT_CAUSES, then only those
     that cost or kept a definition): its error (cell, line, ename, evalue), the problem functions it should
     have defined and did not (`functions`), what a definitions-only replay kept, the earlier failed cell that
-    explains it (a NameError of a name that cell should have defined), and the whole story in one `message`."""
+    explains it (a NameError of a name that cell should have defined), and the whole story in one `message`.
+    `labels` names the cells that import a submitted .py file by that file: the line is then that file's, and
+    an error in another submitted file it imports is said to be there."""
+    labels = labels or {}
+    cell_of = {file: index for index, file in labels.items()}
     failed: list[FailedCell] = []
     lost_in: dict[str, int] = {}  # a name a failed cell should have defined -> that cell
     for cell in record.cells:
@@ -262,27 +324,47 @@ def root_causes(
         raised = cell.status == "error"
         ename, _, evalue = (cell.error or "").partition(": ") if raised else (cell.status, "", cell.error or "")
         evalue = _INPUT_LINE.sub("", evalue)[:MAX_EVALUE]
-        line = error_line(cell) if raised else None
+        file = labels.get(cell.index)
+        line = error_line(cell, file) if raised else None
+        frames = _module_frames(cell) if raised and file is not None else []
+        imported = frames[-1][0] if frames and frames[-1][0] != file and frames[-1][0] in cell_of else None
         defs = definitions.get(cell.index, nb.CellDefinitions({}))
         resource = RAN_OUT.get(ename)
         replay = record.replayed.get(cell.index, "") if resource else ""
         kept = list(defs.replayed) if resource and replay is None else []
-        lost = [n for n in defs.defined_from(None if ename in SYNTAX_ERRORS else line) if n not in kept]
+        unparsed = ename in SYNTAX_ERRORS and imported is None  # nothing of it ran
+        lost = [n for n in defs.defined_from(None if unparsed else line) if n not in kept]
         named = _UNDEFINED.match(evalue) if ename == "NameError" else None
         caused_by = (named.group(1), lost_in[named.group(1)]) if named and named.group(1) in lost_in else None
         lost_in.update(dict.fromkeys(lost, cell.index))
         first_line = defs.first_line.replace("`", "'")
         functions = [n for n in lost if n in problems]
-        newer = defs.newer_python if ename in SYNTAX_ERRORS else None
+        newer = defs.newer_python if unparsed else None
+        cause_label = labels.get(caused_by[1], f"cell {caused_by[1]}") if caused_by else ""
         failed.append(
-            FailedCell(cell, ename, evalue, line, first_line, resource, replay, kept, functions, caused_by, newer)
+            FailedCell(
+                cell,
+                _label(cell.index, first_line, labels),
+                ename,
+                evalue,
+                line,
+                first_line,
+                resource,
+                replay,
+                kept,
+                functions,
+                caused_by,
+                newer_python=newer,
+                cause_label=cause_label,
+                imported=imported,
+            )
         )
     return [f.to_dict(limits) for i, f in enumerate(failed) if i < MAX_ROOT_CAUSES or f.functions or f.kept]
 
 
-def link_causes(outcomes: list[Outcome], causes: list[dict[str, Any]]) -> list[Outcome]:
+def link_causes(outcomes: list[Outcome], causes: list[dict[str, Any]], unit: str = "that cell") -> list[Outcome]:
     """Checks of a function that is not defined because a cell failed (or that calls one) say so, and name
-    that cell (`cause`)."""
+    that cell (`cause`); `unit` is what students fix ("that cell", "that file")."""
     by_function = {name: cause for cause in causes for name in cause["functions"]}  # the last cell wins
     by_cell = {cause["cell"]: cause for cause in causes}
     linked = []
@@ -296,7 +378,7 @@ def link_causes(outcomes: list[Outcome], causes: list[dict[str, Any]]) -> list[O
         story = cause["message"]
         if cause["caused_by"] in by_cell:
             story += f" ({by_cell[cause['caused_by']]['message']})"
-        message = MISSING_BECAUSE.format(function=name, cause=story)
+        message = MISSING_BECAUSE.format(function=name, cause=story, unit=unit)
         if name != o.problem:
             message = f"{(o.message or '').rstrip('.')}. {message}"
         linked.append(dataclasses.replace(o, message=message, details={**o.details, "cause": cause["cell"]}))
