@@ -116,6 +116,10 @@ def task_of(key: str, submission: Submission) -> Task:
     if s.path is None:
         return Task(key, s.student, "", None, s.problem or "no notebook")
     try:
+        if s.python:  # .py files: the task carries them packed in one canonical archive
+            from grader import pyfiles
+
+            return Task(key, s.student, s.path.name, pyfiles.pack(pyfiles.files_of(s.path)))
         if s.path.stat().st_size > nb.MAX_NOTEBOOK_BYTES or s.path.is_dir():
             nb.read(s.path)  # raises the one-line message every front end gives
         return Task(key, s.student, s.path.name, s.path.read_bytes())
@@ -210,11 +214,12 @@ def grade_one(settings: Settings, task: Task) -> Output:
     """Grade one submission in this process (the task every executor runs). Whatever goes wrong with this
     submission, reports included, becomes its report; only a sandbox that cannot start stops the batch."""
     from grader import notebook as nb
+    from grader.grading import load_submission
 
     notebook, problem = None, task.problem or "no notebook"
     if task.data is not None:
         try:
-            notebook = nb.loads(task.data, task.name)
+            notebook = load_submission(task.data, task.name, _assignment(settings.assignment))
         except nb.NotebookError as exc:
             problem = str(exc)
     grader = _grader(settings) if notebook is not None else None  # no sandbox for what cannot be graded

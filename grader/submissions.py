@@ -1,5 +1,7 @@
 """Find the submissions in what an instructor passes: notebooks, folders of them, and the zip
-exports of learning platforms (one folder or one file per student).
+exports of learning platforms (one folder or one file per student). For an assignment whose students hand
+in .py files (grader.pyfiles), a folder holding the declared files is one submission; in a class folder,
+each sub-folder, zip, or group of Canvas-named .py files (``name_12345_67890_q1_softmax.py``) is one.
 
 Each submission gets a student id: the per-student folder's name, or the file name (for
 Canvas-style flat exports ``name_12345_67890_notebook.ipynb``, the leading name). Ids are
@@ -23,7 +25,8 @@ from grader.reports.sanitize import one_line
 MAX_ZIP_TOTAL = 2 * 1024**3
 MAX_ZIP_MEMBER = 64 * 1024**2
 _CANVAS = re.compile(r"^(?P<student>[A-Za-z0-9-]+)(?:_LATE)?_\d+_\d+_.+\.ipynb$")
-_IGNORED_PARTS = ("__MACOSX", ".ipynb_checkpoints")
+_CANVAS_PY = re.compile(r"^(?P<student>[A-Za-z0-9-]+)(?:_LATE)?_\d+_\d+_(?P<file>.+?)(?:-\d+)?\.py$")
+_IGNORED_PARTS = ("__MACOSX", ".ipynb_checkpoints", "__pycache__")
 
 
 class SubmissionError(ValueError):
@@ -32,11 +35,13 @@ class SubmissionError(ValueError):
 
 @dataclass(frozen=True)
 class Submission:
-    """One student's notebook (or why there is none: `problem` is then set and `path` may be None)."""
+    """One student's notebook, or .py files (`python`: a .py file, a folder or a zip of them), or why there is
+    none (`problem` is then set and `path` may be None)."""
 
     student: str
     path: Path | None
     problem: str | None = None
+    python: bool = False
 
 
 def _ignored(path: Path) -> bool:
@@ -82,6 +87,34 @@ def _from_folder(folder: Path, preferred: str | None, outputs: frozenset[Path] =
     return found
 
 
+def _python_from_folder(
+    folder: Path, files: tuple[str, ...], outputs: frozenset[Path], workdir: Path | None, student: str
+) -> list[Submission]:
+    """A folder holding any of the declared `files` is one submission (`student`'s); else each sub-folder, zip
+    and other .py file in it is one student's, and Canvas-named .py files are grouped by student (copied,
+    under the names the student gave them, into a folder per student)."""
+    if any((folder / f).is_file() for f in files):
+        return [Submission(student, folder, python=True)]
+    found: list[Submission] = []
+    canvas: dict[str, dict[str, Path]] = {}
+    for entry in sorted(folder.iterdir()):
+        if _ignored(entry.relative_to(folder)) or entry.resolve() in outputs:
+            continue
+        match = _CANVAS_PY.match(entry.name) if entry.is_file() else None
+        if match:
+            canvas.setdefault(match.group("student"), {})[f"{match.group('file')}.py"] = entry
+        elif entry.is_dir() or entry.suffix in (".zip", ".py"):
+            found.append(Submission(entry.stem, entry, python=True))
+    for name, grouped in canvas.items():
+        target = Path(tempfile.mkdtemp(prefix="jitgrade-canvas-", dir=workdir)) / name
+        target.mkdir()
+        for file, path in grouped.items():
+            if path.stat().st_size <= MAX_ZIP_MEMBER:  # past it, the reader says the file is too large
+                shutil.copyfile(path, target / file)
+        found.append(Submission(name, target, python=True))
+    return found
+
+
 def extract_zip(archive: Path, into: Path) -> Path:
     """Extract a platform export safely: no paths outside `into`, no links, bounded sizes."""
     try:
@@ -119,18 +152,24 @@ def stat_is_link(info: zipfile.ZipInfo) -> bool:
 
 
 def discover(
-    inputs: Iterable[str | Path], workdir: Path | None = None, preferred: str | None = None,
+    inputs: Iterable[str | Path],
+    workdir: Path | None = None,
+    preferred: str | None = None,
     outputs: Iterable[Path] = (),
+    python: tuple[str, ...] = (),
 ) -> list[Submission]:
     """Every submission in the inputs, the `outputs` folders (reports of earlier runs) left out; raises
-    SubmissionError when an input holds none at all."""
+    SubmissionError when an input holds none at all. `python`: the .py files of an assignment whose students
+    hand in .py files (empty for notebooks)."""
     skipped = frozenset(Path(p).resolve() for p in outputs)
     submissions: list[Submission] = []
     for raw in inputs:
         path = Path(raw)
         if not path.exists():
             raise SubmissionError(f"{path}: no such file or folder")
-        if path.is_dir():
+        if python:
+            submissions += _python_input(path, python, skipped, workdir)
+        elif path.is_dir():
             found = _from_folder(path, preferred, skipped)
         elif path.suffix == ".zip":
             target = Path(tempfile.mkdtemp(prefix="jitgrade-zip-", dir=workdir))
@@ -145,6 +184,27 @@ def discover(
     return _unique(submissions)
 
 
+def _python_input(
+    path: Path, files: tuple[str, ...], outputs: frozenset[Path], workdir: Path | None
+) -> list[Submission]:
+    """The .py submissions in one input: a .py file, a folder (one student's, or a class's), or a zip (one
+    student's .py files, or a class export)."""
+    if path.is_dir():
+        found = _python_from_folder(path, files, outputs, workdir, path.name)
+    elif path.suffix == ".zip":
+        extracted = extract_zip(path, Path(tempfile.mkdtemp(prefix="jitgrade-zip-", dir=workdir)))
+        found = _python_from_folder(extracted, files, frozenset(), workdir, path.stem)
+        if found == [Submission(path.stem, extracted, python=True)]:  # one student's zip: graded as handed in
+            found = [Submission(path.stem, path, python=True)]
+    elif path.suffix == ".py":
+        found = [Submission(path.stem, path, python=True)]
+    else:
+        raise SubmissionError(f"{path}: expected .py files ({', '.join(files)}), folders of them, or a zip")
+    if not found:
+        raise SubmissionError(f"{path}: no submissions of .py files found (expected {', '.join(files)})")
+    return found
+
+
 def _unique(submissions: list[Submission]) -> list[Submission]:
     """Sanitized ids, each used once: a repeated id (compared without case, as case-insensitive file
     systems do) gets the first suffix -2, -3, ... that no submission's id uses; deterministic for the same inputs."""
@@ -157,5 +217,5 @@ def _unique(submissions: list[Submission]) -> list[Submission]:
             student = next(name for n in itertools.count(2) if (name := f"{student}-{n}").lower() not in taken)
             taken.add(student.lower())
         seen.add(student.lower())
-        out.append(Submission(student, s.path, s.problem))
+        out.append(Submission(student, s.path, s.problem, s.python))
     return out
