@@ -59,8 +59,8 @@ LOOSE = (
     "abs(numgrad - grad[ix]) / max(1, abs(numgrad), abs(grad[ix])) with a threshold such as 1e-5"
 )
 NEVER_REPORTS = (
-    ": it reports no failure at all; print a message saying the check failed (or raise AssertionError) when the "
-    "relative error passes the threshold"
+    ": it compared entry {index} but reported no failure; print a message saying the check failed (or raise "
+    "AssertionError) when the relative error passes the threshold"
 )
 NO_STEPS = "your checker never evaluated f with one entry of x moved, so it cannot compare any entry"
 STEP_OUTSIDE = (
@@ -207,6 +207,11 @@ def judged(obs: Observation) -> Observation:
 # --------------------------------------------------------------------------- what went wrong, from the observation
 
 
+def entry(index: int, shape: tuple[int, ...]) -> str:
+    """The multi-index of flat entry `index`, as the student's loop names it: '(1, 2)'."""
+    return str(tuple(int(i) for i in np.unravel_index(index, shape)))
+
+
 def one_sided(obs: Observation) -> str | None:
     """ONE_WAY for the first visited entry that was moved only one way (x + h, never x - h, or the reverse)."""
     offsets, moved = obs.offsets, obs.moved
@@ -216,7 +221,7 @@ def one_sided(obs: Observation) -> str | None:
         return None
     index = int(one_way[0])
     signs = ("+", "-") if up[index] else ("-", "+")
-    shown = str(np.unravel_index(index, obs.x.shape))
+    shown = entry(index, obs.x.shape)
     return ONE_WAY.format(index=shown, sign=signs[0], other=signs[1], one_sided=ONE_SIDED)
 
 
@@ -231,6 +236,15 @@ def stale_entry(obs: Observation) -> str | None:
     entries = sorted(np.flatnonzero(moved[row]), key=lambda i: first_seen[i])
     first, second = int(entries[0]), int(entries[-1])
     return STALE.format(first=first, second=second, d1=offsets[row, first], d2=offsets[row, second])
+
+
+def stopped_at(obs: Observation) -> int | None:
+    """The entry a run stopped at (the last it moved) when it did not visit them all, else None."""
+    visited = obs.visited
+    if visited.all() or not visited.any():
+        return None
+    first_seen = np.where(visited, np.argmax(obs.moved, axis=0), -1)
+    return int(np.argmax(first_seen))
 
 
 def unrestored_draws(obs: Observation) -> str | None:
@@ -293,11 +307,11 @@ def discriminates(ctx: CheckContext, fn: KnownFunction, wrong: Callable[[np.ndar
         return
     true, found = fn.gradient(fn.x).reshape(-1), wrong(fn.x).reshape(-1)
     index = int(np.argmax(np.abs(found - true) > 0))
-    shown = str(np.unravel_index(index, fn.x.shape))
+    shown = entry(index, fn.x.shape)
     if not seen.visited[index]:
         why = NOT_VISITED.format(index=shown)
-    elif right.verdict == SILENT and seen.verdict == SILENT:
-        why = NEVER_REPORTS
+    elif stopped_at(seen) == index or right.verdict == seen.verdict == SILENT:
+        why = NEVER_REPORTS.format(index=shown)
     else:
         why = LOOSE.format(index=shown)
     text = what.format(index=shown, error=PLANTED_ERROR, found=found[index], true=true[index])
