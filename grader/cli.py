@@ -25,12 +25,20 @@ def _limits_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("limits (default: the assignment's)")
     group.add_argument("--cell-timeout", type=float, metavar="S", help="seconds per notebook cell")
     group.add_argument("--call-timeout", type=float, metavar="S", help="seconds per call of a student function")
-    group.add_argument("--notebook-timeout", type=float, metavar="S",
-                        help="seconds for the whole submission: its cells and every call of its functions together")
+    group.add_argument(
+        "--notebook-timeout",
+        type=float,
+        metavar="S",
+        help="seconds for the whole submission: its cells and every call of its functions together",
+    )
     group.add_argument("--memory-mb", type=int, metavar="MB", help="memory limit of the student process")
     group.add_argument("--output-kb", type=int, metavar="KB", help="cap on the notebook's captured output")
-    group.add_argument("--isolation", choices=("auto", "bwrap", "process"), default="auto",
-                       help="auto: bubblewrap when it works here, else process-level confinement")
+    group.add_argument(
+        "--isolation",
+        choices=("auto", "bwrap", "process"),
+        default="auto",
+        help="auto: bubblewrap when it works here, else process-level confinement",
+    )
     parser.add_argument("--seed", type=int, help="seed of the hidden cases (default: fresh, recorded in the report)")
 
 
@@ -83,8 +91,11 @@ def _version() -> str:
 
 def _limits(assignment: Any, args: argparse.Namespace) -> Any:
     return assignment.limits.override(
-        cell_timeout=args.cell_timeout, call_timeout=args.call_timeout, notebook_timeout=args.notebook_timeout,
-        memory_mb=args.memory_mb, output_kb=args.output_kb,
+        cell_timeout=args.cell_timeout,
+        call_timeout=args.call_timeout,
+        notebook_timeout=args.notebook_timeout,
+        memory_mb=args.memory_mb,
+        output_kb=args.output_kb,
     )
 
 
@@ -116,20 +127,35 @@ def _write_formats(report: dict[str, Any], args: argparse.Namespace) -> None:
         files.write_atomic(args.html, html.feedback(report))
 
 
+NO_ASSIGNMENT = "{path}: no assignment given and none in the notebook's metadata; pass -a NAME"
+NO_ASSIGNMENT_FILES = "{path}: .py files name no assignment; pass -a NAME (the assignment's name or folder)"
+
+
 def cmd_check(args: argparse.Namespace) -> int:
-    """Grade one notebook; exit 0 with every point, 1 with points lost, 2 when it cannot be graded."""
+    """Grade one notebook (or .py submission); exit 0 with every point, 1 with points lost, 2 when it cannot be
+    graded."""
     from grader import notebook as nb
+    from grader import pyfiles
     from grader.sandbox.zygote import Zygote
 
-    try:
-        notebook: Any = nb.read(args.notebook)
+    given = _load_assignment(args.assignment) if args.assignment else None
+    try:  # pyfiles, not submissions.read_submission: a notebook's check imports nothing heavy before the launch
+        notebook: Any = (
+            pyfiles.read(args.notebook, given) if given and pyfiles.is_python(given) else nb.read(args.notebook)
+        )
     except nb.NotebookError as exc:
         notebook, problem = None, str(exc)
     name = args.assignment or (notebook.assignment if notebook is not None else None)
     if name is None:
-        raise UsageError(problem if notebook is None else
-                         f"{args.notebook}: no assignment given and none in the notebook's metadata; pass -a NAME")
-    assignment = _load_assignment(name, from_metadata=not args.assignment)
+        files = Path(args.notebook).is_dir() or Path(args.notebook).suffix in (".py", ".zip")
+        raise UsageError(
+            NO_ASSIGNMENT_FILES.format(path=args.notebook)
+            if files
+            else problem
+            if notebook is None
+            else NO_ASSIGNMENT.format(path=args.notebook)
+        )
+    assignment = given or _load_assignment(name, from_metadata=True)
     limits = _limits(assignment, args)
     hidden = [str(Path(p).resolve().parent) for p in (args.json, args.html, args.junit, args.gradescope) if p]
     zygote = Zygote(isolation=args.isolation, hidden_paths=hidden, preload=assignment.preload)
@@ -144,10 +170,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         grader.start()
     try:
         if notebook is None:
-            result = SubmissionResult(Path(args.notebook).stem, Path(args.notebook).name, None, assignment, seed,
-                                      error=problem)
+            result = SubmissionResult(
+                Path(args.notebook).stem, Path(args.notebook).name, None, assignment, seed, error=problem
+            )
         else:
-            result = grader.grade(notebook, Path(args.notebook).stem).result
+            result = grader.grade(notebook, Path(notebook.name).stem).result
     finally:
         grader.close()
     report = result.to_dict()
@@ -234,28 +261,38 @@ def _up_to_date(report_path: Path, submission: Any, assignment: Any, seed: int) 
     from grader.reports import sanitize
     from grader.scoring import SCHEMA_VERSION
 
-    sha = _sha256(submission.path)
+    sha = _sha256(submission, assignment)
     try:
         report = json.loads(report_path.read_text(encoding="utf-8"))
         prov = report["provenance"]
-        same = (sha is not None and prov.get("schema_version") == SCHEMA_VERSION
-                and prov.get("notebook_sha256") == sha and prov.get("student") == submission.student
-                and prov.get("notebook") == sanitize.text(submission.path.name)
-                and prov.get("assignment_version") == assignment.version
-                and prov.get("hidden_seed") == seed and prov.get("assignment") == assignment.name)
+        same = (
+            sha is not None
+            and prov.get("schema_version") == SCHEMA_VERSION
+            and prov.get("notebook_sha256") == sha
+            and prov.get("student") == submission.student
+            and prov.get("notebook") == sanitize.text(submission.path.name)
+            and prov.get("assignment_version") == assignment.version
+            and prov.get("hidden_seed") == seed
+            and prov.get("assignment") == assignment.name
+        )
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     return report if same else None
 
 
-def _sha256(path: Path | None) -> str | None:
+def _sha256(submission: Any, assignment: Any) -> str | None:
+    """The submission's sha256 as its report records it (a notebook's bytes; .py files: pyfiles.digest)."""
     import hashlib
 
-    if path is None:
+    from grader import pyfiles
+
+    if submission.path is None:
         return None
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
+        if submission.python:
+            return pyfiles.read(submission.path, assignment).sha256
+        return hashlib.sha256(submission.path.read_bytes()).hexdigest()
+    except (OSError, pyfiles.PyFilesError):
         return None
 
 
@@ -297,7 +334,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
     """
     from concurrent.futures.process import BrokenProcessPool
 
-    from grader import executors
+    from grader import executors, pyfiles
     from grader.reports import files, gradebook
     from grader.sandbox.zygote import ZygoteError
     from grader.submissions import SubmissionError, discover
@@ -307,8 +344,9 @@ def cmd_grade(args: argparse.Namespace) -> int:
     assignment = _load_assignment(args.assignment)
     out = Path(args.out)
     try:
-        submissions = discover(args.submissions, preferred=assignment.template, outputs=[out])
-    except SubmissionError as exc:
+        python = pyfiles.layout(assignment).files if pyfiles.is_python(assignment) else ()
+        submissions = discover(args.submissions, preferred=assignment.template, outputs=[out], python=python)
+    except (SubmissionError, pyfiles.PyFilesError) as exc:
         raise UsageError(str(exc)) from None
     out.mkdir(parents=True, exist_ok=True)
     lock = _lock_output(out)
@@ -318,8 +356,14 @@ def cmd_grade(args: argparse.Namespace) -> int:
     same_limits = previous.get("limits", limits.as_dict()) == limits.as_dict()
     seed = _run_seed(out, assignment, args.seed, limits)
     hidden = [str(out.resolve())] + [str(Path(p).resolve()) for p in args.submissions]
-    settings = executors.Settings(executors.assignment_reference(assignment.directory), limits, seed,
-                                  args.isolation, tuple(hidden), feedback=not args.no_feedback)
+    settings = executors.Settings(
+        executors.assignment_reference(assignment.directory),
+        limits,
+        seed,
+        args.isolation,
+        tuple(hidden),
+        feedback=not args.no_feedback,
+    )
     folders = _folders([s.student for s in submissions])  # ids are unique (discover), so are their folders
     batch = {folders[s.student]: s for s in submissions}  # row key (its report folder) -> submission
     reports: dict[str, dict[str, Any]] = {}
@@ -337,8 +381,11 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
             files.write_atomic(out / key / "feedback.html", html.feedback(existing))
     note = "" if same_limits else " (the limits changed since the last run in this folder: regrading all)"
-    print(f"jitgrade: {len(submissions)} submissions, {len(reports)} already graded, {len(todo)} to grade "
-          f"(hidden seed {seed}){note}", file=sys.stderr)
+    print(
+        f"jitgrade: {len(submissions)} submissions, {len(reports)} already graded, {len(todo)} to grade "
+        f"(hidden seed {seed}){note}",
+        file=sys.stderr,
+    )
     run = executors.executor(args.jobs, args.scheduler)
     try:
         with _progress(len(todo)) as advance:
@@ -346,8 +393,11 @@ def cmd_grade(args: argparse.Namespace) -> int:
                 try:
                     reports[output.key] = _write_outputs(out / output.key, output)
                 except OSError as exc:  # this submission's folder cannot be written: its row says so
-                    failed = executors.not_graded(settings, executors.task_of(output.key, batch[output.key]),
-                                                  NOT_WRITTEN.format(error=exc.strerror or exc))
+                    failed = executors.not_graded(
+                        settings,
+                        executors.task_of(output.key, batch[output.key]),
+                        NOT_WRITTEN.format(error=exc.strerror or exc),
+                    )
                     reports[output.key] = json.loads(failed.report)
                 advance(batch[output.key].student, reports[output.key])
     except (ZygoteError, BrokenProcessPool) as exc:
@@ -361,8 +411,10 @@ def cmd_grade(args: argparse.Namespace) -> int:
     if lock is not None:
         lock.close()
     sys.stdout.write((out / GRADEBOOK).read_text())
-    print(f"jitgrade: reports in {out}/ (gradebook.csv, summary.html, <student>/report.json, feedback.html)",
-          file=sys.stderr)
+    print(
+        f"jitgrade: reports in {out}/ (gradebook.csv, summary.html, <student>/report.json, feedback.html)",
+        file=sys.stderr,
+    )
     return EXIT_OK
 
 
@@ -390,8 +442,14 @@ class _progress:
         if sys.stderr.isatty():
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self.bar = Progress(TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                                TextColumn("{task.description}"), transient=True)
+            self.bar = Progress(
+                TextColumn("grading"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.description}"),
+                transient=True,
+            )
             self.bar.start()
             self.task = self.bar.add_task("", total=self.total)
         return self.advance
@@ -453,8 +511,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"check": cmd_check, "grade": cmd_grade, "assign": cmd_assign, "gradescope": cmd_gradescope,
-            "list": cmd_list}
+COMMANDS = {
+    "check": cmd_check,
+    "grade": cmd_grade,
+    "assign": cmd_assign,
+    "gradescope": cmd_gradescope,
+    "list": cmd_list,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -214,7 +214,7 @@ def grade_one(settings: Settings, task: Task) -> Output:
     """Grade one submission in this process (the task every executor runs). Whatever goes wrong with this
     submission, reports included, becomes its report; only a sandbox that cannot start stops the batch."""
     from grader import notebook as nb
-    from grader.grading import load_submission
+    from grader.submissions import load_submission
 
     notebook, problem = None, task.problem or "no notebook"
     if task.data is not None:

@@ -25,22 +25,13 @@ from grader.sandbox.limits import Limits
 from grader.sandbox.session import CellRecord, ExecutionRecord, Sandbox
 from grader.sandbox.zygote import Zygote
 from grader.scoring import SubmissionResult
+from grader.submissions import read_submission
 
 
 def new_seed() -> int:
     """A fresh hidden-case seed (recorded in every report it is used for): 63 random bits, so that no
     search over seeds can match the derived values a submission observes."""
     return secrets.randbits(63)
-
-
-def read_submission(path: str | Path, assignment: Assignment) -> nb.Notebook:
-    """A submission as its assignment expects it: a notebook, or .py files (a file, a folder or a zip)."""
-    return pyfiles.read(path, assignment) if pyfiles.is_python(assignment) else nb.read(path)
-
-
-def load_submission(data: bytes, name: str, assignment: Assignment) -> nb.Notebook:
-    """A submission from the bytes a batch task carries (a notebook's, or pyfiles.pack's)."""
-    return pyfiles.loads(data, name, assignment) if pyfiles.is_python(assignment) else nb.loads(data, name)
 
 
 def submission_seed(hidden_seed: int, notebook_sha256: str) -> int:
@@ -333,7 +324,8 @@ def root_causes(
         replay = record.replayed.get(cell.index, "") if resource else ""
         kept = list(defs.replayed) if resource and replay is None else []
         unparsed = ename in SYNTAX_ERRORS and imported is None  # nothing of it ran
-        lost = [n for n in defs.defined_from(None if unparsed else line) if n not in kept]
+        # a module whose import failed binds nothing at all, wherever it failed
+        lost = [n for n in defs.defined_from(None if unparsed or file is not None else line) if n not in kept]
         named = _UNDEFINED.match(evalue) if ename == "NameError" else None
         caused_by = (named.group(1), lost_in[named.group(1)]) if named and named.group(1) in lost_in else None
         lost_in.update(dict.fromkeys(lost, cell.index))

@@ -326,7 +326,8 @@ def read(path: str | Path, assignment: Any) -> PythonSubmission:
     """Read a .py submission (file, folder or zip) for the assignment."""
     path = Path(path)
     declared = layout(assignment)
-    return build(files_of(path, declared.files), path.name, declared)
+    name = path.resolve().name if path.name in ("", "..") else path.name  # "." is a folder with a name
+    return build(files_of(path, declared.files), name, declared)
 
 
 def loads(data: bytes, name: str, assignment: Any) -> PythonSubmission:

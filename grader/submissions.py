@@ -19,7 +19,10 @@ import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
+from grader import notebook as nb
+from grader import pyfiles
 from grader.reports.sanitize import one_line
 
 MAX_ZIP_TOTAL = 2 * 1024**3
@@ -42,6 +45,16 @@ class Submission:
     path: Path | None
     problem: str | None = None
     python: bool = False
+
+
+def read_submission(path: str | Path, assignment: Any) -> nb.Notebook:
+    """One submission as its assignment expects it: a notebook, or .py files (a file, a folder or a zip)."""
+    return pyfiles.read(path, assignment) if pyfiles.is_python(assignment) else nb.read(path)
+
+
+def load_submission(data: bytes, name: str, assignment: Any) -> nb.Notebook:
+    """One submission from the bytes a batch task carries (a notebook's, or pyfiles.pack's)."""
+    return pyfiles.loads(data, name, assignment) if pyfiles.is_python(assignment) else nb.loads(data, name)
 
 
 def _ignored(path: Path) -> bool:
