@@ -55,6 +55,8 @@ EDITS: dict[str, dict[str, str]] = {
         PASS_LINE: "",
     },
     "returns_a_boolean": {FAILURE_LINES: "            return False\n", PASS_LINE: "    return True\n"},
+    "step_of_0.1": {"h = 1e-4": "h = 0.1"},
+    "scales_x_after_the_loop": {PASS_LINE: "    x *= 2\n" + PASS_LINE},
     "flattens_x": {"fxh, _ = f(x)": "fxh, _ = f(x.ravel())"},
     "ten_evaluations_per_entry": {
         "        x[ix] += h\n        random": "        for _ in range(10):\n"
@@ -72,6 +74,8 @@ LOSSES: dict[str, dict[str, str]] = {
     "random_state_not_restored": {"random_state": "random.setstate(rndstate) before each f(x)"},
     "x_not_restored": {"restores_x": "x was not restored before another entry was moved"},
     "absolute_error_huge_threshold": {"detects_error": "compare the relative error"},
+    "scales_x_after_the_loop": {"restores_x": "x is left perturbed after your checker returns"},
+    "step_of_0.1": {"central": "uses a step of 1.0e-01; use a step between 1e-07 and 0.001"},
     "never_reports_failure": {c: REPORTS_NOTHING if c in VALUE_CHECKS else GATED for c in EVERY_CHECK},
     "returns_after_first_entry": {
         **{c: "never evaluated f with entry" if c in VALUE_CHECKS else GATED for c in EVERY_CHECK},

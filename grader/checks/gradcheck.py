@@ -28,6 +28,7 @@ from grader.sandbox.exceptions import StudentError
 FAIL_WORDS = re.compile(r"fail", re.IGNORECASE)
 PASS_WORDS = re.compile(r"pass", re.IGNORECASE)
 PASSED, FAILED, SILENT = "passed", "failed", "silent"  # a silent checker (no output, no raise) reports no failure
+REFUSED = "refused"  # no verdict: the grader's f refused to evaluate (a wrong point, or past the budget)
 
 PLANTED_ERROR = 1e-2  # the planted entry is off by this relative amount; a correct checker's threshold is ~1e-5
 # Entries that moved by less than this (relative to max(1, |x|)) are unmoved: well below any sensible step, well above
@@ -101,6 +102,7 @@ class Recorder:
     over_budget: bool = False
 
     def __call__(self, x: object) -> tuple[float, np.ndarray]:
+        """(cost, gradient) at x, recorded; ValueError for a point that is not like x, or past the budget."""
         try:
             point = as_point(x, self.fn.x.shape)
             if len(self.points) >= budget(self.fn.x.size):
@@ -130,6 +132,7 @@ class Observation:
 
     @property
     def x(self) -> np.ndarray:
+        """The x the checker was given (a copy of it)."""
         return self.recorder.fn.x
 
     @property
@@ -141,12 +144,12 @@ class Observation:
     @property
     def moved(self) -> np.ndarray:
         """Which entries each evaluation moved (rows: evaluations)."""
-        return np.abs(self.offsets) > MOVED * np.maximum(1.0, np.abs(self.x.reshape(-1)))
+        return np.asarray(np.abs(self.offsets) > MOVED * np.maximum(1.0, np.abs(self.x.reshape(-1))))
 
     @property
     def visited(self) -> np.ndarray:
         """Entries (flat) that some evaluation moved."""
-        return self.moved.any(axis=0)
+        return np.asarray(self.moved.any(axis=0))
 
     @property
     def step(self) -> float | None:
@@ -185,12 +188,12 @@ def observe(
         if recorder.refusal is None and exc.ename == "AssertionError":
             return Observation(recorder, FAILED, f"raised AssertionError: {exc.evalue[:120]}")
         if recorder.refusal is not None:
-            return Observation(recorder, "error", recorder.refusal)
+            return Observation(recorder, REFUSED, recorder.refusal)
         raise call_failure(name, exc) from None
     except Exception as exc:  # every other sandbox error is this check's verdict
         raise call_failure(name, exc) from None
     if recorder.refusal is not None:  # the checker caught f's refusal and carried on
-        return Observation(recorder, "error", recorder.refusal)
+        return Observation(recorder, REFUSED, recorder.refusal)
     verdict, said = verdict_of(result.value, result.stdout)
     after = result.args_after[1] if result.args_after is not None else None
     return Observation(recorder, verdict, said, after)
@@ -199,7 +202,7 @@ def observe(
 def judged(obs: Observation) -> Observation:
     """The observation, unless f refused to evaluate (a wrong point, or too many evaluations): then that is the
     verdict of any check but the one about it."""
-    if obs.verdict == "error":
+    if obs.verdict == REFUSED:
         raise CheckFailed(obs.said, status="error", details={"label": obs.recorder.fn.label})
     return obs
 
@@ -215,7 +218,7 @@ def entry(index: int, shape: tuple[int, ...]) -> str:
 def one_sided(obs: Observation) -> str | None:
     """ONE_WAY for the first visited entry that was moved only one way (x + h, never x - h, or the reverse)."""
     offsets, moved = obs.offsets, obs.moved
-    up, down = (moved & (offsets > 0)).any(axis=0), (moved & (offsets < 0)).any(axis=0)
+    up, down = np.asarray((moved & (offsets > 0)).any(axis=0)), np.asarray((moved & (offsets < 0)).any(axis=0))
     one_way = np.flatnonzero(obs.visited & ~(up & down))
     if not one_way.size:
         return None
@@ -399,7 +402,7 @@ def check_gradcheck_random_state(ctx: CheckContext) -> None:
 @check("gradcheck", "evaluates_x", "calls f with an array of x's shape and dtype", role="property")
 def check_gradcheck_evaluates_x(ctx: CheckContext) -> None:
     obs = observe(ctx, gentle(ctx.sub_seed("evaluates")))
-    if obs.verdict == "error" and not obs.recorder.over_budget:
+    if obs.verdict == REFUSED and not obs.recorder.over_budget:
         raise CheckFailed(obs.said)
 
 
