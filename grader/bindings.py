@@ -101,6 +101,11 @@ class Binding:
         return f"{self.cls}.{self.call}" if self.cls else self.call
 
     @property
+    def signature(self) -> str:
+        """The student's call as messages quote it: `mlp_loss(X, y, params, reg)`, `TwoLayerNet.loss(X, y, reg=reg)`."""
+        return f"{self.function}({', '.join([*self.args, *(f'{k}={v}' for k, v in self.kwargs)])})"
+
+    @property
     def canonical(self) -> bool:
         """Whether calls go through unchanged (the canonical API, as `mlp` declares it)."""
         return self == Binding(self.kind, self.call, args=self.args)

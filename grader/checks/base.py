@@ -252,6 +252,11 @@ class CheckContext:
         """The student function being graded, as the student wrote it (`softmax`, `TwoLayerNet.loss`)."""
         return self.problem.binding.function
 
+    @property
+    def signature(self) -> str:
+        """The student function's call as messages quote it (grader.bindings.Binding.signature)."""
+        return self.problem.binding.signature
+
     def case_seeds(self, count: int | None = None) -> Iterator[int]:
         """Seeds of this check's random cases (visible or hidden count from the assignment)."""
         n = (

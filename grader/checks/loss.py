@@ -27,11 +27,11 @@ from reference import softmax_cross_entropy as ref_cross_entropy
 def _loss_and_dz(ctx: CheckContext, case: cases.Case) -> tuple[float, np.ndarray]:
     """The student's (loss, dz) for a case, called once per case and shared by the checks."""
     z, y = case.args
-    return _parse(ctx.memo_call(("ce", case.seed, case.label), z, y).value, case)
+    return _parse(ctx, ctx.memo_call(("ce", case.seed, case.label), z, y).value, case)
 
 
-def _parse(value: Any, case: cases.Case) -> tuple[float, np.ndarray]:
-    loss, dz = as_pair(value, "softmax_cross_entropy(z, y)")
+def _parse(ctx: CheckContext, value: Any, case: cases.Case) -> tuple[float, np.ndarray]:
+    loss, dz = as_pair(value, ctx.signature)
     return as_float(loss, "the loss"), as_array(dz, f"dz for z of shape {case.args[0].shape}")
 
 
@@ -119,7 +119,7 @@ def _verdict(ctx: CheckContext) -> ownloss.Verdict:
     """Once per submission: which known cross-entropy the student computes, and whether dz is exact for it."""
 
     def student(case: cases.Case) -> tuple[float, dict[str, np.ndarray]]:
-        loss, dz = _parse(ctx.call(*case.args).value, case)
+        loss, dz = _parse(ctx, ctx.call(*case.args).value, case)
         return loss, {"z": dz}
 
     return ownloss.verdict(ctx, cases.classification, student, _known_losses(ctx.assignment.reduction), "dz")

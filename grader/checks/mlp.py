@@ -74,7 +74,7 @@ def _check_scores(ctx: CheckContext, case: cases.Case) -> None:
     spec = _spec(ctx, case)
     expected, _ = forward(x, params, spec)
     value = ctx.call(x, params).value
-    found = as_array(value, f"mlp_forward(X, params) for X of shape {x.shape}")
+    found = as_array(value, f"{ctx.signature} for X of shape {x.shape}")
     variants = {
         b: (lambda b=b: bugs.forward_variant(x, params, ctx.assignment.activation, b)) for b in bugs.FORWARD_BUGS
     }
@@ -114,7 +114,7 @@ def _student_loss_and_grads(ctx: CheckContext, case: cases.Case) -> tuple[float,
     """The student's (loss, grads) for a case, called once and shared by every check of the problem."""
     x, y, params, reg = case.args
     value = ctx.memo_call(("mlp", case.seed, case.label, reg), x, y, params, reg).value
-    loss, grads = as_pair(value, "mlp_loss(X, y, params, reg)")
+    loss, grads = as_pair(value, ctx.signature)
     return as_float(loss, "the loss"), as_param_dict(grads, "the gradient dict", _shapes(case))
 
 
@@ -167,7 +167,7 @@ def _verdict(ctx: CheckContext) -> ownloss.Verdict:
 
     def student(case: cases.Case) -> tuple[float, dict[str, np.ndarray]]:
         value = ctx.call(*case.args).value
-        loss, grads = as_pair(value, "mlp_loss(X, y, params, reg)")
+        loss, grads = as_pair(value, ctx.signature)
         return as_float(loss, "the loss"), as_param_dict(grads, "the gradient dict", _shapes(case))
 
     return ownloss.verdict(ctx, lambda seed: _case(ctx, seed), student, _known_losses(ctx), "your gradient")
