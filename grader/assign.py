@@ -1,4 +1,5 @@
-"""``jitgrade assign``: make the student notebook from a master notebook, with nbconvert preprocessors.
+"""``jitgrade assign``: make the student notebook from a master notebook, with nbconvert preprocessors (or,
+for an assignment whose students hand in .py files, the starter files from a master folder of them).
 
 - solution regions (``### BEGIN SOLUTION`` ... ``### END SOLUTION``) become a stub that raises
   NotImplementedError, at the region's indentation;
@@ -6,6 +7,9 @@
 - outputs and execution counts are cleared, metadata is reduced to what students need;
 - every cell without a solution region is locked: Jupyter will not let it be edited or deleted,
   and its id and checksum let the grader detect edits made anyway (as nbgrader does).
+
+A master folder of .py files gets the same regions treated the same way in each declared file; the assignment's
+helper modules (public) are copied beside the starters, so students run them as they will be graded.
 
 The output is deterministic: the same master always gives the same bytes.
 """
@@ -20,6 +24,7 @@ from typing import Any
 import nbformat
 from nbconvert.preprocessors import ClearOutputPreprocessor, Preprocessor
 
+from grader import pyfiles
 from grader.notebook import HIDDEN_TAG, tags
 
 STUB = 'raise NotImplementedError("Replace this line with your solution")'
@@ -78,14 +83,20 @@ class StripSolutions(Preprocessor):
 
 def master_of(master_or_assignment: str | Path) -> Path:
     """The master notebook given as a notebook path or as an assignment (name or folder), whose
-    master is private: present in a course repository or source checkout, never in an installed package."""
-    from grader.assignment import AssignmentError, load
+    master is private: present in a course repository or source checkout, never in an installed package;
+    for a .py assignment, its master folder."""
+    from grader.assignment import MASTER_NOT_INSTALLED, AssignmentError, load
 
     path = Path(master_or_assignment)
     if path.suffix == ".ipynb":
         return path
     try:
-        return load(master_or_assignment).require_master()
+        assignment = load(master_or_assignment)
+        if pyfiles.is_python(assignment):
+            if not assignment.master.is_dir():
+                raise AssignmentError(MASTER_NOT_INSTALLED.format(name=assignment.name, master=assignment.master))
+            return assignment.master
+        return assignment.require_master()
     except AssignmentError as exc:
         raise AssignError(str(exc)) from None
 
@@ -113,6 +124,40 @@ def write_student_notebook(master: Path, out: Path, name: str | None = None) -> 
     out.mkdir(parents=True, exist_ok=True)
     target = out / name
     target.write_text(text, encoding="utf-8")
+    return target
+
+
+def starter_source(source: str) -> str:
+    """A master .py file's text for students: hidden regions gone, solution regions replaced by the stub."""
+    stripped = HIDDEN.sub("", source)
+    return SOLUTION.sub(lambda m: f"{m.group('indent')}{STUB}\n", stripped)
+
+
+def write_student_files(master: Path, out: Path, name: str | None = None) -> Path:
+    """Write the starter .py files of a master folder, and the assignment's helpers, into `out`/<template>."""
+    from grader.assignment import DEFINITION, AssignmentError, load
+
+    try:
+        assignment = load(master.parent / DEFINITION)
+        declared = pyfiles.layout(assignment)
+    except (AssignmentError, pyfiles.PyFilesError) as exc:
+        raise AssignError(f"{master}: a master folder of .py files needs its assignment beside it: {exc}") from None
+    masters = {}
+    for file in declared.files:
+        try:
+            masters[file] = (master / file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise AssignError(f"{master}: cannot read {file}, which the assignment declares ({exc})") from None
+    if not any(SOLUTION.search(text) for text in masters.values()):
+        raise AssignError(f"{master}: no '### BEGIN SOLUTION' / '### END SOLUTION' region: nothing for students to do")
+    texts = {file: starter_source(text) for file, text in masters.items()}
+    for path, source, _ in declared.helpers.values():
+        if source or not path.endswith("/__init__.py"):  # parent packages made up by the loader are not files
+            texts[str(Path(path).relative_to(pyfiles.HELPERS))] = source
+    target = out / (name or assignment.template)
+    for file, text in sorted(texts.items()):
+        (target / file).parent.mkdir(parents=True, exist_ok=True)
+        (target / file).write_text(text, encoding="utf-8")
     return target
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_POINTS_LOST, EXIT_UNGRADABLE = 0, 1, 2
+SIMILARITY_THRESHOLD = 0.4  # grader.similarity.compare.Settings.threshold (this module imports nothing heavy)
+BAD_THRESHOLD = "--threshold must be a share between 0 and 1 (for example 0.4); got {value}"
 
 
 class UsageError(Exception):
@@ -70,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--no-feedback", action="store_true", help="skip the per-student HTML pages")
     _limits_arguments(grade)
 
-    assign = sub.add_parser("assign", help="make the student notebook from a master notebook")
+    assign = sub.add_parser("assign", help="make the student notebook (or .py starter files) from a master")
     assign.add_argument("master", help="the master notebook, or an assignment name or folder holding its master")
     assign.add_argument("--out", required=True, metavar="DIR")
     assign.add_argument("--name", help="file name of the student notebook (default: the assignment's template)")
@@ -79,8 +81,29 @@ def build_parser() -> argparse.ArgumentParser:
     bundle.add_argument("assignment")
     bundle.add_argument("-o", "--output", default="autograder.zip")
 
+    similarity = sub.add_parser(
+        "similarity", help="which submissions share code (academic integrity: evidence to review, not a verdict)")
+    similarity.add_argument("submissions", nargs="+")
+    similarity.add_argument("-a", "--assignment", required=True)
+    similarity.add_argument("--out", required=True, metavar="DIR", help="folder for similarity.html and .csv")
+    similarity.add_argument("-j", "--jobs", type=int, default=1, help="local fingerprinting processes")
+    similarity.add_argument("--scheduler", metavar="ADDRESS", help="fingerprint on a dask.distributed scheduler")
+    _similarity_arguments(similarity)
+    _similarity_arguments(grade, flag=True)
+
     sub.add_parser("list", help="list the bundled assignments")
     return parser
+
+
+def _similarity_arguments(parser: argparse.ArgumentParser, flag: bool = False) -> None:
+    group = parser.add_argument_group("similarity report")
+    if flag:
+        group.add_argument("--similarity", action="store_true",
+                           help="also write the similarity report into --out, linked from summary.html")
+    group.add_argument("--archive", metavar="DIR", help="past offerings' submissions to compare with")
+    group.add_argument("--known", metavar="DIR", help="known public solutions to compare with")
+    group.add_argument("--threshold", type=float, default=SIMILARITY_THRESHOLD, metavar="X",
+                       help=f"pairs scoring at least X (0 to 1) are flagged and grouped (default {SIMILARITY_THRESHOLD})")
 
 
 def _version() -> str:
@@ -201,12 +224,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 RUN_FILE = "jitgrade-run.json"
+SIMILARITY_FILES = ("similarity.html", "similarity.csv", "similarity")  # grader.similarity.OUTPUTS; a test ties them
 GRADEBOOK = "gradebook.csv"
 SUMMARY = "summary.html"
 LOCK_FILE = ".jitgrade.lock"
 # Everything a batch writes at the top of --out; no student folder may take one of these names
 # (write_atomic's temporary files start with a dot, which no folder name does).
-BATCH_FILES = (RUN_FILE, GRADEBOOK, SUMMARY, LOCK_FILE)
+BATCH_FILES = (RUN_FILE, GRADEBOOK, SUMMARY, LOCK_FILE, *SIMILARITY_FILES)
 NOT_WRITTEN = "the reports of this submission could not be written ({error}); it was not graded: rerun to try again"
 _TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # files.write_atomic's, before their rename
 
@@ -407,7 +431,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
     from grader.reports import html
 
     title = f"{assignment.title} ({assignment.name})"
-    files.write_atomic(out / SUMMARY, html.summary(ordered, title, folders))
+    similarity = _similarity_report(assignment, submissions, out, args)[0].name if args.similarity else None
+    files.write_atomic(out / SUMMARY, html.summary(ordered, title, folders, similarity=similarity))
     if lock is not None:
         lock.close()
     sys.stdout.write((out / GRADEBOOK).read_text())
@@ -472,15 +497,63 @@ class _progress:
             self.bar.stop()
 
 
+# --------------------------------------------------------------------------- similarity
+
+
+def _similarity_report(assignment: Any, submissions: Sequence[Any], out: Path, args: argparse.Namespace) -> Any:
+    """Compare the submissions with each other and the reference corpora; write the report into `out`;
+    (the index page's path, the result)."""
+    from grader.assignment import AssignmentError
+    from grader.similarity import report, run
+    from grader.similarity.compare import Settings
+
+    if not 0 < args.threshold <= 1:
+        raise UsageError(BAD_THRESHOLD.format(value=args.threshold))
+    if args.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    settings = Settings(threshold=args.threshold, min_score=min(Settings.min_score, args.threshold))
+    archive, known = (Path(p) if p else None for p in (args.archive, args.known))
+    try:
+        result = run.run(assignment, submissions, settings, archive, known, args.jobs, args.scheduler)
+    except (FileNotFoundError, AssignmentError) as exc:
+        raise UsageError(str(exc)) from None
+    return report.write(result, out, f"{assignment.title} ({assignment.name})"), result
+
+
+def cmd_similarity(args: argparse.Namespace) -> int:
+    """Write the similarity report of a class (similarity.html, similarity.csv, side-by-side pages) into --out."""
+    from grader.reports.sanitize import one_line
+    from grader.submissions import SubmissionError, discover
+
+    assignment = _load_assignment(args.assignment)
+    out = Path(args.out)
+    try:
+        submissions = discover(args.submissions, preferred=assignment.template, outputs=[out])
+    except SubmissionError as exc:
+        raise UsageError(str(exc)) from None
+    out.mkdir(parents=True, exist_ok=True)
+    index, result = _similarity_report(assignment, submissions, out, args)
+    flagged = [p for p in result.pairs if p.score >= result.settings.threshold]
+    for p in flagged:
+        a, b = result.documents[p.a], result.documents[p.b]
+        print(f"{p.score:6.0%}  {one_line(a.label)}  {one_line(b.label)}  ({b.corpus})")
+    print(f"jitgrade: {len(submissions)} submissions, {len(flagged)} pairs at or above {args.threshold:.0%}, "
+          f"{len(result.groups)} groups of three or more; report in {index} (evidence to review, not a verdict)",
+          file=sys.stderr)
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- assign, gradescope, list
 
 
 def cmd_assign(args: argparse.Namespace) -> int:
-    """Write the student notebook for a master notebook."""
+    """Write the student notebook for a master notebook (the starter files for a master folder of .py files)."""
     from grader import assign
 
     try:
-        path = assign.write_student_notebook(assign.master_of(args.master), Path(args.out), args.name)
+        master = assign.master_of(args.master)
+        write = assign.write_student_files if master.is_dir() else assign.write_student_notebook
+        path = write(master, Path(args.out), args.name)
     except assign.AssignError as exc:
         raise UsageError(str(exc)) from None
     print(path)
@@ -517,6 +590,7 @@ COMMANDS = {
     "assign": cmd_assign,
     "gradescope": cmd_gradescope,
     "list": cmd_list,
+    "similarity": cmd_similarity,
 }
 
 

@@ -36,7 +36,7 @@ MAX_ENTRIES = 10_000  # files and folders looked at in one submission folder or 
 _IGNORED_PARTS = ("__MACOSX", "__pycache__", ".ipynb_checkpoints")
 _FILE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\.py")
 _MODULE_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*\.py")
-_HELPERS = "helpers"
+HELPERS = "helpers"  # the assignment folder's folder of helper modules
 _LOADER = "__jitgrade_files__"  # the loader's name in the worker's namespace
 # Modules the sandbox or the grader stand on, which no submitted or helper module may shadow (besides the
 # standard library and whatever is installed where the worker runs).
@@ -127,7 +127,7 @@ def _layout(directory: Path, files: tuple[Any, ...], helpers: tuple[Any, ...], f
         raise PyFilesError(BAD_FILES.format(where=where, found=list(files)))
     served: dict[str, tuple[str, str, bool]] = {}
     for path in helpers:
-        inside = PurePosixPath(path).relative_to(_HELPERS) if str(path).startswith(f"{_HELPERS}/") else None
+        inside = PurePosixPath(path).relative_to(HELPERS) if str(path).startswith(f"{HELPERS}/") else None
         if not isinstance(path, str) or inside is None or not _MODULE_PATH.fullmatch(str(inside)):
             raise PyFilesError(BAD_HELPER.format(where=where, found=path))
         try:
@@ -139,7 +139,7 @@ def _layout(directory: Path, files: tuple[Any, ...], helpers: tuple[Any, ...], f
         parts = module.split(".")
         for n in range(1, len(parts)):  # parent packages without an __init__.py of their own: empty
             parent = ".".join(parts[:n])
-            served.setdefault(parent, (f"{_HELPERS}/{parent.replace('.', '/')}/__init__.py", "", True))
+            served.setdefault(parent, (f"{HELPERS}/{parent.replace('.', '/')}/__init__.py", "", True))
     for what, names in (("the file", [module_of(f) for f in files]), ("the helper", list(served))):
         for name in names:
             shadowed = _shadowed(name)
@@ -357,6 +357,8 @@ def build(files: dict[str, bytes], name: str, declared: Layout) -> PythonSubmiss
             unloadable[module] = NOT_TEXT.format(file=file, why=str(exc)[:200])
     notes = []
     for file in sorted(set(files) - set(declared.files)):
+        if module_of(file) in declared.helpers:  # the course's own copy, from the starter folder: served anyway
+            continue
         shadowed = _shadowed(module_of(file)) if _FILE_NAME.fullmatch(file) else None
         why = SHADOWS.format(what="its module", name=module_of(file), module=shadowed) if shadowed else None
         notes.append(REFUSED.format(file=file, why=why) if why else IGNORED.format(file=file, files=listed))
