@@ -7,6 +7,7 @@ message that says what was expected, what was found and where the difference is.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -38,10 +39,14 @@ def call_failure(function: str, exc: BaseException) -> CheckFailed:
     raise exc
 
 
+_SUBMITTED_FILE = re.compile(r'File "[\w.-]+\.py", line \d')  # a submitted .py module's frame (grader.pyfiles)
+
+
 def _last_student_frame(traceback: list[str]) -> str:
     for chunk in reversed(traceback):
         for line in chunk.splitlines():
-            if "line" in line and ("<ipython-input" in line or "Cell In" in line or "<cell" in line):
+            cell = "line" in line and ("<ipython-input" in line or "Cell In" in line or "<cell" in line)
+            if cell or _SUBMITTED_FILE.search(line):
                 return f" ({line.strip()})"
     return ""
 
