@@ -29,6 +29,7 @@ else:  # pragma: no cover
 
 DEFINITION = "assignment.toml"
 PUBLIC_FILES = (DEFINITION,)  # everything else in an assignment folder is private (pyproject.toml mirrors this)
+PUBLIC_FOLDERS = ("helpers",)  # ... but these: course helper modules students import (grader.pyfiles), public too
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 REDUCTIONS = ("mean", "sum")
 CASES_KEYS = ("visible_seed", "visible", "hidden", "hidden_share")
