@@ -20,6 +20,7 @@ from grader.notebook import loads
 from grader.sandbox import protocol
 from grader.sandbox.exceptions import StudentError
 from grader.sandbox.session import Sandbox
+from grader.selfcheck import Checker
 from grader.sandbox.zygote import Zygote
 
 DATA = Path(__file__).parent / "data" / "gradcheck"
@@ -169,3 +170,11 @@ def test_only_drawing_functions_are_marked_on_the_channel() -> None:
     stand_ins = protocol.decode(tree, [], lambda fid: [plain, drawing][fid])
     assert stand_ins[0] is plain and stand_ins[1] is not drawing
     assert stand_ins[1](np.float64(3.0)) == 3.0  # the stand-in draws here and passes the draw first
+
+
+def test_the_self_check_in_the_students_kernel_draws_from_its_random_state(assignment: Assignment) -> None:
+    for source, lost in ((CORRECT, set()), (edited("random_state_not_restored"), {"random_state"})):
+        namespace: dict[str, object] = {}
+        exec(source, namespace)
+        graded = Checker(assignment, namespace).run("gradcheck_naive")
+        assert {o.check for o in graded if o.score < o.max_score} == lost
