@@ -32,6 +32,7 @@ HISTOGRAM_SIZE = (6.0, 2.4)
 DPI = 80
 FULL = 1e-9  # points within this of the maximum count as full points
 UNDEFINED_BY_CELL = "cell {cell} failed ({ename}), leaving {functions} undefined"
+MAX_CODE_TEXT = 1024 * 1024  # characters of one stretch of student code on a similarity page (extraction cuts first)
 
 _ENV = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -41,6 +42,7 @@ _ENV = Environment(
     lstrip_blocks=True,
 )
 _ENV.filters["pts"] = lambda x: f"{x:g}"
+_ENV.filters["pct"] = lambda x: f"{100 * x:.0f}%"
 _ENV.filters["num"] = lambda x: f"{x:.6g}" if isinstance(x, (int, float)) else str(x)  # "nan", "inf" are strings
 
 
@@ -68,9 +70,11 @@ def feedback(report: dict[str, Any], instructor: bool = False) -> str:
     )
 
 
-def summary(reports: list[dict[str, Any]], title: str, folders: Mapping[str, str] | None = None) -> str:
+def summary(reports: list[dict[str, Any]], title: str, folders: Mapping[str, str] | None = None,
+            similarity: str | None = None) -> str:
     """The class summary page: score statistics, pass rates, common diagnoses and submissions in trouble;
-    each student links to `folders[student]/feedback.html` (default: a folder named as the student)."""
+    each student links to `folders[student]/feedback.html` (default: a folder named as the student), and
+    the page to the similarity report at the relative address `similarity` when there is one."""
     reports = [sanitize.report(r) for r in reports]
     graded = [r for r in reports if not r.get("error")]
     scores = [r["score"] for r in graded]
@@ -88,8 +92,20 @@ def summary(reports: list[dict[str, Any]], title: str, folders: Mapping[str, str
         diagnoses=common_diagnoses(reports),
         trouble=[(r["provenance"]["student"], trouble) for r in reports if (trouble := troubles(r))],
         folders=folders or {},
+        similarity=similarity,
         full=FULL,
     )
+
+
+def similarity_index(view: dict[str, Any]) -> str:
+    """The similarity report's index page (grader.similarity.report.index_view), sanitized."""
+    return _ENV.get_template("similarity.html.j2").render(**sanitize.data(view, max_text=MAX_CODE_TEXT))
+
+
+def similarity_pair(view: dict[str, Any]) -> str:
+    """A side-by-side page of two documents with their shared regions (grader.similarity.report.pair_view),
+    sanitized: a student's code is hostile text."""
+    return _ENV.get_template("similarity_pair.html.j2").render(**sanitize.data(view, max_text=MAX_CODE_TEXT))
 
 
 def heatmaps(tests: list[dict[str, Any]]) -> dict[str, str]:
