@@ -1,0 +1,139 @@
+"""A similarity run: gather the class and the reference corpora, fingerprint every document once on
+the grading executors (local processes or a Dask cluster), compare through the index, write the report.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from grader.assignment import Assignment
+from grader.executors import Crashed, Task, run_pool, task_of
+from grader.similarity import extract
+from grader.similarity.compare import ARCHIVE, CLASS, KNOWN, MASTER, Document, Result, Settings, compare
+from grader.similarity.fingerprint import fingerprint
+from grader.submissions import Submission
+
+PROCESS_DIED = "the process fingerprinting this file died {count} times; it was not compared"
+NOT_COMPARED = "not compared: {error}"
+NO_REFERENCE_FILES = "{folder}: no notebooks (.ipynb) or Python files (.py) in this {corpus} folder"
+_IGNORED_PARTS = (".ipynb_checkpoints", "__MACOSX", "__pycache__")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One file to fingerprint: its corpus and its task (key, label, file name and bytes, or why there are none)."""
+
+    corpus: str
+    task: Task
+
+
+@dataclass(frozen=True)
+class Basis:
+    """What every fingerprinting process needs: the template's cells and fingerprints, and the settings."""
+
+    template: dict[str, str]
+    ignored: frozenset[int]
+    settings: Settings
+
+
+def basis(assignment: Assignment, settings: Settings) -> Basis:
+    """The assignment's template code and its fingerprints (boilerplate in every document)."""
+    template = extract.template_of(assignment)
+    ignored = fingerprint(extract.template_pieces(template), settings.k, settings.window).unique
+    return Basis(template, ignored, settings)
+
+
+def fingerprint_job(shared: Basis, job: Job) -> Document:
+    """Extract and fingerprint one document (in a grading process); whatever goes wrong is its own error."""
+    task = job.task
+    document = Document(f"{job.corpus}:{task.key}", job.corpus, task.student)
+    if task.data is None:
+        document.error = task.problem or "no file"
+        return document
+    try:
+        document.pieces = extract.pieces_of(task.name, task.data, shared.template)
+        document.fingerprint = fingerprint(document.pieces, shared.settings.k, shared.settings.window, shared.ignored)
+    except Exception as exc:  # noqa: BLE001 - a hostile or broken file costs only its own comparison
+        document.pieces, document.error = [], NOT_COMPARED.format(error=exc)
+    return document
+
+
+def reference_files(folder: Path, corpus: str) -> list[Submission]:
+    """Every notebook and Python file under a reference folder, labelled by its path inside it."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder (expected a folder of {corpus} solutions)")
+    found = [
+        Submission(str(p.relative_to(folder)), p)
+        for p in sorted(folder.rglob("*"))
+        if p.suffix in extract.SUFFIXES
+        and p.is_file()
+        and not any(part in _IGNORED_PARTS or part.startswith(".") for part in p.relative_to(folder).parts)
+    ]
+    if not found:
+        raise FileNotFoundError(NO_REFERENCE_FILES.format(folder=folder, corpus=corpus))
+    return found
+
+
+def jobs(
+    submissions: Sequence[Submission], assignment: Assignment, archive: Path | None = None, known: Path | None = None
+) -> Iterator[Job]:
+    """The class's submissions, then the master (when installed), the archive and the known solutions."""
+    corpora: list[tuple[str, Iterable[Submission]]] = [(CLASS, submissions)]
+    if assignment.master.is_file():
+        corpora.append((MASTER, [Submission(f"master solution of {assignment.name}", assignment.master)]))
+    for corpus, folder in ((ARCHIVE, archive), (KNOWN, known)):
+        if folder is not None:
+            corpora.append((corpus, reference_files(folder, corpus)))
+    for corpus, members in corpora:
+        for s in members:
+            yield Job(corpus, task_of(s.student, s))
+
+
+def fingerprint_all(
+    shared: Basis, work: Iterable[Job], processes: int = 1, scheduler: str | None = None
+) -> list[Document]:
+    """Every job's document, in the order given: here, on `processes` local processes, or on a Dask cluster."""
+    fn = functools.partial(fingerprint_job, shared)
+    work = list(work)
+    if scheduler:
+        documents = _on_dask(fn, work, scheduler)
+    elif processes <= 1:
+        documents = [fn(job) for job in work]
+    else:
+        done = {id(job): result for job, result in run_pool(fn, work, processes)}
+        documents = [_crashed(job, r) if isinstance(r, Crashed) else r for job in work if (r := done[id(job)])]
+    return documents
+
+
+def _crashed(job: Job, crashed: Crashed) -> Document:
+    return Document(
+        f"{job.corpus}:{job.task.key}", job.corpus, job.task.student, error=PROCESS_DIED.format(count=crashed.count)
+    )
+
+
+def _on_dask(fn: functools.partial[Document], work: list[Job], address: str) -> list[Document]:
+    try:
+        from distributed import Client
+    except ImportError:
+        raise RuntimeError("--scheduler needs dask.distributed: pip install 'jitgrade[dask]'") from None
+    with Client(address, set_as_default=False) as client:
+        futures = client.map(fn, work, pure=False)
+        return list(client.gather(futures))
+
+
+def run(
+    assignment: Assignment,
+    submissions: Sequence[Submission],
+    settings: Settings,
+    archive: Path | None = None,
+    known: Path | None = None,
+    processes: int = 1,
+    scheduler: str | None = None,
+) -> Result:
+    """Compare a class's submissions with each other and with the reference corpora."""
+    shared = basis(assignment, settings)
+    documents = fingerprint_all(shared, jobs(submissions, assignment, archive, known), processes, scheduler)
+    return compare(documents, settings)
