@@ -20,8 +20,8 @@ from grader.notebook import loads
 from grader.sandbox import protocol
 from grader.sandbox.exceptions import StudentError
 from grader.sandbox.session import Sandbox
-from grader.selfcheck import Checker
 from grader.sandbox.zygote import Zygote
+from grader.selfcheck import Checker
 
 DATA = Path(__file__).parent / "data" / "gradcheck"
 CORRECT = (DATA / "correct.py").read_text()

@@ -238,7 +238,10 @@ def stale_entry(obs: Observation) -> str | None:
     first_seen = np.argmax(moved, axis=0)  # the evaluation that first moved each entry
     entries = sorted(np.flatnonzero(moved[row]), key=lambda i: first_seen[i])
     first, second = int(entries[0]), int(entries[-1])
-    return STALE.format(first=first, second=second, d1=offsets[row, first], d2=offsets[row, second])
+    shape = obs.x.shape
+    return STALE.format(
+        first=entry(first, shape), second=entry(second, shape), d1=offsets[row, first], d2=offsets[row, second]
+    )
 
 
 def stopped_at(obs: Observation) -> int | None:
@@ -334,14 +337,20 @@ def check_gradcheck_detects_error(ctx: CheckContext) -> None:
         discriminates(ctx, fn, planted(fn, index), PLANTED)
 
 
-@check("gradcheck", "detects_transposed", "reports a transposed gradient as wrong, and the correct one as right", 2)
+@check(
+    "gradcheck", "detects_transposed", "reports a transposed gradient as wrong, and the correct one as right", weight=2
+)
 def check_gradcheck_detects_transposed(ctx: CheckContext) -> None:
     fn = gentle(ctx.sub_seed("transposed"), square=True)
     discriminates(ctx, fn, lambda x: fn.gradient(x).T.copy(), TRANSPOSED)
 
 
 @check(
-    "gradcheck", "central", "uses central differences, f(x + h) and f(x - h), with a sensible step", 2, role="property"
+    "gradcheck",
+    "central",
+    "uses central differences, f(x + h) and f(x - h), with a sensible step",
+    weight=2,
+    role="property",
 )
 def check_gradcheck_central(ctx: CheckContext) -> Passed:
     obs = judged(observe(ctx, gentle(ctx.sub_seed("central"))))
@@ -389,7 +398,9 @@ def check_gradcheck_restores_x(ctx: CheckContext) -> None:
         )
 
 
-@check("gradcheck", "random_state", "restores Python's random state before each evaluation of f", 2, role="property")
+@check(
+    "gradcheck", "random_state", "restores Python's random state before each evaluation of f", weight=2, role="property"
+)
 def check_gradcheck_random_state(ctx: CheckContext) -> None:
     obs = judged(observe(ctx, gentle(ctx.sub_seed("random")), draws=True))
     differ = unrestored_draws(obs)
