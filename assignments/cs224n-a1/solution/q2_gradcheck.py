@@ -35,8 +35,7 @@ def gradcheck_naive(f, x):
         reldiff = abs(numgrad - grad[ix]) / max(1, abs(numgrad), abs(grad[ix]))
         if reldiff > 1e-5:
             print("Gradient check failed.")
-            print("First gradient error found at index %s" % str(ix))
-            print("Your gradient: %f \t Numerical gradient: %f" % (grad[ix], numgrad))
+            print("The first wrong entry is x%s: analytic %g, numerical %g" % (list(ix), grad[ix], numgrad))
             return
         it.iternext()
 

@@ -18,19 +18,18 @@ def forward_backward_prop(X, labels, params, dimensions):
     Returns (cost, grad): the summed cross-entropy as a float, and its gradient packed like params.
     """
     ### BEGIN SOLUTION
-    ofs = 0
-    Dx, H, Dy = (dimensions[0], dimensions[1], dimensions[2])
-
-    W1 = np.reshape(params[ofs : ofs + Dx * H], (Dx, H))
-    ofs += Dx * H
-    b1 = np.reshape(params[ofs : ofs + H], (1, H))
-    ofs += H
-    W2 = np.reshape(params[ofs : ofs + H * Dy], (H, Dy))
-    ofs += H * Dy
-    b2 = np.reshape(params[ofs : ofs + Dy], (1, Dy))
+    Dx, H, Dy = dimensions
+    blocks = []
+    offset = 0  # where the next parameter starts in the flat vector
+    for shape in ((Dx, H), (1, H), (H, Dy), (1, Dy)):
+        size = shape[0] * shape[1]
+        blocks.append(params[offset : offset + size].reshape(shape))
+        offset += size
+    W1, b1, W2, b2 = blocks
 
     # forward: the cost from log-sum-exp, which stays finite where a probability underflows to 0
-    h = sigmoid(X.dot(W1) + b1)
+    u = X.dot(W1) + b1
+    h = sigmoid(u)
     scores = h.dot(W2) + b2
     top = np.max(scores, axis=1, keepdims=True)
     log_norm = top + np.log(np.sum(np.exp(scores - top), axis=1, keepdims=True))
@@ -41,7 +40,7 @@ def forward_backward_prop(X, labels, params, dimensions):
     dscores = yhat - labels
     gradW2 = h.T.dot(dscores)
     gradb2 = np.sum(dscores, axis=0)
-    dhidden = dscores.dot(W2.T) * sigmoid_grad(h)
+    dhidden = dscores.dot(W2.T) * sigmoid_grad(h)  # sigmoid'(u), from h = sigmoid(u)
     gradW1 = X.T.dot(dhidden)
     gradb1 = np.sum(dhidden, axis=0)
 
