@@ -102,11 +102,13 @@ def _shadowed(module: str) -> str | None:
 
 @dataclass(frozen=True)
 class Layout:
-    """What an assignment's students hand in: its files in load order, and its helper modules' sources
-    (module -> (file name shown in tracebacks, source, is a package))."""
+    """What an assignment's students hand in: its files in load order, its helper modules' sources
+    (module -> (file name shown in tracebacks, source, is a package)), and the text of each file as the
+    starter folder (else the master) has it, which says what a file that was not handed in should define."""
 
     files: tuple[str, ...]
     helpers: dict[str, tuple[str, str, bool]] = field(default_factory=dict)
+    expected: dict[str, str] = field(default_factory=dict)
 
     @property
     def modules(self) -> tuple[str, ...]:
@@ -114,8 +116,23 @@ class Layout:
         return tuple(module_of(f) for f in self.files)
 
 
+def _expected(files: tuple[str, ...], folders: list[Path]) -> dict[str, str]:
+    """Each file's text from the first of `folders` that has it (the starter folder, then the master)."""
+    found = {}
+    for file in files:
+        for folder in folders:
+            try:
+                found[file] = (folder / file).read_text(encoding="utf-8")
+                break
+            except (OSError, UnicodeDecodeError):
+                continue
+    return found
+
+
 @functools.lru_cache(maxsize=16)
-def _layout(directory: Path, files: tuple[Any, ...], helpers: tuple[Any, ...], fmt: Any) -> Layout:
+def _layout(
+    directory: Path, files: tuple[Any, ...], helpers: tuple[Any, ...], fmt: Any, folders: tuple[Path, ...]
+) -> Layout:
     where = str(directory / "assignment.toml")
     if fmt not in (PYTHON, NOTEBOOK):
         raise PyFilesError(NOT_PYTHON_FORMAT.format(where=where, formats=[NOTEBOOK, PYTHON], found=fmt))
@@ -148,16 +165,19 @@ def _layout(directory: Path, files: tuple[Any, ...], helpers: tuple[Any, ...], f
     clash = set(served) & {module_of(f) for f in files}
     if clash:
         raise PyFilesError(f"{where}: [submission] {sorted(clash)} are both student files and helpers; keep one")
-    return Layout(tuple(files), served)
+    return Layout(tuple(files), served, _expected(tuple(files), list(folders)))
 
 
 def layout(assignment: Any) -> Layout:
     """The assignment's declared files and helpers, validated (a PyFilesError names the TOML and the fix)."""
+    from grader.assignment import template_roots
+
     table = assignment.submission
     files, helpers = table.get("files", []), table.get("helpers", [])
     if not isinstance(files, list) or not isinstance(helpers, list):
         raise PyFilesError(BAD_FILES.format(where=assignment.directory / "assignment.toml", found=files))
-    return _layout(assignment.directory, tuple(files), tuple(helpers), table.get("format", NOTEBOOK))
+    folders = (*(root / assignment.template for root in template_roots()), assignment.master)
+    return _layout(assignment.directory, tuple(files), tuple(helpers), table.get("format", NOTEBOOK), folders)
 
 
 # ------------------------------------------------------------------ reading what a student handed in
@@ -293,10 +313,9 @@ class PythonSubmission(nb.Notebook):
         return {k: file for k, file in enumerate(self.layout.files, start=1)}
 
     def definitions(self) -> dict[int, nb.CellDefinitions]:
-        """What each file's top level defines, read with ``ast`` (a missing file: nothing)."""
-        found = nb.notebook_definitions(
-            [(k, self.sources.get(module, "")) for k, module in enumerate(self.layout.modules, start=1)]
-        )
+        """What each file's top level defines, read with ``ast`` (a missing file: what its starter defines)."""
+        texts = [self.sources.get(module_of(f), self.layout.expected.get(f, "")) for f in self.layout.files]
+        found = nb.notebook_definitions(list(enumerate(texts, start=1)))
         return {k: _named(d, self.layout.files[k - 1]) for k, d in found.items()}
 
     def replays(self, definitions: dict[int, nb.CellDefinitions]) -> dict[int, str]:

@@ -181,7 +181,7 @@ def discover(
         if not path.exists():
             raise SubmissionError(f"{path}: no such file or folder")
         if python:
-            submissions += _python_input(path, python, skipped, workdir)
+            found = _python_input(path, python, skipped, workdir)
         elif path.is_dir():
             found = _from_folder(path, preferred, skipped)
         elif path.suffix == ".zip":
