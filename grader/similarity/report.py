@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +120,7 @@ def segments(document: Document, side: Side) -> list[dict[str, Any]]:
             if where == number:
                 kinds[start:end] = SHARED
         cuts = [0, *(np.flatnonzero(np.diff(kinds)) + 1).tolist(), len(piece.code)]
-        runs = [{"text": piece.code[s:e], "kind": KINDS[int(kinds[s])]} for s, e in zip(cuts, cuts[1:]) if e > s]
+        runs = [{"text": piece.code[s:e], "kind": KINDS[int(kinds[s])]} for s, e in itertools.pairwise(cuts) if e > s]
         out.append({"name": piece.name, "segments": runs})
     return out
 

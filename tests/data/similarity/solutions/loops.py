@@ -1,3 +1,4 @@
+# ruff: noqa: F821 - a notebook's solution cells: np comes from the template's imports cell
 # Written with explicit loops, the way a first course in programming teaches it.
 import math
 

@@ -1,3 +1,4 @@
+# ruff: noqa: F821 - a notebook's solution cells: np comes from the template's imports cell
 from scipy.special import expit, logsumexp
 
 
