@@ -59,8 +59,9 @@ def write_notebook(path: Path, cells: Sequence[str], assignment: str | None = "m
     return path
 
 
-def solution_sources(assignment: str = "mlp") -> dict[str, str]:
-    """The master solution of each student function (cell id '<function>-solution'), markers removed."""
+def solution_sources(assignment: str = "mlp", units: Sequence[str] = FUNCTIONS) -> dict[str, str]:
+    """The master solution of each student unit, function or class (cell id '<unit>-solution'), markers removed;
+    `units` are the ones the master must have (mlp's functions by default)."""
     nb = json.loads((ROOT / "assignments" / assignment / "solution.ipynb").read_text())
     sources = {}
     for cell in nb["cells"]:
@@ -68,7 +69,7 @@ def solution_sources(assignment: str = "mlp") -> dict[str, str]:
         if cid.endswith("-solution"):
             src = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
             sources[cid.removesuffix("-solution")] = _MARKER.sub("", src)
-    assert set(sources) == set(FUNCTIONS), sorted(sources)
+    assert set(sources) == set(units), sorted(sources)
     return sources
 
 
