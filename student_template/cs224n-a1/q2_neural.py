@@ -4,7 +4,6 @@ The network: h = sigmoid(X W1 + b1), yhat = softmax(h W2 + b2), cost = cross-ent
 """
 
 import numpy as np
-
 from q1_softmax import softmax
 from q2_gradcheck import gradcheck_naive
 from q2_sigmoid import sigmoid, sigmoid_grad

@@ -35,7 +35,7 @@ def gradcheck_naive(f, x):
         reldiff = abs(numgrad - grad[ix]) / max(1, abs(numgrad), abs(grad[ix]))
         if reldiff > 1e-5:
             print("Gradient check failed.")
-            print("The first wrong entry is x%s: analytic %g, numerical %g" % (list(ix), grad[ix], numgrad))
+            print(f"The first wrong entry is x{list(ix)}: analytic {grad[ix]:g}, numerical {numgrad:g}")
             return
         it.iternext()
 
