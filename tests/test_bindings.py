@@ -323,3 +323,36 @@ def test_float32_tensors_are_graded_with_the_float32_tolerance(tmp_path: Path, g
     report = grade(_cells("eecs498-two-layer"), str(folder))
     assert report["score"] == 100, helpers.lost(report)
     assert load(folder).problem("nn_forward_backward").binding.dtype == "float32"
+
+
+# ------------------------------------------------------------------ the example classes (examples/README.md)
+
+EXAMPLES = {
+    ("cs231n-two-layer", "ana"): (set(), {}),
+    ("cs231n-two-layer", "ben"): ({"loss"}, {"loss.loss_value": "factor 0.5 too many", "loss.grad_W1": "carried"}),
+    ("cs231n-two-layer", "cid"): ({"loss"}, {"loss.grad_b1": "mask is taken from the upstream gradient"}),
+    ("cs231n-two-layer", "dee"): ({"loss"}, {"loss.grad_b1": "not summed over the batch"}),
+    ("eecs498-two-layer", "amy"): (set(), {}),
+    ("eecs498-two-layer", "bo"): ({"nn_forward_backward"}, {"nn_forward_backward.grad_W2": "2 * reg * W is missing"}),
+    ("eecs498-two-layer", "cy"): ({"nn_forward_backward"}, {"nn_forward_backward.loss_value": "summed over the batch"}),
+    ("eecs498-two-layer", "dan"): (
+        {"nn_forward_pass", "nn_forward_backward"},
+        {"nn_forward_pass.scores": "does not add the bias b1", "nn_forward_backward.loss_value": "bias b1"},
+    ),
+}
+
+
+@pytest.mark.parametrize(("assignment", "student"), sorted(EXAMPLES))
+def test_example_is_graded_as_its_readme_says(assignment: str, student: str, zygote: Any) -> None:
+    from grader.grading import Grader
+
+    _needs(assignment)
+    grader = Grader(load(assignment), helpers.FAST, hidden_seed=3, zygote=zygote)
+    report = grader.grade_file(ROOT / "assignments" / assignment / "examples" / f"{student}.ipynb").result.to_dict()
+    loses, said = EXAMPLES[(assignment, student)]
+    assert set(helpers.lost(report)) == loses, helpers.lost(report)
+    tests = helpers.by_id(report)
+    for cid, text in said.items():
+        assert text in f"{tests[cid]['message']} | {tests[cid]['diagnosis'] or ''}", (cid, tests[cid])
+    readme = (ROOT / "assignments" / assignment / "examples" / "README.md").read_text()
+    assert f"| {report['score']:g}/100" in readme, report["score"]
