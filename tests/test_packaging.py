@@ -49,16 +49,24 @@ def secrets() -> dict[str, str]:
     """Every master's private code: solution and hidden regions, hidden cells (label -> squashed text)."""
     out = {}
     for name in ASSIGNMENTS:
-        data = load(name).master.read_bytes()
-        cells = json.loads(data)["cells"]
-        for index, source in enumerate(_cell_sources(data)):
+        master = load(name).master
+        if master.is_dir():  # a .py assignment's master: a folder of .py files
+            parts = [(f"{name} {p.name}", p.read_text(), []) for p in sorted(master.glob("*.py"))]
+        else:
+            data = master.read_bytes()
+            cells = json.loads(data)["cells"]
+            parts = [
+                (f"{name} cell {i}", source, cells[i].get("metadata", {}).get("tags", []))
+                for i, source in enumerate(_cell_sources(data))
+            ]
+        for label, source, cell_tags in parts:
             regions = [m.group(0) for pattern in (SOLUTION, HIDDEN) for m in pattern.finditer(source)]
-            if HIDDEN_TAG in cells[index].get("metadata", {}).get("tags", []):
+            if HIDDEN_TAG in cell_tags:
                 regions.append(source)
             for n, region in enumerate(regions):
                 body = _squash(MARKER.sub("", region))
                 if len(body) > 40:  # long enough not to be a line every implementation shares
-                    out[f"{name} cell {index} region {n}"] = body
+                    out[f"{label} region {n}"] = body
     assert len(out) >= 2 * 7, "the masters' solution regions were not found: the scan would prove nothing"
     return out
 
