@@ -37,7 +37,7 @@ CORPORA = {
 class Settings:
     """How documents are fingerprinted and compared; the thresholds are settings, not verdicts."""
 
-    k: int = 12  # tokens per k-gram: shorter shared runs are noise (np.sum(x, axis=0) is 10 tokens)
+    k: int = 10  # tokens per k-gram (parentheses are not tokens): shorter shared runs are noise
     window: int = 4  # winnowing window: every shared run of k + window - 1 tokens is found
     threshold: float = 0.4  # pairs scoring at least this are flagged, connected into groups and shown side by side
     min_score: float = 0.15  # pairs scoring less are not listed at all

@@ -23,6 +23,7 @@ import re
 import tokenize
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from copydetect.utils import winnow
@@ -38,6 +39,7 @@ _SKIPPED = {
     tokenize.ENCODING,
     tokenize.ENDMARKER,
 }
+_GROUPING = {"(", ")"}  # parentheses: a reformatter adds and removes redundant ones; calls stay visible by their names
 _MAGIC_LINE = re.compile(r"^[ \t]*(?:%%?[A-Za-z_]|!(?!=)).*$", re.MULTILINE)  # IPython magics and shell escapes
 _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # odd: the polynomial of a k-gram's token ids
 HASH_BITS = 53  # winnowing compares hashes as float64: keep them exact
@@ -53,9 +55,8 @@ class Piece:
     boilerplate: frozenset[int] = frozenset()
 
 
-@dataclass(frozen=True)
-class Token:
-    """A normalized token and where it came from: its piece, character span and unit."""
+class Token(NamedTuple):
+    """A normalized token and where it came from: its piece, character span and unit (a tuple: thousands a file)."""
 
     text: str
     piece: int
@@ -129,7 +130,7 @@ def normalized(pieces: Sequence[Piece]) -> list[Token]:
                     out += line
                 line, first = [], True
                 continue
-            if tok.type in _SKIPPED or tok.type == tokenize.ERRORTOKEN and not tok.string.strip():
+            if _ignored(tok):
                 continue
             if first and depth == 0:
                 opens = tok.string in _UNIT_STARTS
@@ -145,6 +146,11 @@ def normalized(pieces: Sequence[Piece]) -> list[Token]:
         if any(t.text != STRING for t in line):  # a last line without its NEWLINE (a cell that stopped tokenizing)
             out += line
     return out
+
+
+def _ignored(tok: tokenize.TokenInfo) -> bool:
+    """Layout, comments, parentheses and stray whitespace: never tokens of the comparison."""
+    return tok.type in _SKIPPED or tok.string in _GROUPING or not tok.string.strip()
 
 
 def _kind(tok: tokenize.TokenInfo) -> str:
