@@ -129,6 +129,10 @@ class Assignment:
         key = "float32" if str(dtype) == "float32" else "float64"
         return self.tolerances[key]
 
+    def defines(self) -> dict[str, str]:
+        """Each problem's name -> the name the student's code defines for it (the function, or a method's class)."""
+        return {p.name: p.binding.cls or p.binding.call for p in self.problems}
+
     def problem(self, name: str) -> Problem:
         """The problem grading the student function `name`."""
         for p in self.problems:

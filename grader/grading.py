@@ -13,6 +13,7 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,14 +154,15 @@ class Grader:
             record = sandbox.record()  # with the restarts and events the calls caused
         if isinstance(notebook, pyfiles.PythonSubmission) and notebook.notes:
             record = dataclasses.replace(record, events=[*notebook.notes, *record.events])
-        causes = root_causes(record, definitions, {p.name for p in self.assignment.problems}, self.limits, labels)
+        defines = self.assignment.defines()
+        causes = root_causes(record, definitions, set(defines.values()), self.limits, labels)
         result = SubmissionResult(
             student=student,
             notebook=Path(notebook.name).name,
             notebook_sha256=notebook.sha256,
             assignment=self.assignment,
             hidden_seed=self.hidden_seed,
-            outcomes=link_causes(outcomes, causes, "that file" if labels else "that cell"),
+            outcomes=link_causes(outcomes, causes, "that file" if labels else "that cell", defines),
             execution=record,
             root_causes=causes,
             tamper=tamper,
@@ -354,15 +356,22 @@ def root_causes(
     return [f.to_dict(limits) for i, f in enumerate(failed) if i < MAX_ROOT_CAUSES or f.functions or f.kept]
 
 
-def link_causes(outcomes: list[Outcome], causes: list[dict[str, Any]], unit: str = "that cell") -> list[Outcome]:
+def link_causes(
+    outcomes: list[Outcome],
+    causes: list[dict[str, Any]],
+    unit: str = "that cell",
+    defines: Mapping[str, str] | None = None,
+) -> list[Outcome]:
     """Checks of a function that is not defined because a cell failed (or that calls one) say so, and name
-    that cell (`cause`); `unit` is what students fix ("that cell", "that file")."""
+    that cell (`cause`); `unit` is what students fix ("that cell", "that file"); `defines` maps a problem to the
+    name the student defines for it (a class, for a method binding), by default the problem's own name."""
     by_function = {name: cause for cause in causes for name in cause["functions"]}  # the last cell wins
     by_cell = {cause["cell"]: cause for cause in causes}
     linked = []
     for o in outcomes:
         found = _UNDEFINED_IN_CHECK.search(o.message or "")
-        name = o.problem if o.details.get("missing") else found and (found.group(1) or found.group(2))
+        own = (defines or {}).get(o.problem, o.problem)
+        name = own if o.details.get("missing") else found and (found.group(1) or found.group(2))
         cause = by_function.get(name) if name is not None else None
         if cause is None:
             linked.append(o)
@@ -371,7 +380,7 @@ def link_causes(outcomes: list[Outcome], causes: list[dict[str, Any]], unit: str
         if cause["caused_by"] in by_cell:
             story += f" ({by_cell[cause['caused_by']]['message']})"
         message = MISSING_BECAUSE.format(function=name, cause=story, unit=unit)
-        if name != o.problem:
+        if name != own:
             message = f"{(o.message or '').rstrip('.')}. {message}"
         linked.append(dataclasses.replace(o, message=message, details={**o.details, "cause": cause["cell"]}))
     return linked
