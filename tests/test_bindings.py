@@ -360,3 +360,13 @@ def test_example_is_graded_as_its_readme_says(assignment: str, student: str, zyg
         assert text in f"{tests[cid]['message']} | {tests[cid]['diagnosis'] or ''}", (cid, tests[cid])
     readme = (ROOT / "assignments" / assignment / "examples" / "README.md").read_text()
     assert f"| {report['score']:g}/100" in readme, report["score"]
+
+
+def test_a_failed_class_cell_is_the_root_cause_of_its_methods_checks(grade: Any) -> None:
+    broken = helpers.solution_sources("cs231n-two-layer", ["TwoLayerNet"])["TwoLayerNet"].replace(
+        "def loss(self, X, y=None, reg=0.0):", "def loss(self, X, y=None, reg=0.0)"
+    )
+    report = grade(["import numpy as np", broken], "cs231n-two-layer")
+    assert report["score"] == 0
+    assert [c["functions"] for c in report["root_causes"]] == [["TwoLayerNet"]]
+    assert "TwoLayerNet() is not defined because cell 1" in helpers.by_id(report)["loss.loss_value"]["message"]
