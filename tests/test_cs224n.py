@@ -100,13 +100,16 @@ def test_master_scores_full_marks_for_20_hidden_seeds(
         assert report["score"] == pytest.approx(assignment.max_score), f"hidden seed {seed}: {_context(report)}"
 
 
-def test_softmax_may_modify_its_input(master_reports: dict[int, dict[str, Any]], assignment: Assignment) -> None:
-    """The master's softmax works in place (x -= max ...), which the binding allows: no no_mutation check is planned
-    for it, while sigmoid's and forward_backward_prop's still are."""
+def test_planned_checks_follow_the_course_conventions(
+    master_reports: dict[int, dict[str, Any]], assignment: Assignment
+) -> None:
+    """Configuration alone: the master's softmax works in place (x -= max ...), which the binding allows, so no
+    no_mutation check is planned for it (sigmoid's and forward_backward_prop's still are); the network has no L2
+    term, so its loss_without_reg check (weight 0) is not planned either."""
     assert "x -= np.max(x" in (assignment.master / "q1_softmax.py").read_text()
     planned = {t["id"].split("[")[0] for t in master_reports[0]["tests"]}
-    assert "softmax.no_mutation" not in planned
-    assert {"sigmoid.no_mutation", f"{FBP}.no_mutation"} <= planned
+    assert not {"softmax.no_mutation", f"{FBP}.loss_without_reg"} & planned
+    assert {"sigmoid.no_mutation", f"{FBP}.no_mutation", f"{FBP}.loss_value"} <= planned
 
 
 def test_template_is_the_master_with_stubs(assignment: Assignment) -> None:
