@@ -30,7 +30,8 @@ from grader import notebook as nb
 
 PYTHON, NOTEBOOK = "python", "notebook"  # [submission] format
 MAX_FILE_BYTES = 1024 * 1024  # one .py file
-MAX_TOTAL_BYTES = 4 * 1024 * 1024  # every .py file of one submission together (the loader cell carries them)
+MAX_TOTAL_BYTES = 2 * 1024 * 1024  # every .py file of one submission together (the loader cell carries them,
+# in a request frame of at most 8 MiB: base64 of their UTF-8 text, at most 2 * 4/3 of their bytes)
 MAX_ZIP_BYTES = 64 * 1024 * 1024  # a zip of them (which may hold other files, not read)
 MAX_ENTRIES = 10_000  # files and folders looked at in one submission folder or zip
 _IGNORED_PARTS = ("__MACOSX", "__pycache__", ".ipynb_checkpoints")
@@ -413,7 +414,8 @@ def _code_cell(source: str, file: str) -> dict[str, Any]:
 LOADER = """\
 def __jitgrade_install__(table, notes):
     import importlib.abc, importlib.util, json, linecache, sys, base64
-    served, unloadable = json.loads(base64.b64decode(table).decode("utf-8"))
+    table, unloadable = json.loads(table)
+    served = {{m: (f, base64.b64decode(text).decode("utf-8"), package) for m, (f, text, package) in table.items()}}
     by_file = {{entry[0]: module for module, entry in served.items()}}
 
     class Files(importlib.abc.MetaPathFinder, importlib.abc.SourceLoader):
@@ -454,12 +456,17 @@ del __jitgrade_install__
 """
 
 
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+
 def loader_source(submission: PythonSubmission) -> str:
-    """Cell 0: install the finder serving the helpers and the student's modules (base64 of JSON: the cell
-    stays ASCII whatever the sources hold), and print the submission's notes."""
-    served = dict(submission.layout.helpers)
+    """Cell 0: install the finder serving the helpers and the student's modules, and print the submission's
+    notes. Sources travel as base64 of their UTF-8 bytes, so the cell is ASCII and at most about 4/3 of their
+    size whatever they hold (JSON escapes of control characters would take six times theirs)."""
+    served = {m: (file, _b64(text), package) for m, (file, text, package) in submission.layout.helpers.items()}
     for file, module in zip(submission.layout.files, submission.layout.modules, strict=True):
         if module in submission.sources:
-            served[module] = (file, submission.sources[module], False)
-    table = base64.b64encode(json.dumps([served, submission.unloadable]).encode("utf-8")).decode("ascii")
+            served[module] = (file, _b64(submission.sources[module]), False)
+    table = json.dumps([served, submission.unloadable])
     return LOADER.format(loader=_LOADER, table=table, notes=list(submission.notes))

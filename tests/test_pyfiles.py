@@ -116,6 +116,17 @@ def test_unreadable_submissions_get_one_line_errors(demo: Assignment, tmp_path: 
 # --------------------------------------------------------------------------- how the modules run
 
 
+def test_files_at_the_size_limit_full_of_escapes_still_fit_the_loader_cell(grader: Grader, tmp_path: Path) -> None:
+    room = (pyfiles.MAX_TOTAL_BYTES - sum(len(t.encode()) for t in solution().values())) // 2 - 100
+    controls = "# " + "\x01" * min(room, pyfiles.MAX_FILE_BYTES - 4000) + "\n"  # JSON would escape each as \u0001
+    accents = "NOTE = '" + "é" * (min(room, pyfiles.MAX_FILE_BYTES - 4000) // 2) + "'\n"
+    files = solution()
+    files = {"pf_softmax.py": controls + files["pf_softmax.py"], "pf_sigmoid.py": accents + files["pf_sigmoid.py"]}
+    rep = report(grader, folder(tmp_path / "gina", files))
+    assert rep["score"] == 15, rep["output"]
+
+
+
 def test_modules_import_each_other_whatever_the_load_order(zygote: Zygote, tmp_path: Path) -> None:
     course = shutil.copytree(DEMO, tmp_path / "reversed", ignore=shutil.ignore_patterns("solution"))
     toml = course / "assignment.toml"
