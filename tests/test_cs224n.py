@@ -196,6 +196,8 @@ def test_bug_loses_points_only_where_wrong_and_is_diagnosed(
             assert text in (tests[cid]["diagnosis"] or ""), f"{cid}: diagnosis should contain {text!r}\n{context}"
     for cid, text in bug.message_contains.items():
         assert text in tests[cid]["message"], f"{cid}: message should contain {text!r}\n{context}"
+    for cid, text in bug.not_diagnosed.items():
+        assert text not in (tests[cid]["diagnosis"] or ""), f"{cid}: wrong diagnosis {text!r}\n{context}"
     allowed = bug.expected_diagnoses()
     stray = [t["id"] for t in report["tests"] if t["diagnosis"] and not any(a in t["diagnosis"] for a in allowed)]
     assert not stray, f"unexpected diagnoses on {stray}\n{context}"
