@@ -203,7 +203,7 @@ def _python_input(
     """The .py submissions in one input: a .py file, a folder (one student's, or a class's), or a zip (one
     student's .py files, or a class export)."""
     if path.is_dir():
-        found = _python_from_folder(path, files, outputs, workdir, path.name)
+        found = _python_from_folder(path, files, outputs, workdir, path.resolve().name)
     elif path.suffix == ".zip":
         extracted = extract_zip(path, Path(tempfile.mkdtemp(prefix="jitgrade-zip-", dir=workdir)))
         found = _python_from_folder(extracted, files, frozenset(), workdir, path.stem)

@@ -4,6 +4,7 @@ file), discovered in class folders, and made from a master folder by `jitgrade a
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import zipfile
@@ -85,7 +86,9 @@ def test_one_file_is_graded_and_the_missing_one_is_named(grader: Grader) -> None
     assert passed(rep, "sigmoid") and rep["score"] == 5
     assert rep["tamper"]["missing"] == ["pf_softmax.py"]
     (cause,) = rep["root_causes"]
-    assert cause["functions"] == ["softmax"] and cause["message"].startswith("pf_softmax.py failed: ModuleNotFoundError")
+    assert cause["functions"] == ["softmax"] and cause["message"].startswith(
+        "pf_softmax.py failed: ModuleNotFoundError"
+    )
     assert "pf_softmax.py is missing from the submission" in cause["message"]
 
 
@@ -126,12 +129,14 @@ def test_files_at_the_size_limit_full_of_escapes_still_fit_the_loader_cell(grade
     assert rep["score"] == 15, rep["output"]
 
 
-
 def test_modules_import_each_other_whatever_the_load_order(zygote: Zygote, tmp_path: Path) -> None:
     course = shutil.copytree(DEMO, tmp_path / "reversed", ignore=shutil.ignore_patterns("solution"))
     toml = course / "assignment.toml"
-    toml.write_text(toml.read_text().replace('files = ["pf_softmax.py", "pf_sigmoid.py"]',
-                                             'files = ["pf_sigmoid.py", "pf_softmax.py"]'))
+    toml.write_text(
+        toml.read_text().replace(
+            'files = ["pf_softmax.py", "pf_sigmoid.py"]', 'files = ["pf_sigmoid.py", "pf_softmax.py"]'
+        )
+    )
     sigmoid_first = load(course)
     assert pyfiles.layout(sigmoid_first).files == ("pf_sigmoid.py", "pf_softmax.py")
     rep = Grader(sigmoid_first, FAST, 7, zygote=zygote).grade_file(SOLUTION).result.to_dict()
@@ -139,14 +144,19 @@ def test_modules_import_each_other_whatever_the_load_order(zygote: Zygote, tmp_p
 
 
 def test_a_missing_helper_is_the_root_cause_naming_the_import(grader: Grader, tmp_path: Path) -> None:
-    broken = solution({"pf_sigmoid.py": "import numpy as np\nfrom linear_classifier import sample_batch\n\n"
-                                        "def sigmoid(x):\n    return 1 / (1 + np.exp(-x))\n"})
+    broken = solution(
+        {
+            "pf_sigmoid.py": "import numpy as np\nfrom linear_classifier import sample_batch\n\n"
+            "def sigmoid(x):\n    return 1 / (1 + np.exp(-x))\n"
+        }
+    )
     rep = report(grader, folder(tmp_path / "bob", broken))
     causes = {c["cell"]: c for c in rep["root_causes"]}
     sigmoid = causes[2]
     assert sigmoid["line"] == 2 and sigmoid["ename"] == "ModuleNotFoundError" and sigmoid["functions"] == ["sigmoid"]
-    assert sigmoid["message"].startswith("pf_sigmoid.py failed: ModuleNotFoundError at line 2: "
-                                         "No module named 'linear_classifier'")
+    assert sigmoid["message"].startswith(
+        "pf_sigmoid.py failed: ModuleNotFoundError at line 2: No module named 'linear_classifier'"
+    )
     assert "the error is in pf_sigmoid.py, which it imports" in causes[1]["message"]  # pf_softmax imports it
     test = next(t for t in rep["tests"] if t["problem"] == "sigmoid")
     assert test["cause"] == 2 and "Fix that file first" in test["message"]
@@ -231,20 +241,20 @@ def test_jitgrade_grade_grades_a_class_of_py_submissions(tmp_path: Path, capsys:
     folder(course / "alice", solution())
     folder(course / "bob", solution({"pf_sigmoid.py": "def sigmoid(x):\n    return x\n"}))
     out = tmp_path / "out"
-    code = main(["grade", str(course), "-a", str(DEMO), "--out", str(out), "--seed", "3", "--isolation", "process",
-                 "--no-feedback"])
-    assert code == 0, capsys.readouterr().err
+    command = ["grade", str(course), "-a", str(DEMO), "--out", str(out), "--seed", "3", "--isolation", "process"]
+    assert main([*command, "--no-feedback"]) == 0, capsys.readouterr().err
     alice, bob = (json.loads((out / s / "report.json").read_text()) for s in ("alice", "bob"))
     assert (alice["score"], bob["score"]) == (15, 10)
-    assert json.loads((out / "alice" / "executed.ipynb").read_text())["cells"][1]["metadata"]["jitgrade"]["file"] == \
-        "pf_softmax.py"
+    executed = json.loads((out / "alice" / "executed.ipynb").read_text())
+    assert executed["cells"][1]["metadata"]["jitgrade"]["file"] == "pf_softmax.py"
     capsys.readouterr()
-    assert main(["grade", str(course), "-a", str(DEMO), "--out", str(out), "--seed", "3",
-                 "--isolation", "process"]) == 0
+    assert main(command) == 0
     assert "2 already graded, 0 to grade" in capsys.readouterr().err  # the .py digest matches on a rerun
 
 
-def test_jitgrade_check_takes_a_folder_and_needs_the_assignment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_jitgrade_check_takes_a_folder_and_needs_the_assignment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "report.json"
     assert main(["check", str(SOLUTION), "-a", str(DEMO), "--json", str(out), "-q", "--isolation", "process"]) == 0
     assert json.loads(out.read_text())["score"] == 15
@@ -261,9 +271,17 @@ def test_jitgrade_assign_writes_starter_files_with_stubs_and_the_helpers(
     written = sorted(str(p.relative_to(starter)) for p in starter.rglob("*.py"))
     assert written == ["past/builtins.py", "pf_course.py", "pf_sigmoid.py", "pf_softmax.py"]
     softmax = (starter / "pf_softmax.py").read_text()
-    assert f"    \"\"\"Row-wise softmax of a 1-D or 2-D array.\"\"\"\n    {STUB}\n" in softmax
+    assert f'    """Row-wise softmax of a 1-D or 2-D array."""\n    {STUB}\n' in softmax
     assert "SOLUTION" not in softmax and "np.exp" not in softmax
     assert (starter / "past" / "builtins.py").read_text() == (DEMO / "helpers" / "past" / "builtins.py").read_text()
     rep = report(grader, starter)
     assert rep["score"] == 0 and rep["root_causes"] == [] and rep["execution"]["events"] == []
     assert all("still raises NotImplementedError" in t["message"] for t in rep["tests"])
+
+
+def test_the_gradescope_bundle_ships_the_helpers_and_not_the_master(demo: Assignment) -> None:
+    from grader.reports import gradescope
+
+    with zipfile.ZipFile(io.BytesIO(gradescope.bundle(demo))) as zf:
+        shipped = sorted(n.removeprefix("jitgrade/assignments/pyfiles/") for n in zf.namelist() if "/assignments/" in n)
+    assert shipped == ["assignment.toml", "helpers/past/builtins.py", "helpers/pf_course.py"]

@@ -18,7 +18,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from grader.assignment import PUBLIC_FILES, Assignment
+from grader.assignment import PUBLIC_FILES, PUBLIC_FOLDERS, Assignment
 
 TEST_KEYS = ("name", "number", "score", "max_score", "status", "output", "visibility")
 TOP_KEYS = ("score", "max_score", "output", "visibility", "stdout_visibility")
@@ -81,6 +81,8 @@ def bundle(assignment: Assignment) -> bytes:
         ]
     folder = assignment.directory.name  # the name the installed copy finds it by (the definition's may differ)
     files += [(f"assignments/{folder}/{name}", assignment.directory / name) for name in PUBLIC_FILES]
+    public = sorted(p for name in PUBLIC_FOLDERS for p in (assignment.directory / name).rglob("*.py"))
+    files += [(f"assignments/{folder}/{p.relative_to(assignment.directory).as_posix()}", p) for p in public]
     if assignment.template_path is not None:
         files.append((f"student_template/{assignment.template}", assignment.template_path))
     buf = io.BytesIO()
