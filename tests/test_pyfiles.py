@@ -173,6 +173,17 @@ def test_a_syntax_error_in_one_file_names_file_and_line_and_the_other_is_graded(
     assert passed(rep, "softmax") and rep["score"] == 10
 
 
+def test_a_file_whose_import_never_ends_keeps_its_definitions(grader: Grader, tmp_path: Path) -> None:
+    files = solution({"pf_sigmoid.py": (SOLUTION / "pf_sigmoid.py").read_text() + "\nwhile True:\n    pass\n"})
+    files["pf_softmax.py"] = files["pf_softmax.py"].replace("import pf_sigmoid\n", "")
+    files["pf_softmax.py"] = files["pf_softmax.py"].replace("pf_sigmoid.sigmoid(i)", "i")
+    rep = report(grader, folder(tmp_path / "hank", files))
+    (cause,) = rep["root_causes"]
+    assert cause["cell"] == 2 and cause["kept"] == ["sigmoid", "softmax_of"]
+    assert cause["message"].startswith("pf_sigmoid.py ran out of time (3 s) at its top level; kept the definitions")
+    assert rep["score"] == 15
+
+
 def test_a_failing_call_names_the_file_and_line_in_the_check(grader: Grader, tmp_path: Path) -> None:
     text = "import numpy as np\n\n\ndef sigmoid(x):\n    scale = np.ones(3)\n    return scale @ x\n"
     rep = report(grader, folder(tmp_path / "dave", solution({"pf_sigmoid.py": text})))
