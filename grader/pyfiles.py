@@ -97,7 +97,7 @@ def _shadowed(module: str) -> str | None:
     from grader.sandbox.zygote import worker_sys_path
 
     top = module.partition(".")[0]
-    installed = top in sys.modules or importlib.machinery.PathFinder.find_spec(top, worker_sys_path(())) is not None
+    installed = importlib.machinery.PathFinder.find_spec(top, worker_sys_path(())) is not None
     return top if top in PROTECTED or top in sys.stdlib_module_names or installed else None
 
 
@@ -215,9 +215,9 @@ def _folder_files(folder: Path, name: str, files: str) -> dict[str, bytes]:
             found.append(relative)
     out = {}
     for file, relative in _top_level(found).items():
-        target = folder.joinpath(*relative.parts)
-        _check_size(name, file, target.stat().st_size)
-        out[file] = target.read_bytes()
+        with open(folder.joinpath(*relative.parts), "rb") as src:
+            out[file] = src.read(MAX_FILE_BYTES + 1)  # a file growing under the read is cut there
+        _check_size(name, file, len(out[file]))
     return out
 
 
@@ -294,8 +294,9 @@ def digest(files: dict[str, bytes]) -> str:
 @dataclass(frozen=True)
 class PythonSubmission(nb.Notebook):
     """A .py submission as the notebook the grader executes: cell 0 the loader, cell k the k-th declared file
-    (its source, shown in the executed record); `sources` maps each declared module to its file's text (None
-    when it cannot be loaded, with the reason in `unloadable`); `notes` say what was ignored or refused."""
+    (its source, shown in the executed record); `sources` maps each declared module to its file's text, and
+    `unloadable` each one that cannot be loaded (not handed in, not text) to why; `missing` are the declared
+    files not handed in, `notes` what was ignored or refused."""
 
     layout: Layout = field(default_factory=lambda: Layout(()))
     sources: dict[str, str] = field(default_factory=dict)
