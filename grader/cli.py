@@ -103,7 +103,7 @@ def _similarity_arguments(parser: argparse.ArgumentParser, flag: bool = False) -
     group.add_argument("--archive", metavar="DIR", help="past offerings' submissions to compare with")
     group.add_argument("--known", metavar="DIR", help="known public solutions to compare with")
     group.add_argument("--threshold", type=float, default=SIMILARITY_THRESHOLD, metavar="X",
-                       help=f"pairs scoring at least X (0 to 1) are flagged and grouped (default {SIMILARITY_THRESHOLD})")
+                       help=f"flag and group pairs scoring at least X, 0 to 1 (default {SIMILARITY_THRESHOLD})")
 
 
 def _version() -> str:
@@ -348,6 +348,18 @@ def _remove_temporaries(out: Path) -> int:
     return removed
 
 
+def _discover(assignment: Any, inputs: Sequence[str], out: Path) -> list[Any]:
+    """The submissions in the inputs (notebooks, or .py files for a .py assignment), `out` left out."""
+    from grader import pyfiles
+    from grader.submissions import SubmissionError, discover
+
+    try:
+        python = pyfiles.layout(assignment).files if pyfiles.is_python(assignment) else ()
+        return discover(inputs, preferred=assignment.template, outputs=[out], python=python)
+    except (SubmissionError, pyfiles.PyFilesError) as exc:
+        raise UsageError(str(exc)) from None
+
+
 def cmd_grade(args: argparse.Namespace) -> int:
     """Grade every submission into --out; resumable (finished reports are kept) and crash-safe.
 
@@ -358,20 +370,15 @@ def cmd_grade(args: argparse.Namespace) -> int:
     """
     from concurrent.futures.process import BrokenProcessPool
 
-    from grader import executors, pyfiles
+    from grader import executors
     from grader.reports import files, gradebook
     from grader.sandbox.zygote import ZygoteError
-    from grader.submissions import SubmissionError, discover
 
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
     assignment = _load_assignment(args.assignment)
     out = Path(args.out)
-    try:
-        python = pyfiles.layout(assignment).files if pyfiles.is_python(assignment) else ()
-        submissions = discover(args.submissions, preferred=assignment.template, outputs=[out], python=python)
-    except (SubmissionError, pyfiles.PyFilesError) as exc:
-        raise UsageError(str(exc)) from None
+    submissions = _discover(assignment, args.submissions, out)
     out.mkdir(parents=True, exist_ok=True)
     lock = _lock_output(out)
     _remove_temporaries(out)
@@ -523,14 +530,10 @@ def _similarity_report(assignment: Any, submissions: Sequence[Any], out: Path, a
 def cmd_similarity(args: argparse.Namespace) -> int:
     """Write the similarity report of a class (similarity.html, similarity.csv, side-by-side pages) into --out."""
     from grader.reports.sanitize import one_line
-    from grader.submissions import SubmissionError, discover
 
     assignment = _load_assignment(args.assignment)
     out = Path(args.out)
-    try:
-        submissions = discover(args.submissions, preferred=assignment.template, outputs=[out])
-    except SubmissionError as exc:
-        raise UsageError(str(exc)) from None
+    submissions = _discover(assignment, args.submissions, out)
     out.mkdir(parents=True, exist_ok=True)
     index, result = _similarity_report(assignment, submissions, out, args)
     flagged = [p for p in result.pairs if p.score >= result.settings.threshold]

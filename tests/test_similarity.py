@@ -284,3 +284,25 @@ def test_the_pages_render_in_headless_chromium(cli_out):
             assert ATTACK[:6] in page.inner_text("body") and not dialogs
         finally:
             browser.close()
+
+
+def test_a_py_assignment_compares_the_files_students_changed(tmp_path):
+    assignment = load("cs224n-a1")
+    master = assignment.master
+    klass = tmp_path / "class"
+    for student in ("ada", "ben"):
+        shutil.copytree(ROOT / "assignments" / "cs224n-a1" / "examples" / student, klass / student)
+    (klass / "leak").mkdir()
+    for file in master.glob("*.py"):
+        (klass / "leak" / file.name).write_text(disguise.reformat(file.read_text()))
+    (klass / "starter").mkdir()
+    for file, text in extract.template_of(assignment).items():
+        (klass / "starter" / file).write_text(text)
+    assert extract.pieces(klass / "starter", assignment) == []
+    assert [p.name for p in extract.pieces(klass / "ada", assignment)] == sorted(p.name for p in master.glob("*.py"))
+    out = tmp_path / "out"
+    assert cli.main(["similarity", str(klass), "-a", "cs224n-a1", "--out", str(out)]) == 0
+    rows = list(csv.DictReader(io.StringIO((out / report.CSV).read_text())))
+    leak = [r for r in rows if r["student"] == "leak"]
+    assert leak[0]["other_corpus"] == "master" and leak[0]["flagged"] == "yes"
+    assert not any("starter" in (r["student"], r["other"]) for r in rows)

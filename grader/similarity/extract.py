@@ -12,12 +12,15 @@ decided in :func:`pieces_of` alone, by the file's suffix: a new format is one br
 from __future__ import annotations
 
 import functools
+import io
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from grader import notebook as nb
-from grader.assignment import Assignment
+from grader import pyfiles
+from grader.assignment import Assignment, template_roots
 from grader.similarity.fingerprint import Piece
 
 MAX_CODE_CHARS = 512 * 1024  # of one document's code: more is cut (no homework is longer; a hostile file may be)
@@ -53,23 +56,48 @@ def _without_hidden(code: str) -> str:
     return HIDDEN.sub("", code)
 
 
+class _Budget:
+    """The characters of code one document may still take (MAX_CODE_CHARS in all)."""
+
+    def __init__(self) -> None:
+        self.left = MAX_CODE_CHARS
+
+    def take(self, code: str) -> str:
+        taken = code[: max(self.left, 0)]
+        self.left -= len(taken)
+        return taken
+
+
+def _piece(name: str, code: str, stub: str | None, template: Mapping[str, str], budget: _Budget) -> Piece | None:
+    """The student's part of one cell or file: none when it is the template's own (unchanged) or empty."""
+    code = _without_hidden(code)
+    if stub is not None and code.rstrip() == stub.rstrip() or not code.strip():
+        return None
+    code = budget.take(code)
+    return Piece(name, code, boilerplate_lines(code, template)) if code else None
+
+
 def notebook_pieces(notebook: nb.Notebook, template: Mapping[str, str]) -> list[Piece]:
     """The student's own code in a notebook: cells that differ from the template, without its lines."""
-    pieces: list[Piece] = []
-    budget = MAX_CODE_CHARS
+    budget = _Budget()
+    pieces = []
     for index, cell in enumerate(notebook.cells):
         if cell["cell_type"] != "code" or nb.is_self_check(cell) or nb.HIDDEN_TAG in nb.tags(cell):
             continue
-        code = _without_hidden(nb.source(cell))
         key = cell_key(cell)
         stub = template.get(key) if key is not None else None
-        if stub is not None and code.rstrip() == stub.rstrip() or not code.strip() or budget <= 0:
-            continue
-        code = code[:budget]
-        budget -= len(code)
         name = f"cell {index}" + (f" ({key})" if stub is not None else "")
-        pieces.append(Piece(name, code, boilerplate_lines(code, template)))
-    return pieces
+        pieces.append(_piece(name, nb.source(cell), stub, template, budget))
+    return [p for p in pieces if p is not None]
+
+
+def file_pieces(files: Mapping[str, bytes], template: Mapping[str, str]) -> list[Piece]:
+    """The student's own code in .py files, by name: files that differ from the template's file of the
+    same name, without the template's lines."""
+    budget = _Budget()
+    pieces = [_piece(name, data.decode("utf-8", errors="replace"), template.get(name), template, budget)
+              for name, data in sorted(files.items())]
+    return [p for p in pieces if p is not None]
 
 
 def boilerplate_lines(code: str, template: Mapping[str, str]) -> frozenset[int]:
@@ -84,28 +112,48 @@ def _template_lines(cells: tuple[str, ...]) -> frozenset[str]:
     return frozenset(line.strip() for cell in cells for line in cell.splitlines()) - {""}
 
 
-def pieces_of(name: str, data: bytes, template: Mapping[str, str]) -> list[Piece]:
-    """The student's own code in a submission file's bytes (name: the file's name, for its format and
-    messages): a notebook's cells, or a Python file whole; the template's lines are boilerplate in both."""
+def _packed(data: bytes) -> dict[str, bytes]:
+    """The .py files of a submission the grader packed (grader.pyfiles.pack: bounded, made by the grader)."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return {n: archive.read(n) for n in archive.namelist() if n.endswith(".py")}
+
+
+def pieces_of(name: str, data: bytes, template: Mapping[str, str], packed: bool = False) -> list[Piece]:
+    """The student's own code in a submission's bytes (name: the file's, for its format and messages): a
+    notebook's cells, a Python file, or the .py files of a `packed` submission (the grader's pack of a
+    .py assignment's file, folder or zip); the template's lines are boilerplate in all of them."""
+    if packed:
+        return file_pieces(_packed(data), template)
     if name.endswith(".ipynb"):
         return notebook_pieces(nb.loads(data, name), template)
     if name.endswith(".py"):
-        code = data.decode("utf-8", errors="replace")[:MAX_CODE_CHARS]
-        return [Piece(name, code, boilerplate_lines(code, template))]
+        return file_pieces({name: data}, template)
     raise nb.NotebookError(UNSUPPORTED.format(name=name))
 
 
 def pieces(path: Path, assignment: Assignment) -> list[Piece]:
-    """The student's own code in a submission file of an assignment (see :func:`pieces_of`)."""
-    return pieces_of(path.name, path.read_bytes(), template_of(assignment))
+    """The student's own code in a submission (a notebook, or a .py assignment's file, folder or zip)."""
+    template = template_of(assignment)
+    if pyfiles.is_python(assignment):
+        return file_pieces(pyfiles.files_of(path, pyfiles.layout(assignment).files), template)
+    return pieces_of(path.name, path.read_bytes(), template)
 
 
 def template_of(assignment: Assignment) -> dict[str, str]:
-    """The assignment's template code cells by key: the student notebook, else made from the master."""
+    """The assignment's template code by key: a notebook's code cells (the student notebook, else made from
+    the master), or a .py assignment's starter files by name (made from the master, else the starter folder)."""
+    from grader import assign
+
+    if pyfiles.is_python(assignment):
+        files = pyfiles.layout(assignment).files
+        if assignment.master.is_dir():
+            return {f: assign.starter_source((assignment.master / f).read_text(encoding="utf-8")) for f in files
+                    if (assignment.master / f).is_file()}
+        starters = [root / assignment.template for root in template_roots()]
+        return {f: (folder / f).read_text(encoding="utf-8") for folder in reversed(starters) for f in files
+                if (folder / f).is_file()}
     path = assignment.template_path
     if path is not None:
         return template_cells(nb.read(path))
-    from grader.assign import student_notebook
-
-    text = student_notebook(assignment.require_master())
+    text = assign.student_notebook(assignment.require_master())
     return template_cells(nb.loads(text.encode("utf-8"), assignment.template))

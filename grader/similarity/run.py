@@ -24,10 +24,12 @@ _IGNORED_PARTS = (".ipynb_checkpoints", "__MACOSX", "__pycache__")
 
 @dataclass(frozen=True)
 class Job:
-    """One file to fingerprint: its corpus and its task (key, label, file name and bytes, or why there are none)."""
+    """One document to fingerprint: its corpus and its task (key, label, file name and bytes, or why there are
+    none); `packed` when the bytes are a .py assignment's files as grader.pyfiles packs them."""
 
     corpus: str
     task: Task
+    packed: bool = False
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ def fingerprint_job(shared: Basis, job: Job) -> Document:
         document.error = task.problem or "no file"
         return document
     try:
-        document.pieces = extract.pieces_of(task.name, task.data, shared.template)
+        document.pieces = extract.pieces_of(task.name, task.data, shared.template, job.packed)
         document.fingerprint = fingerprint(document.pieces, shared.settings.k, shared.settings.window, shared.ignored)
     except Exception as exc:  # noqa: BLE001 - a hostile or broken file costs only its own comparison
         document.pieces, document.error = [], NOT_COMPARED.format(error=exc)
@@ -82,14 +84,24 @@ def jobs(
 ) -> Iterator[Job]:
     """The class's submissions, then the master (when installed), the archive and the known solutions."""
     corpora: list[tuple[str, Iterable[Submission]]] = [(CLASS, submissions)]
-    if assignment.master.is_file():
-        corpora.append((MASTER, [Submission(f"master solution of {assignment.name}", assignment.master)]))
+    if assignment.master.exists():  # a notebook, or the folder of a .py assignment's files
+        master = Submission(f"master solution of {assignment.name}", assignment.master,
+                            python=assignment.master.is_dir())
+        corpora.append((MASTER, [master]))
     for corpus, folder in ((ARCHIVE, archive), (KNOWN, known)):
         if folder is not None:
             corpora.append((corpus, reference_files(folder, corpus)))
     for corpus, members in corpora:
         for s in members:
-            yield Job(corpus, task_of(s.student, s))
+            yield Job(corpus, _task(s), s.python)
+
+
+def _task(submission: Submission) -> Task:
+    """The submission's task; a submission that cannot be read is its own problem, never the run's."""
+    try:
+        return task_of(submission.student, submission)
+    except (ValueError, OSError) as exc:
+        return Task(submission.student, submission.student, "", None, NOT_COMPARED.format(error=exc))
 
 
 def fingerprint_all(
@@ -99,19 +111,19 @@ def fingerprint_all(
     fn = functools.partial(fingerprint_job, shared)
     work = list(work)
     if scheduler:
-        documents = _on_dask(fn, work, scheduler)
-    elif processes <= 1:
-        documents = [fn(job) for job in work]
-    else:
-        done = {id(job): result for job, result in run_pool(fn, work, processes)}
-        documents = [_crashed(job, r) if isinstance(r, Crashed) else r for job in work if (r := done[id(job)])]
-    return documents
+        return _on_dask(fn, work, scheduler)
+    if processes <= 1:
+        return [fn(job) for job in work]
+    done = {id(job): result for job, result in run_pool(fn, work, processes)}  # as they finish: put back in order
+    return [_document(job, done[id(job)]) for job in work]
 
 
-def _crashed(job: Job, crashed: Crashed) -> Document:
-    return Document(
-        f"{job.corpus}:{job.task.key}", job.corpus, job.task.student, error=PROCESS_DIED.format(count=crashed.count)
-    )
+def _document(job: Job, result: Document | Crashed) -> Document:
+    """The job's document, or one saying that fingerprinting it took its process down every time."""
+    if isinstance(result, Crashed):
+        return Document(f"{job.corpus}:{job.task.key}", job.corpus, job.task.student,
+                        error=PROCESS_DIED.format(count=result.count))
+    return result
 
 
 def _on_dask(fn: functools.partial[Document], work: list[Job], address: str) -> list[Document]:
