@@ -252,6 +252,15 @@ def test_the_command_on_two_processes_finds_the_same_pairs(hostile_class, cli_ou
 
 
 @pytest.mark.slow
+def test_the_command_on_a_dask_cluster_finds_the_same_pairs(hostile_class, cli_out, tmp_path):
+    distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        assert cli.main(["similarity", str(hostile_class), "-a", "mlp", "--out", str(tmp_path), "--threshold", "0.5",
+                         "--scheduler", cluster.scheduler_address]) == 0
+    assert (tmp_path / report.CSV).read_text() == (cli_out / report.CSV).read_text()
+
+
+@pytest.mark.slow
 def test_grade_with_similarity_links_the_report_from_the_summary(hostile_class, tmp_path):
     out = tmp_path / "out"
     code = cli.main(["grade", str(hostile_class), "-a", "mlp", "--out", str(out), "--similarity", "--threshold", "0.5",
