@@ -159,6 +159,10 @@ def diagnose_gradient(
     square = found.shape == expected.shape and expected.ndim == 2 and expected.shape[0] == expected.shape[1]
     if name.startswith("W") and square and is_close(found, expected.T, tol):
         return message("transposed", shape=expected.shape)
+    # a transposed gradient packed into a flat vector comes back in the parameter's shape, its entries in the
+    # transpose's order
+    if name.startswith("W") and found.shape == expected.shape and is_close(found, expected.T.reshape(found.shape), tol):
+        return message("transposed", shape=expected.shape)
     names = [b for b in bugs.GRADIENT_BUGS if _applies(b, activation, reduction, l2_scale)]
     best: tuple[int, int, tuple[str, ...]] | None = None
     for rank, combo in enumerate(bug_sets(names)):

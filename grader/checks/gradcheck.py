@@ -1,4 +1,4 @@
-"""Checks of a student's gradient checker that reports instead of returning (CS224n's gradcheck_naive(f, x)).
+"""Checks of a student's gradient checker that reports instead of returning (gradcheck_naive(f, x) prints its verdict).
 
 The checker gets the grader's f, which returns (cost, gradient) and is evaluated here, in the grader: the student's
 code receives a stand-in (grader.sandbox.protocol). The checker is graded by observing it: the points it evaluates
@@ -34,7 +34,7 @@ PLANTED_ERROR = 1e-2  # the planted entry is off by this relative amount; a corr
 # Entries that moved by less than this (relative to max(1, |x|)) are unmoved: well below any sensible step, well above
 # the rounding of x[i] += h; x[i] -= 2 * h; x[i] += h.
 MOVED = 1e-9
-STEPS = (1e-7, 1e-3)  # sensible steps of central differences in float64 (CS224n's is 1e-4)
+STEPS = (1e-7, 1e-3)  # sensible steps of central differences in float64 (a common fixed step is 1e-4)
 NOISE = 1.0  # f's cost moves by NOISE times its random draw: unrestored draws make the differences garbage
 
 
