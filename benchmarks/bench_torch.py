@@ -23,14 +23,14 @@ zygote imports torch once and every worker it forks inherits it), measured end t
 
    Proof that torch is imported at most once per grading process, observed from outside while each
    batch runs: a thread walks the command's process tree in /proc four times a second (a few
-   milliseconds of one core per walk) and records which processes map libtorch while their parent
-   does not, i.e. loaded torch themselves rather than inheriting it through fork. A worker forked
+   milliseconds of one core per walk) and records which processes map libtorch and did not inherit it
+   through fork (a fork keeps its parent's command line; an exec'd process has its own). A worker forked
    from a zygote that preloaded torch inherits it (the zygote imports its preload before it says
    ready, and forks workers only afterwards), so those are not read. Each such process is charged to
    its grading process (itself, or its nearest ancestor that is neither a sandbox process nor
    bubblewrap). The benchmark fails when a grading process loaded torch more than once (a zygote
-   restarted, a worker or the grader importing it again), when a zygote never mapped torch, or when
-   no zygote was seen.
+   restarted, or the grading process importing it as well), when a zygote never mapped torch, or
+   when no zygote was seen.
 
 Without torch (not installed: an optional extra) nothing is measured; the JSON says why and the
 exit code is 0.
@@ -76,6 +76,8 @@ SEED = "498"
 WATCH_INTERVAL = 0.25  # seconds between two walks of the process tree
 TORCH_LIBRARY = b"/libtorch"  # in /proc/PID/maps of any process that imported torch (or forked from one)
 MAX_TORCH_LOADS = 1  # per grading process
+# Kinds read again on every walk: a fork not yet exec'd shows its parent's command line.
+PROVISIONAL = ("grader", "bwrap")
 SANDBOX_SCRIPT = "worker.py"  # the zygote and its workers run grader/sandbox/worker.py (copied to a runtime dir)
 
 NO_TORCH = (
@@ -139,9 +141,10 @@ def _read(path: Path) -> bytes:
         return b""
 
 
-def process_kind(pid: int, parent_kind: str | None) -> str:
-    """'worker' (forked by a zygote), 'zygote' (the sandbox's fork server), 'bwrap' or 'grader' (anything else)."""
-    argv = _read(Path("/proc", str(pid), "cmdline")).split(b"\0")
+def process_kind(command: bytes, parent_kind: str | None) -> str:
+    """'worker' (forked by a zygote), 'zygote' (the sandbox's fork server), 'bwrap' or 'grader' (anything else),
+    from a process's command line (/proc/PID/cmdline: NUL-separated arguments)."""
+    argv = command.split(b"\0")
     if os.path.basename(argv[0]) == b"bwrap":  # its command line names worker.py too: the zygote it starts
         return "bwrap"
     if any(arg.endswith(b"/" + SANDBOX_SCRIPT.encode()) for arg in argv):
@@ -158,6 +161,7 @@ class TorchWatch:
         self.interval = interval
         self.parents: dict[int, int] = {}
         self.kinds: dict[int, str] = {}
+        self.commands: dict[int, bytes] = {}
         self.mapped: set[int] = set()
         self.walks = 0
         self._stop = threading.Event()
@@ -178,32 +182,43 @@ class TorchWatch:
                 return
 
     def walk(self) -> None:
-        """One look at the tree. The 'grader' and 'bwrap' kinds are provisional (a fork not yet exec'd shows its
-        parent's command line) and are read again on every walk; 'zygote' and 'worker' are final."""
+        """One look at the tree. The PROVISIONAL kinds are read again on every walk until the process exits
+        (an exec starts its record afresh); 'zygote' and 'worker' are final."""
         parents = parent_pids()
         for pid in descendants(self.root, parents):
             self.parents[pid] = parents.get(pid, 0)
-            if self.kinds.get(pid, "grader") in ("grader", "bwrap"):
-                self.kinds[pid] = process_kind(pid, self.kinds.get(self.parents[pid]))
-            unread = self.kinds[pid] in ("zygote", "grader") and pid not in self.mapped
+            if self.kinds.get(pid, "grader") in PROVISIONAL:
+                command = _read(Path("/proc", str(pid), "cmdline"))
+                if command and command != self.commands.get(pid):
+                    self.commands[pid] = command
+                    self.kinds[pid] = process_kind(command, self.kinds.get(self.parents[pid]))
+                    self.mapped.discard(pid)
+            unread = self.kinds.get(pid) in ("zygote", "grader") and pid not in self.mapped
             if unread and TORCH_LIBRARY in _read(Path("/proc", str(pid), "maps")):
                 self.mapped.add(pid)
         self.walks += 1
 
     def summary(self) -> dict[str, Any]:
-        return torch_loads(self.parents, self.kinds, self.mapped) | {"walks": self.walks}
+        return torch_loads(self.parents, self.kinds, self.commands, self.mapped) | {"walks": self.walks}
 
 
-def torch_loads(parents: Mapping[int, int], kinds: Mapping[int, str], mapped: Iterable[int]) -> dict[str, Any]:
-    """Who loaded torch itself (maps it while its parent does not), charged to its grading process."""
+def torch_loads(
+    parents: Mapping[int, int], kinds: Mapping[int, str], commands: Mapping[int, bytes], mapped: Iterable[int]
+) -> dict[str, Any]:
+    """Who loaded torch itself, charged to its grading process. A process that maps torch inherited it when it is
+    a fork of a parent that maps it too (same command line: no exec in between); otherwise it loaded it."""
     mapped = set(mapped)
+
+    def inherited(pid: int) -> bool:
+        parent = parents.get(pid)
+        return parent in mapped and commands.get(pid) == commands.get(parent)
 
     def grading_process(pid: int) -> int:
         while kinds.get(pid) in ("zygote", "worker", "bwrap") and pid in parents:
             pid = parents[pid]
         return pid
 
-    loaders = sorted(pid for pid in mapped if parents.get(pid) not in mapped)
+    loaders = sorted(pid for pid in mapped if not inherited(pid))
     zygotes = sorted(pid for pid, kind in kinds.items() if kind == "zygote")
     loads: dict[int, list[int]] = {}
     for pid in loaders:
