@@ -124,6 +124,14 @@ def test_renaming_reformatting_comments_literals_and_reordering_leave_the_finger
     assert prints(disguise.dead_code(code)) != prints(code)  # dead code does change them: coverage finds it
 
 
+def test_token_places_stay_on_their_text_after_form_feeds_and_line_separators_in_strings():
+    from grader.similarity.fingerprint import normalized
+
+    code = "def f(x):\n    s = 'a\x0cb\u2028c'\n    return np.sum(x * 2, axis=0) + len(s)\n"
+    texts = [code[t.start : t.end] for t in normalized([Piece("cell", code)])]
+    assert texts[-6:] == ["axis", "=", "0", "+", "len", "s"]
+
+
 def test_the_template_plus_a_few_lines_scores_near_zero_against_everyone(result):
     scores = [score(result, STUB_ONLY, d.label) for d in result.documents if d.label != STUB_ONLY]
     assert max(scores) < 0.05

@@ -104,12 +104,12 @@ def boilerplate_lines(code: str, template: Mapping[str, str]) -> frozenset[int]:
     """The numbers of the code's lines identical (but for indentation) to a line of the template's code:
     a stub's signature, docstring and placeholder, wherever the student moved them."""
     stubs = _template_lines(tuple(template.values()))
-    return frozenset(n for n, line in enumerate(code.splitlines(), 1) if line.strip() in stubs)
+    return frozenset(n for n, line in enumerate(code.split("\n"), 1) if line.strip() in stubs)
 
 
 @functools.lru_cache(maxsize=8)
 def _template_lines(cells: tuple[str, ...]) -> frozenset[str]:
-    return frozenset(line.strip() for cell in cells for line in cell.splitlines()) - {""}
+    return frozenset(line.strip() for cell in cells for line in cell.split("\n")) - {""}
 
 
 def _packed(data: bytes) -> dict[str, bytes]:

@@ -95,11 +95,10 @@ class Fingerprint:
         return self.starts[keep].astype(np.int64)
 
 
-def _line_starts(code: str) -> list[int]:
-    starts = [0]
-    for line in code.splitlines(keepends=True):
-        starts.append(starts[-1] + len(line))
-    return starts
+def line_starts(code: str) -> list[int]:
+    """Where each line starts, lines ending at line feeds only, as tokenize counts them (str.splitlines also
+    splits at form feeds and other separators a student may put in a string); one more entry: the end."""
+    return [0, *(m.end() for m in re.finditer("\n", code)), len(code) + 1]
 
 
 def _raw_tokens(code: str) -> Iterator[tokenize.TokenInfo]:
@@ -116,7 +115,7 @@ def normalized(pieces: Sequence[Piece]) -> list[Token]:
     out: list[Token] = []
     unit = -1
     for number, piece in enumerate(pieces):
-        offsets = _line_starts(piece.code)
+        offsets = line_starts(piece.code)
         depth, script, decorated = 0, False, False  # script: the unit holds top-level statements, not a definition
         line: list[Token] = []  # the current logical line's tokens
         first = True  # the next significant token starts a logical line

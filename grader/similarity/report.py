@@ -17,6 +17,7 @@ import numpy as np
 from grader.reports import files, gradebook, sanitize
 from grader.similarity import CSV, INDEX, PAGES
 from grader.similarity.compare import CLASS, CORPORA, Document, Pair, Result, Side
+from grader.similarity.fingerprint import line_starts
 
 DISCLAIMER = (
     "Similarity is evidence for a human to review, not a verdict. Shared code has innocent causes too: "
@@ -110,9 +111,7 @@ def segments(document: Document, side: Side) -> list[dict[str, Any]]:
     out = []
     for number, piece in enumerate(document.pieces):
         kinds = np.full(len(piece.code), PLAIN, dtype=np.int8)
-        starts = [0]
-        for line in piece.code.splitlines(keepends=True):
-            starts.append(starts[-1] + len(line))
+        starts = line_starts(piece.code)
         for line in piece.boilerplate:
             if line < len(starts):
                 kinds[starts[line - 1] : starts[line]] = BOILERPLATE
