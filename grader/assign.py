@@ -97,7 +97,7 @@ def master_of(master_or_assignment: str | Path) -> Path:
                 raise AssignmentError(MASTER_NOT_INSTALLED.format(name=assignment.name, master=assignment.master))
             return assignment.master
         return assignment.require_master()
-    except AssignmentError as exc:
+    except (AssignmentError, pyfiles.PyFilesError) as exc:
         raise AssignError(str(exc)) from None
 
 

@@ -29,6 +29,7 @@ from typing import Any
 from grader import notebook as nb
 
 PYTHON, NOTEBOOK = "python", "notebook"  # [submission] format
+SUBMISSION_KEYS = ("format", "files", "helpers")
 MAX_FILE_BYTES = 1024 * 1024  # one .py file
 MAX_TOTAL_BYTES = 2 * 1024 * 1024  # every .py file of one submission together (the loader cell carries them,
 # in a request frame of at most 8 MiB: base64 of their UTF-8 text, at most 2 * 4/3 of their bytes)
@@ -47,6 +48,7 @@ NOT_PYTHON_FORMAT = (
     "{where}: [submission] format must be one of {formats}, got {found!r}; "
     'format = "python" makes students hand in .py files'
 )
+UNKNOWN_KEYS = "{where}: unknown key(s) {keys} in [submission]: expected some of {known}"
 BAD_FILES = (
     "{where}: [submission] files must be a non-empty list of module file names such as "
     '["q1_softmax.py", "q2_neural.py"], got {found!r}'
@@ -83,8 +85,16 @@ class PyFilesError(nb.NotebookError):
 
 
 def is_python(assignment: Any) -> bool:
-    """Whether the assignment's students hand in .py files (its [submission] format)."""
-    return assignment.submission.get("format", NOTEBOOK) == PYTHON
+    """Whether the assignment's students hand in .py files (its [submission] format, checked: a typo must not
+    silently grade notebooks)."""
+    table = assignment.submission
+    where = assignment.directory / "assignment.toml"
+    unknown = sorted(set(table) - set(SUBMISSION_KEYS))
+    if unknown:
+        raise PyFilesError(UNKNOWN_KEYS.format(where=where, keys=unknown, known=list(SUBMISSION_KEYS)))
+    if table.get("format", NOTEBOOK) not in (PYTHON, NOTEBOOK):
+        raise PyFilesError(NOT_PYTHON_FORMAT.format(where=where, formats=[NOTEBOOK, PYTHON], found=table["format"]))
+    return table.get("format", NOTEBOOK) == PYTHON
 
 
 def module_of(path: str) -> str:
@@ -131,12 +141,8 @@ def _expected(files: tuple[str, ...], folders: list[Path]) -> dict[str, str]:
 
 
 @functools.lru_cache(maxsize=16)
-def _layout(
-    directory: Path, files: tuple[Any, ...], helpers: tuple[Any, ...], fmt: Any, folders: tuple[Path, ...]
-) -> Layout:
+def _layout(directory: Path, files: tuple[Any, ...], helpers: tuple[Any, ...], folders: tuple[Path, ...]) -> Layout:
     where = str(directory / "assignment.toml")
-    if fmt not in (PYTHON, NOTEBOOK):
-        raise PyFilesError(NOT_PYTHON_FORMAT.format(where=where, formats=[NOTEBOOK, PYTHON], found=fmt))
     if (
         not files
         or not all(isinstance(f, str) and _FILE_NAME.fullmatch(f) for f in files)
@@ -178,7 +184,7 @@ def layout(assignment: Any) -> Layout:
     if not isinstance(files, list) or not isinstance(helpers, list):
         raise PyFilesError(BAD_FILES.format(where=assignment.directory / "assignment.toml", found=files))
     folders = (*(root / assignment.template for root in template_roots()), assignment.master)
-    return _layout(assignment.directory, tuple(files), tuple(helpers), table.get("format", NOTEBOOK), folders)
+    return _layout(assignment.directory, tuple(files), tuple(helpers), folders)
 
 
 # ------------------------------------------------------------------ reading what a student handed in

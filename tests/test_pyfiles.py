@@ -199,6 +199,23 @@ def test_the_executed_record_has_a_cell_per_file(grader: Grader) -> None:
     assert all(c["execution_count"] is not None for c in cells)
 
 
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('format = "pyhton"', r"\[submission\] format must be one of \['notebook', 'python'\], got 'pyhton'"),
+        ('file = "pf_softmax.py"', r"unknown key\(s\) \['file'\] in \[submission\]"),
+    ],
+)
+def test_a_submission_table_with_a_typo_is_an_error_not_a_notebook_assignment(
+    line: str, message: str, tmp_path: Path
+) -> None:
+    course = shutil.copytree(DEMO, tmp_path / "course", ignore=shutil.ignore_patterns("solution"))
+    toml = course / "assignment.toml"
+    toml.write_text(toml.read_text().replace('format = "python"', line))
+    with pytest.raises(pyfiles.PyFilesError, match=message):
+        pyfiles.is_python(load(course))
+
+
 # --------------------------------------------------------------------------- names that would shadow the grader's
 
 
