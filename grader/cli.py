@@ -17,6 +17,8 @@ from typing import Any
 EXIT_OK, EXIT_POINTS_LOST, EXIT_UNGRADABLE = 0, 1, 2
 SIMILARITY_THRESHOLD = 0.4  # grader.similarity.compare.Settings.threshold (this module imports nothing heavy)
 BAD_THRESHOLD = "--threshold must be a share between 0 and 1 (for example 0.4); got {value}"
+NEEDS_SIMILARITY = "--archive and --known are corpora of the similarity report: add --similarity, or leave them out"
+NOT_A_FOLDER = "{option} {folder}: no such folder (expected a folder of notebooks or .py files to compare with)"
 
 
 class UsageError(Exception):
@@ -374,8 +376,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
     from grader.reports import files, gradebook
     from grader.sandbox.zygote import ZygoteError
 
-    if args.jobs < 1:
-        raise UsageError("--jobs must be at least 1")
+    _check_options(args)
     assignment = _load_assignment(args.assignment)
     out = Path(args.out)
     submissions = _discover(assignment, args.submissions, out)
@@ -507,6 +508,19 @@ class _progress:
 # --------------------------------------------------------------------------- similarity
 
 
+def _check_options(args: argparse.Namespace) -> None:
+    """--jobs and the similarity options, checked before any work starts (not after a class is graded)."""
+    if args.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    if not getattr(args, "similarity", True) and (args.archive or args.known):
+        raise UsageError(NEEDS_SIMILARITY)
+    if not 0 < args.threshold <= 1:
+        raise UsageError(BAD_THRESHOLD.format(value=args.threshold))
+    for option, folder in (("--archive", args.archive), ("--known", args.known)):
+        if folder and not Path(folder).is_dir():
+            raise UsageError(NOT_A_FOLDER.format(option=option, folder=folder))
+
+
 def _similarity_report(assignment: Any, submissions: Sequence[Any], out: Path, args: argparse.Namespace) -> Any:
     """Compare the submissions with each other and the reference corpora; write the report into `out`;
     (the index page's path, the result)."""
@@ -514,10 +528,6 @@ def _similarity_report(assignment: Any, submissions: Sequence[Any], out: Path, a
     from grader.similarity import report, run
     from grader.similarity.compare import Settings
 
-    if not 0 < args.threshold <= 1:
-        raise UsageError(BAD_THRESHOLD.format(value=args.threshold))
-    if args.jobs < 1:
-        raise UsageError("--jobs must be at least 1")
     settings = Settings(threshold=args.threshold, min_score=min(Settings.min_score, args.threshold))
     archive, known = (Path(p) if p else None for p in (args.archive, args.known))
     try:
@@ -531,6 +541,7 @@ def cmd_similarity(args: argparse.Namespace) -> int:
     """Write the similarity report of a class (similarity.html, similarity.csv, side-by-side pages) into --out."""
     from grader.reports.sanitize import one_line
 
+    _check_options(args)
     assignment = _load_assignment(args.assignment)
     out = Path(args.out)
     submissions = _discover(assignment, args.submissions, out)

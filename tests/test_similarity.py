@@ -247,10 +247,18 @@ def test_student_code_on_the_pages_is_escaped(cli_out):
     assert page.count("<mark>") > 3
 
 
-def test_the_command_refuses_a_threshold_outside_0_to_1(hostile_class, tmp_path, capsys):
-    code = cli.main(["similarity", str(hostile_class), "-a", "mlp", "--out", str(tmp_path), "--threshold", "40"])
+@pytest.mark.parametrize(("extra", "message"), [
+    (["similarity", "--threshold", "40"], "--threshold must be a share between 0 and 1"),
+    (["similarity", "--known", "no-such-folder"], "--known no-such-folder: no such folder"),
+    (["grade", "--archive", "."], "add --similarity, or leave them out"),
+    (["grade", "--similarity", "--threshold", "0"], "--threshold must be a share between 0 and 1"),
+])
+def test_wrong_similarity_options_are_refused_before_any_work(hostile_class, tmp_path, capsys, extra, message):
+    command, *options = extra
+    code = cli.main([command, str(hostile_class), "-a", "mlp", "--out", str(tmp_path / "out"), *options])
     assert code == cli.EXIT_UNGRADABLE
-    assert "--threshold must be a share between 0 and 1" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # nothing graded, nothing written
 
 
 def test_the_command_on_two_processes_finds_the_same_pairs(hostile_class, cli_out, tmp_path):
