@@ -327,12 +327,14 @@ class PythonSubmission(nb.Notebook):
         return {k: _named(d, self.layout.files[k - 1]) for k, d in found.items()}
 
     def replays(self, definitions: dict[int, nb.CellDefinitions]) -> dict[int, str]:
-        """For a file whose import ran out of time or memory: import it again from its definitions alone."""
+        """For a file whose import ran out of time or memory: import it again from its definitions alone. Only
+        for files handed in: a missing file's definitions are read from the starter or the master, which must
+        never reach the worker."""
         modules = self.layout.modules
         return {
             k: f"{_LOADER}.replace({modules[k - 1]!r}, {d.replay!r})\n{import_source(modules[k - 1])}"
             for k, d in definitions.items()
-            if d.replay is not None
+            if d.replay is not None and modules[k - 1] in self.sources
         }
 
     def tamper(self) -> nb.Tamper:

@@ -92,6 +92,14 @@ def test_one_file_is_graded_and_the_missing_one_is_named(grader: Grader) -> None
     assert "pf_softmax.py is missing from the submission" in cause["message"]
 
 
+def test_a_missing_file_never_sends_the_master_to_the_worker(demo: Assignment) -> None:
+    submission = pyfiles.read(SOLUTION / "pf_sigmoid.py", demo)
+    definitions = submission.definitions()
+    assert list(definitions[1].names) == ["np", "xrange", "pf_sigmoid", "row_max", "softmax", "_unused_helper"]
+    sent = [source for _, source in submission.code_cells()] + list(submission.replays(definitions).values())
+    assert not any("np.exp(x - row_max(x))" in text for text in sent)  # the master's softmax, read for its names
+
+
 def test_the_digest_covers_names_and_contents_in_a_canonical_order(demo: Assignment, tmp_path: Path) -> None:
     files = {name: text.encode() for name, text in solution().items()}
     reordered = dict(reversed(list(files.items())))
