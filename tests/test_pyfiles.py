@@ -321,3 +321,17 @@ def test_the_gradescope_bundle_ships_the_helpers_and_not_the_master(demo: Assign
     with zipfile.ZipFile(io.BytesIO(gradescope.bundle(demo))) as zf:
         shipped = sorted(n.removeprefix("jitgrade/assignments/pyfiles/") for n in zf.namelist() if "/assignments/" in n)
     assert shipped == ["assignment.toml", "helpers/past/builtins.py", "helpers/pf_course.py"]
+
+
+def test_the_package_ships_an_assignments_helpers_but_not_its_master_folder() -> None:
+    import pathspec
+    import tomllib
+
+    from grader.assignment import PUBLIC_FOLDERS
+
+    root = DEMO.parents[2]
+    excluded = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["exclude"]
+    spec = pathspec.GitIgnoreSpec.from_lines(excluded)  # hatchling reads the patterns so
+    shipped = [f"assignments/cs/{folder}/past/builtins.py" for folder in PUBLIC_FOLDERS]
+    assert not any(spec.match_file(path) for path in shipped)
+    assert spec.match_file("assignments/cs/solution/q1_softmax.py") and spec.match_file("assignments/cs/notes.md")
