@@ -136,6 +136,7 @@ class Grader:
         started = time.monotonic()
         cells = notebook.code_cells()
         labels: dict[int, str] = {}
+        tamper: nb.Tamper | None
         if isinstance(notebook, pyfiles.PythonSubmission):
             definitions = notebook.definitions()
             replays = notebook.replays(definitions)
