@@ -239,6 +239,15 @@ def test_the_command_writes_the_csv_the_index_and_a_page_per_flagged_pair(cli_ou
     assert f'href="{rows[0]["page"]}"' in index
 
 
+def test_a_rerun_leaves_no_page_of_an_earlier_run(hostile_class, tmp_path):
+    out = tmp_path / "out"
+    assert cli.main(["similarity", str(hostile_class), "-a", "mlp", "--out", str(out), "--threshold", "0.05"]) == 0
+    before = sorted(p.name for p in (out / "similarity").iterdir())
+    assert cli.main(["similarity", str(hostile_class), "-a", "mlp", "--out", str(out), "--threshold", "0.9"]) == 0
+    after = sorted(p.name for p in (out / "similarity").iterdir())
+    assert len(before) > len(after) == 1
+
+
 def test_student_code_on_the_pages_is_escaped(cli_out):
     page = (cli_out / report.page_name(1)).read_text()
     assert "<script>" not in page and "\x1b" not in page and "\u202e" not in page

@@ -43,6 +43,9 @@ PLAIN, BOILERPLATE, SHARED = 0, 1, 2
 KINDS = {PLAIN: "plain", BOILERPLATE: "boilerplate", SHARED: "shared"}
 
 
+PAGE_GLOB = "pair-[0-9][0-9][0-9][0-9]*.html"
+
+
 def page_name(rank: int) -> str:
     """The side-by-side page of the pair ranked `rank` (from 1), relative to the report's folder."""
     return f"{PAGES}/pair-{rank:04d}.html"
@@ -181,7 +184,10 @@ def write(result: Result, out: Path, title: str) -> Path:
     from grader.reports import html
 
     files.write_atomic(out / CSV, render_csv(result))
-    for index, page in _pages(result).items():
+    pages = _pages(result)
+    for index, page in pages.items():
         files.write_atomic(out / page, html.similarity_pair(pair_view(result, index, title)))
+    for stale in set((out / PAGES).glob(PAGE_GLOB)) - {out / page for page in pages.values()}:
+        stale.unlink()  # an earlier run's page of a pair this run ranks elsewhere, or not at all
     files.write_atomic(out / INDEX, html.similarity_index(index_view(result, title)))
     return out / INDEX
