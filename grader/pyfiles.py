@@ -301,12 +301,12 @@ def digest(files: dict[str, bytes]) -> str:
 class PythonSubmission(nb.Notebook):
     """A .py submission as the notebook the grader executes: cell 0 the loader, cell k the k-th declared file
     (its source, shown in the executed record); `sources` maps each declared module to its file's text, and
-    `unloadable` each one that cannot be loaded (not handed in, not text) to why; `missing` are the declared
+    `unloadable` each one that cannot be loaded to (why: "missing" or "not text", the message); `missing` the declared
     files not handed in, `notes` what was ignored or refused."""
 
     layout: Layout = field(default_factory=lambda: Layout(()))
     sources: dict[str, str] = field(default_factory=dict)
-    unloadable: dict[str, str] = field(default_factory=dict)
+    unloadable: dict[str, tuple[str, str]] = field(default_factory=dict)
     missing: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
 
@@ -374,16 +374,16 @@ def build(files: dict[str, bytes], name: str, declared: Layout) -> PythonSubmiss
     if not any(f in files for f in declared.files):
         raise PyFilesError(NO_FILES.format(name=name, files=listed))
     sources: dict[str, str] = {}
-    unloadable: dict[str, str] = {}
+    unloadable: dict[str, tuple[str, str]] = {}
     for file in declared.files:
         module = module_of(file)
         if file not in files:
-            unloadable[module] = MISSING_FILE.format(file=file, files=listed)
+            unloadable[module] = ("missing", MISSING_FILE.format(file=file, files=listed))
             continue
         try:
             sources[module] = importlib.util.decode_source(files[file])
         except (SyntaxError, UnicodeDecodeError, LookupError) as exc:
-            unloadable[module] = NOT_TEXT.format(file=file, why=str(exc)[:200])
+            unloadable[module] = ("not text", NOT_TEXT.format(file=file, why=str(exc)[:200]))
     notes = []
     for file in sorted(set(files) - set(declared.files)):
         if module_of(file) in declared.helpers:  # the course's own copy, from the starter folder: served anyway
@@ -433,7 +433,8 @@ def __jitgrade_install__(table, notes):
 
         def find_spec(self, fullname, path=None, target=None):
             if fullname in unloadable:
-                raise ModuleNotFoundError(unloadable[fullname], name=fullname)
+                kind, message = unloadable[fullname]
+                raise (ModuleNotFoundError if kind == "missing" else ImportError)(message, name=fullname)
             if fullname not in served:
                 return None
             filename, source, package = served[fullname]

@@ -100,6 +100,15 @@ def test_a_missing_file_never_sends_the_master_to_the_worker(demo: Assignment) -
     assert not any("np.exp(x - row_max(x))" in text for text in sent)  # the master's softmax, read for its names
 
 
+def test_a_file_that_is_not_text_fails_where_it_is_imported_and_says_so(grader: Grader, tmp_path: Path) -> None:
+    path = folder(tmp_path / "ivan", solution())
+    (path / "pf_sigmoid.py").write_bytes("# café\n".encode("latin-1") + (SOLUTION / "pf_sigmoid.py").read_bytes())
+    rep = report(grader, path)
+    cause = next(c for c in rep["root_causes"] if c["cell"] == 2)
+    assert cause["message"].startswith("pf_sigmoid.py failed: ImportError: pf_sigmoid.py is not Python source text")
+    assert "save it as UTF-8 text" in cause["message"] and cause["functions"] == ["sigmoid"]
+
+
 def test_the_digest_covers_names_and_contents_in_a_canonical_order(demo: Assignment, tmp_path: Path) -> None:
     files = {name: text.encode() for name, text in solution().items()}
     reordered = dict(reversed(list(files.items())))
