@@ -23,6 +23,7 @@ from markupsafe import escape
 
 from grader import cli
 from grader.assignment import load
+from grader.reports import html
 from grader.similarity import OUTPUTS, compare, extract, report, run
 from grader.similarity.compare import Settings
 from grader.similarity.fingerprint import Piece, fingerprint
@@ -246,6 +247,14 @@ def test_a_rerun_leaves_no_page_of_an_earlier_run(hostile_class, tmp_path):
     assert cli.main(["similarity", str(hostile_class), "-a", "mlp", "--out", str(out), "--threshold", "0.9"]) == 0
     after = sorted(p.name for p in (out / "similarity").iterdir())
     assert len(before) > len(after) == 1
+
+
+def test_the_index_lists_the_best_pairs_and_the_csv_all_of_them(result, monkeypatch):
+    monkeypatch.setattr(report, "MAX_LISTED", 5)
+    view = report.index_view(result, "mlp")
+    rows = list(csv.DictReader(io.StringIO(report.render_csv(result))))
+    assert [p["rank"] for p in view["pairs"]] == [1, 2, 3, 4, 5] and view["listed"] == len(rows) == len(result.pairs)
+    assert "The 5 most similar of" in html.similarity_index(view)
 
 
 def test_student_code_on_the_pages_is_escaped(cli_out):

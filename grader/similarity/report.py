@@ -39,6 +39,7 @@ COLUMNS = [
     "flagged",
     "page",
 ]
+MAX_LISTED = 2000  # pairs on the index page, best first (the CSV has every listed pair)
 PLAIN, BOILERPLATE, SHARED = 0, 1, 2
 KINDS = {PLAIN: "plain", BOILERPLATE: "boilerplate", SHARED: "shared"}
 
@@ -60,13 +61,12 @@ def _groups_of(result: Result) -> dict[int, int]:
     return {member: number for number, group in enumerate(result.groups, 1) for member in group}
 
 
-def index_view(result: Result, title: str) -> dict[str, Any]:
-    """What the index page shows: settings, corpora, ranked pairs, groups, documents not compared."""
+def pair_rows(result: Result) -> list[dict[str, Any]]:
+    """Every listed pair, best first, as the index page and the CSV show it."""
     docs = result.documents
     pages = _pages(result)
     group_of = _groups_of(result)
-    counts = {corpus: sum(d.corpus == corpus for d in docs) for corpus in CORPORA}
-    pairs = [
+    return [
         {
             "rank": i + 1,
             "a": docs[p.a].label,
@@ -85,6 +85,14 @@ def index_view(result: Result, title: str) -> dict[str, Any]:
         }
         for i, p in enumerate(result.pairs)
     ]
+
+
+def index_view(result: Result, title: str) -> dict[str, Any]:
+    """What the index page shows: settings, corpora, ranked pairs (the first MAX_LISTED), groups, documents
+    not compared."""
+    docs = result.documents
+    counts = {corpus: sum(d.corpus == corpus for d in docs) for corpus in CORPORA}
+    pairs = pair_rows(result)
     groups = []
     for number, members in enumerate(result.groups, 1):
         inside = set(members)
@@ -101,7 +109,8 @@ def index_view(result: Result, title: str) -> dict[str, Any]:
         "disclaimer": DISCLAIMER,
         "settings": dataclasses.asdict(result.settings),
         "counts": [{"corpus": c, "label": CORPORA[c], "count": n} for c, n in counts.items() if n],
-        "pairs": pairs,
+        "pairs": pairs[:MAX_LISTED],
+        "listed": len(pairs),
         "flagged": sum(p["flagged"] for p in pairs),
         "groups": groups,
         "errors": [{"label": d.label, "corpus": d.corpus, "error": d.error} for d in docs if d.error],
@@ -159,7 +168,7 @@ def render_csv(result: Result) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS)
-    for row in index_view(result, "")["pairs"]:
+    for row in pair_rows(result):
         values = [
             row["rank"],
             row["a"],
