@@ -349,3 +349,15 @@ def test_a_py_assignment_compares_the_files_students_changed(tmp_path):
     leak = [r for r in rows if r["student"] == "leak"]
     assert leak[0]["other_corpus"] == "master" and leak[0]["flagged"] == "yes"
     assert not any("starter" in (r["student"], r["other"]) for r in rows)
+
+
+@pytest.mark.slow
+def test_the_benchmark_finds_every_planted_group_on_a_quick_run(tmp_path):
+    import subprocess
+
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_similarity.py"), "--quick", "--json",
+                           str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    notes = json.loads(out.read_text())["notes"]
+    assert notes["planted_groups"] == 6 and notes["groups_of_three_or_more"] == 4 and notes["peak_memory_mib"] > 0
