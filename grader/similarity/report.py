@@ -124,12 +124,12 @@ def segments(document: Document, side: Side) -> list[dict[str, Any]]:
     for number, piece in enumerate(document.pieces):
         kinds = np.full(len(piece.code), PLAIN, dtype=np.int8)
         starts = line_starts(piece.code)
-        for line in piece.boilerplate:
-            if line < len(starts):
-                kinds[starts[line - 1] : starts[line]] = BOILERPLATE
         for where, start, end in side.regions:
             if where == number:
                 kinds[start:end] = SHARED
+        for line in piece.boilerplate:  # last: a template line inside a shared region was not compared
+            if line < len(starts):
+                kinds[starts[line - 1] : starts[line]] = BOILERPLATE
         cuts = [0, *(np.flatnonzero(np.diff(kinds)) + 1).tolist(), len(piece.code)]
         runs = [{"text": piece.code[s:e], "kind": KINDS[int(kinds[s])]} for s, e in itertools.pairwise(cuts) if e > s]
         out.append({"name": piece.name, "segments": runs})
