@@ -18,7 +18,6 @@ EXIT_OK, EXIT_POINTS_LOST, EXIT_UNGRADABLE = 0, 1, 2
 SIMILARITY_THRESHOLD = 0.4  # grader.similarity.compare.Settings.threshold (this module imports nothing heavy)
 BAD_THRESHOLD = "--threshold must be a share between 0 and 1 (for example 0.4); got {value}"
 NEEDS_SIMILARITY = "--archive and --known are corpora of the similarity report: add --similarity, or leave them out"
-NOT_A_FOLDER = "{option} {folder}: no such folder (expected a folder of notebooks or .py files to compare with)"
 
 
 class UsageError(Exception):
@@ -439,8 +438,10 @@ def cmd_grade(args: argparse.Namespace) -> int:
     from grader.reports import html
 
     title = f"{assignment.title} ({assignment.name})"
-    similarity = _similarity_report(assignment, submissions, out, args)[0].name if args.similarity else None
-    files.write_atomic(out / SUMMARY, html.summary(ordered, title, folders, similarity=similarity))
+    files.write_atomic(out / SUMMARY, html.summary(ordered, title, folders))
+    if args.similarity:  # after the summary is written: a failing similarity run never costs the class its summary
+        index = _similarity_report(assignment, submissions, out, args)[0]
+        files.write_atomic(out / SUMMARY, html.summary(ordered, title, folders, similarity=index.name))
     if lock is not None:
         lock.close()
     sys.stdout.write((out / GRADEBOOK).read_text())
@@ -516,9 +517,14 @@ def _check_options(args: argparse.Namespace) -> None:
         raise UsageError(NEEDS_SIMILARITY)
     if not 0 < args.threshold <= 1:
         raise UsageError(BAD_THRESHOLD.format(value=args.threshold))
-    for option, folder in (("--archive", args.archive), ("--known", args.known)):
-        if folder and not Path(folder).is_dir():
-            raise UsageError(NOT_A_FOLDER.format(option=option, folder=folder))
+    for corpus, folder in (("archive", args.archive), ("known", args.known)):
+        if folder:
+            from grader.similarity.run import reference_files
+
+            try:
+                reference_files(Path(folder), corpus)  # a folder holding something to compare with
+            except FileNotFoundError as exc:
+                raise UsageError(str(exc)) from None
 
 
 def _similarity_report(assignment: Any, submissions: Sequence[Any], out: Path, args: argparse.Namespace) -> Any:

@@ -267,12 +267,14 @@ def test_student_code_on_the_pages_is_escaped(cli_out):
 
 @pytest.mark.parametrize(("extra", "message"), [
     (["similarity", "--threshold", "40"], "--threshold must be a share between 0 and 1"),
-    (["similarity", "--known", "no-such-folder"], "--known no-such-folder: no such folder"),
+    (["similarity", "--known", "no-such-folder"], "no-such-folder: no such folder (expected a folder of known"),
     (["grade", "--archive", "."], "add --similarity, or leave them out"),
+    (["grade", "--similarity", "--known", "grader/reports/templates"], "no notebooks (.ipynb) or Python files"),
     (["grade", "--similarity", "--threshold", "0"], "--threshold must be a share between 0 and 1"),
 ])
 def test_wrong_similarity_options_are_refused_before_any_work(hostile_class, tmp_path, capsys, extra, message):
     command, *options = extra
+    options = [str(ROOT / o) if o.startswith("grader/") else o for o in options]
     code = cli.main([command, str(hostile_class), "-a", "mlp", "--out", str(tmp_path / "out"), *options])
     assert code == cli.EXIT_UNGRADABLE
     assert message in capsys.readouterr().err

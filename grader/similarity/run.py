@@ -18,6 +18,7 @@ from grader.submissions import Submission
 
 PROCESS_DIED = "the process fingerprinting this file died {count} times; it was not compared"
 NOT_COMPARED = "not compared: {error}"
+NO_REFERENCE_FOLDER = "{folder}: no such folder (expected a folder of {corpus} solutions: notebooks or .py files)"
 NO_REFERENCE_FILES = "{folder}: no notebooks (.ipynb) or Python files (.py) in this {corpus} folder"
 _IGNORED_PARTS = (".ipynb_checkpoints", "__MACOSX", "__pycache__")
 
@@ -66,7 +67,7 @@ def fingerprint_job(shared: Basis, job: Job) -> Document:
 def reference_files(folder: Path, corpus: str) -> list[Submission]:
     """Every notebook and Python file under a reference folder, labelled by its path inside it."""
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: no such folder (expected a folder of {corpus} solutions)")
+        raise FileNotFoundError(NO_REFERENCE_FOLDER.format(folder=folder, corpus=corpus))
     found = [
         Submission(str(p.relative_to(folder)), p)
         for p in sorted(folder.rglob("*"))
