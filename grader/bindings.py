@@ -246,9 +246,10 @@ def _cast(value: Any, dtype: str) -> Any:
 
 
 def _same(a: Any, b: Any) -> bool:
+    """Whether the value sent back (untrusted, any decoded type) is the one sent, bit for bit."""
     if isinstance(b, np.ndarray):
         return isinstance(a, np.ndarray) and a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=True))
-    return a == b if isinstance(b, (int, float, str, type(None))) else False
+    return type(a) is type(b) and type(b) in (int, float, str, type(None)) and a == b
 
 
 def parse(problem: str, kind: str, table: Any, where: str) -> Binding:

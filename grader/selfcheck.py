@@ -69,13 +69,9 @@ class KernelSession:
         try:
             with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(out):
                 warnings.simplefilter("always")
-                if via.tensors:
-                    call_args, call_kwargs, init, attrs = calls.to_tensors((call_args, call_kwargs, init, attrs))
-                bound, attrs_after = calls.target(fn, via.method, init, attrs)
-                value = bound(*call_args, **call_kwargs)
-                echo = (*call_args, *attrs_after()) if echo_args else None
-                if via.tensors:
-                    value, echo = calls.from_tensors((value, echo))
+                value, echo = calls.invoke(
+                    fn, (call_args, call_kwargs, init, attrs), via.method, via.tensors, echo_args
+                )
         except Exception as exc:
             cls = NotImplementedByStudent if isinstance(exc, NotImplementedError) else StudentError
             raise cls(via.name(function), type(exc).__name__, str(exc), []) from None

@@ -370,3 +370,32 @@ def test_a_failed_class_cell_is_the_root_cause_of_its_methods_checks(grade: Any)
     assert report["score"] == 0
     assert [c["functions"] for c in report["root_causes"]] == [["TwoLayerNet"]]
     assert "TwoLayerNet() is not defined because cell 1" in helpers.by_id(report)["loss.loss_value"]["message"]
+
+
+def test_a_forged_echo_of_another_type_reads_as_changed_not_as_a_grader_error() -> None:
+    """Echoes come from the student's process: an array sent back for a number must not break the comparison."""
+    rng = np.random.default_rng(7)
+    params, x, y = _params(rng), rng.standard_normal((2, 3)), np.array([0, 1])
+    b = _binding(args=["X", "y", "params", "reg"], params="flat", l2_scale=1.0)
+    _, sent, _, _ = b.request((x, y, params, 0.2))
+    after = b.echoed((sent[0], sent[1], sent[2], np.ones(3)), (x, y, params, 0.2))
+    assert after is not None and isinstance(after[3], np.ndarray) and after[0] is x
+    after = b.echoed(tuple(sent), (x, y, params, 0.2))
+    assert after is not None and after[3] == 0.2
+
+
+def test_gate_messages_name_the_students_function(grade: Any) -> None:
+    """A class whose loss computes nothing: its property checks are gated, naming TwoLayerNet.loss (not 'loss')."""
+    stub = (
+        "class TwoLayerNet:\n"
+        "    def __init__(self, input_size, hidden_size, output_size):\n"
+        "        self.params = {}\n"
+        "    def loss(self, X, y=None, reg=0.0):\n"
+        "        W1, b1, W2, b2 = (self.params[k] for k in ('W1', 'b1', 'W2', 'b2'))\n"
+        "        if y is None:\n"
+        "            return np.zeros((X.shape[0], W2.shape[1]))\n"
+        "        return 0.0, {k: np.zeros_like(v) for k, v in self.params.items()}\n"
+    )
+    report = grade(["import numpy as np", stub], "cs231n-two-layer")
+    gated = helpers.by_id(report)["loss.no_mutation"]
+    assert gated["score"] == 0 and "none of TwoLayerNet.loss()'s value checks earns points" in gated["message"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import traceback
+from collections.abc import Mapping
 from typing import Any
 
 from grader.assignment import Assignment
@@ -127,13 +128,15 @@ def run_checks(
             continue
         seed = hidden_seed if planned.hidden and hidden_seed is not None else assignment.visible_seed
         outcomes.append(run_check(planned, session, assignment, seed, memo, probe_seed))
-    return gate_properties(gate_visible_on_hidden(outcomes))
+    functions = {p.name: p.binding.function for p in assignment.problems}
+    return gate_properties(gate_visible_on_hidden(outcomes, functions), functions)
 
 
-def gate_visible_on_hidden(outcomes: list[Outcome]) -> list[Outcome]:
+def gate_visible_on_hidden(outcomes: list[Outcome], functions: Mapping[str, str] | None = None) -> list[Outcome]:
     """A visible entry keeps its points only when its hidden twin earns some (when hidden cases are graded).
 
     Code right on the public inputs and wrong on fresh ones of the same kind is a table of answers or a bug.
+    `functions` names each problem's function as the student wrote it (default: the problem's name).
     """
     hidden_wrong = {o.id.removesuffix("[hidden]") for o in outcomes if o.hidden and o.max_score > 0 and o.score == 0}
     return [
@@ -141,7 +144,12 @@ def gate_visible_on_hidden(outcomes: list[Outcome]) -> list[Outcome]:
             o,
             score=0.0,
             status="failed",
-            message=" ".join(filter(None, (VISIBLE_WITHOUT_HIDDEN.format(function=o.problem), o.message))),
+            message=" ".join(
+                filter(
+                    None,
+                    (VISIBLE_WITHOUT_HIDDEN.format(function=(functions or {}).get(o.problem, o.problem)), o.message),
+                )
+            ),
             details={**o.details, "hidden_twin_failed": True},
         )
         if not o.hidden and o.id in hidden_wrong and o.score > 0
@@ -150,10 +158,11 @@ def gate_visible_on_hidden(outcomes: list[Outcome]) -> list[Outcome]:
     ]
 
 
-def gate_properties(outcomes: list[Outcome]) -> list[Outcome]:
+def gate_properties(outcomes: list[Outcome], functions: Mapping[str, str] | None = None) -> list[Outcome]:
     """Property checks keep their points only in problems where some value check earned points.
 
     A stub that returns shaped zeros and leaves its inputs alone has every property and no right value.
+    `functions` names each problem's function as the student wrote it (default: the problem's name).
     """
     right = {o.problem for o in outcomes if o.role == "value" and o.score > 0}
     return [
@@ -164,7 +173,8 @@ def gate_properties(outcomes: list[Outcome]) -> list[Outcome]:
             score=0.0,
             status="failed",
             message=PROPERTY_WITHOUT_VALUES.format(
-                message=_sentence(o.message or "This property holds."), function=o.problem
+                message=_sentence(o.message or "This property holds."),
+                function=(functions or {}).get(o.problem, o.problem),
             ),
             details={**o.details, "gated": True},
         )

@@ -40,17 +40,23 @@ class Via:
 DIRECT = Via()
 
 
-def target(
-    fn: Callable[..., Any], method: str | None, init: list[Any], attrs: dict[str, Any]
-) -> tuple[Callable[..., Any], Callable[[], tuple[Any, ...]]]:
-    """The callable to call, and a function giving the values of `attrs` after the call: `fn` itself, or
-    `method` of `fn(*init)` with `attrs` assigned first (net.params = ... before net.loss(...))."""
-    if method is None:
-        return fn, tuple
-    instance = fn(*init)
+def invoke(
+    fn: Callable[..., Any],
+    decoded: tuple[list[Any], dict[str, Any], list[Any], dict[str, Any]],
+    method: str | None,
+    tensors: bool,
+    echo: bool,
+) -> tuple[Any, tuple[Any, ...] | None]:
+    """Call what a request names with its decoded (args, kwargs, init, attrs): `fn` itself, or `method` of
+    `fn(*init)` with `attrs` assigned first (net.params = ... before net.loss(...)); arrays as tensors when
+    `tensors`. Returns the value and, with `echo`, the arguments and assigned attributes after the call."""
+    args, kwargs, init, attrs = to_tensors(decoded) if tensors else decoded
+    instance = fn(*init) if method is not None else None
     for name, value in attrs.items():
         setattr(instance, name, value)
-    return getattr(instance, method), lambda: tuple(getattr(instance, name, None) for name in attrs)
+    value = (fn if method is None else getattr(instance, method))(*args, **kwargs)
+    echoed = (*args, *(getattr(instance, name, None) for name in attrs)) if echo else None
+    return from_tensors((value, echoed)) if tensors else (value, echoed)
 
 
 def to_tensors(value: Any) -> Any:

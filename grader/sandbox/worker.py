@@ -410,19 +410,18 @@ class Worker:
             self.send({"op": "bad_request", "message": str(exc)})
             return
         method = header.get("method")
-        tensors = header.get("tensors") is True
         capture = Capture([256 * 1024], 256 * 1024)
         self._redirect(capture)
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                if tensors:  # a course's PyTorch API: arrays in as tensors, tensors out as arrays
-                    args, kwargs, init, attrs = calls.to_tensors((args, kwargs, init, attrs))
-                bound, attrs_after = calls.target(fn, method, init, attrs)
-                value = bound(*args, **kwargs)
-                echo = (*args, *attrs_after()) if header.get("echo_args") else None
-                if tensors:
-                    value, echo = calls.from_tensors((value, echo))
+                value, echo = calls.invoke(
+                    fn,
+                    (args, kwargs, init, attrs),
+                    method,
+                    header.get("tensors") is True,
+                    bool(header.get("echo_args")),
+                )
                 self.check_memory()
         except BaseException as exc:
             self._redirect(Capture([1 << 30], self.output_limit))
