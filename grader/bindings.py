@@ -23,6 +23,7 @@ Format, under ``[problems.<name>.binding]`` (every key optional; the defaults ar
     dtype = "float32"              # floats as this dtype (default: as the case has them)
     returns = ["scores", "hidden"] # names of the positions of a returned tuple (default: the kind's result as is)
     l2_scale = 1.0                 # the student's penalty is l2_scale * reg * sum(W**2) (default 0.5)
+    regularized = ["W1", "b1", "W2", "b2"]   # the parameters the student's penalty covers (default the weights)
     inplace = true                 # the function may modify its input (its no-mutation checks are not planned)
 
 Value names: the kind's canonical arguments (SIGNATURES), and ``dimensions`` ([D, H, C]), ``input_size``,
@@ -52,9 +53,10 @@ SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 DERIVED = ("dimensions", "input_size", "hidden_size", "output_size", "none")
 CANONICAL_L2 = 0.5  # the reference's penalty: 0.5 * reg * sum(W**2)
 PARAMS = ("W1", "b1", "W2", "b2")
+CANONICAL_REGULARIZED = ("W1", "W2")  # the reference's penalty: the weights, never the biases
 KEYS = (
     "call", "class", "init", "attribute", "args", "kwargs", "params", "layout", "keys", "labels", "array", "dtype",
-    "returns", "l2_scale", "inplace",
+    "returns", "l2_scale", "regularized", "inplace",
 )  # fmt: skip
 CHOICES = {"params": ("dict", "flat"), "labels": ("int", "one_hot"), "array": ("numpy", "torch")}
 
@@ -93,6 +95,7 @@ class Binding:
     dtype: str | None = None
     returns: tuple[str, ...] | None = None
     l2_scale: float = CANONICAL_L2
+    regularized: tuple[str, ...] = CANONICAL_REGULARIZED
     inplace: bool = False
 
     @property
@@ -148,7 +151,30 @@ class Binding:
         if "grads" in names and isinstance(value, tuple) and len(value) == len(names):
             params = dict(zip(SIGNATURES[self.kind][0], args, strict=False)).get("params")
             value = tuple(self._grads(v, params) if n == "grads" else v for n, v in zip(names, value, strict=True))
+            if set(self.regularized) != set(CANONICAL_REGULARIZED):
+                value = self._reference_penalty(value, dict(zip(SIGNATURES[self.kind][0], args, strict=False)))
         return value
+
+    def _reference_penalty(self, value: tuple[Any, ...], canonical: dict[str, Any]) -> tuple[Any, ...]:
+        """(loss, grads) with the student's penalty on other parameters than the reference's traded for the
+        reference's: the penalty of each parameter is known (0.5 * reg * sum(P**2), gradient reg * P in the
+        reference's units), so the answer can be checked by every canonical check and diagnosis unchanged."""
+        loss, grads = value
+        params, reg = canonical["params"], float(canonical["reg"])
+        sign = {n: 1.0 for n in self.regularized if n not in CANONICAL_REGULARIZED}
+        sign.update({n: -1.0 for n in CANONICAL_REGULARIZED if n not in self.regularized})
+        if isinstance(loss, (int, float, np.integer, np.floating, np.ndarray)) and not isinstance(
+            loss, (bool, np.bool_)
+        ):
+            loss = loss - sum(s * 0.5 * reg * float(np.sum(params[n] ** 2)) for n, s in sign.items())
+        if isinstance(grads, dict):
+            grads = {
+                k: v - sign[k] * reg * params[k]
+                if k in sign and isinstance(v, np.ndarray) and v.shape == params[k].shape and v.dtype.kind == "f"
+                else v
+                for k, v in grads.items()
+            }
+        return loss, grads
 
     def echoed(self, after: tuple[Any, ...] | None, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
         """The arguments the student's call sent back, in canonical positions: each canonical value as the
@@ -299,6 +325,9 @@ def parse(problem: str, kind: str, table: Any, where: str) -> Binding:
         or not set(canonical[1]) <= set(returns)
     ):
         raise BindingError(f"{here}: returns must be a list naming every one of {list(canonical[1])} at its position")
+    regularized = value_names("regularized", CANONICAL_REGULARIZED, PARAMS)
+    if regularized != CANONICAL_REGULARIZED and "reg" not in canonical[0]:
+        raise BindingError(f"{here}: regularized applies to problems whose kind takes reg")
     dtype = table.get("dtype")
     if dtype is not None and dtype not in ("float32", "float64"):
         raise BindingError(f"{here}: dtype must be float32 or float64, got {dtype!r}")
@@ -325,6 +354,7 @@ def parse(problem: str, kind: str, table: Any, where: str) -> Binding:
         dtype=dtype,
         returns=tuple(returns) if returns is not None else None,
         l2_scale=float(l2_scale),
+        regularized=regularized,
         inplace=bool(table.get("inplace", False)),
     )
     if binding.params == "flat" and sorted(binding.layout) != sorted(PARAMS):

@@ -87,8 +87,14 @@ def test_method_binding_builds_an_instance_and_assigns_the_parameters() -> None:
     b = bindings.parse(
         "loss",
         "mlp_loss",
-        {"class": "Net", "init": ["input_size", "hidden_size", "output_size"], "attribute": "params",
-         "call": "loss", "args": ["X", "y"], "kwargs": {"reg": "reg"}},
+        {
+            "class": "Net",
+            "init": ["input_size", "hidden_size", "output_size"],
+            "attribute": "params",
+            "call": "loss",
+            "args": ["X", "y"],
+            "kwargs": {"reg": "reg"},
+        },
         "test",
     )
     name, args, kwargs, via = b.request((np.zeros((2, 3)), np.array([0, 1]), params, 0.1))
@@ -186,8 +192,10 @@ def test_the_l2_mistakes_of_each_convention_against_numpy() -> None:
 
 # ------------------------------------------------------------------ grading through bindings, end to end
 
-COURSES = {"cs231n-two-layer": ("import numpy as np", ["TwoLayerNet"]),
-           "eecs498-two-layer": ("import torch", ["nn_forward_pass", "nn_forward_backward"])}
+COURSES = {
+    "cs231n-two-layer": ("import numpy as np", ["TwoLayerNet"]),
+    "eecs498-two-layer": ("import torch", ["nn_forward_pass", "nn_forward_backward"]),
+}
 
 
 def _cells(assignment: str, replace: dict[str, str] | None = None) -> list[str]:
@@ -220,37 +228,87 @@ def test_master_scores_full_marks_over_20_seeds_and_template_scores_zero(assignm
 CS231N_LOSS = "loss = -log_probs[np.arange(n), y].mean() + reg * (np.sum(W1 * W1) + np.sum(W2 * W2))"
 CORPUS: list[tuple[str, str, dict[str, Edit | tuple[Edit, ...]], set[str], dict[str, str]]] = [
     # (id, assignment, edits per unit, problems that lose points, check id -> expected diagnosis or message)
-    ("penalty_with_half", "cs231n-two-layer",
-     {"TwoLayerNet": Edit("+ reg * (np.sum(W1", "+ 0.5 * reg * (np.sum(W1")}, {"loss"},
-     {"loss.loss_value": "factor 0.5 too many: in this assignment it is reg * (sum(W1**2) + sum(W2**2))"}),
-    ("reg_gradient_without_2", "cs231n-two-layer",
-     {"TwoLayerNet": (Edit('+ 2 * reg * W2', '+ reg * W2'), Edit('+ 2 * reg * W1', '+ reg * W1'))}, {"loss"},
-     {"loss.grad_W1": "the regularization gradient is reg * W; for the penalty reg * sum(W**2) it is 2 * reg * W"}),
-    ("missing_1_over_n", "cs231n-two-layer", {"TwoLayerNet": Edit("        dscores /= n\n", "")}, {"loss"},
-     {"loss.grad_W2": "missing 1/N"}),
-    ("mask_from_upstream", "cs231n-two-layer",
-     {"TwoLayerNet": Edit("du = (dscores @ W2.T) * (u > 0)", "du = (dscores @ W2.T)\n        du = du * (du > 0)")},
-     {"loss"}, {"loss.grad_W1": "mask is taken from the upstream gradient"}),
-    ("bias_not_summed", "cs231n-two-layer", {"TwoLayerNet": Edit('grads["b1"] = du.sum(axis=0)', 'grads["b1"] = du')},
-     {"loss"}, {"loss.grad_b1": "not summed over the batch"}),
-    ("no_max_shift", "cs231n-two-layer",
-     {"TwoLayerNet": Edit("shifted = scores - scores.max(axis=1, keepdims=True)", "shifted = scores")}, {"loss"},
-     {"loss.large_scores": "log p = (z - max z) - log(sum(exp(z - max z)))"}),
-    ("modifies_X", "cs231n-two-layer", {"TwoLayerNet": Edit("u = X @ W1 + b1", "u = X @ W1 + b1\n        X *= 1.5")},
-     {"loss", "scores"}, {"loss.no_mutation": "modified its input X in place"}),
-    ("reg_gradient_missing", "eecs498-two-layer",
-     {"nn_forward_backward": (Edit(" + 2 * reg * W2", ""), Edit(" + 2 * reg * W1", ""))}, {"nn_forward_backward"},
-     {"nn_forward_backward.grad_W2": "the regularization gradient 2 * reg * W is missing from dW1 and dW2"}),
-    ("loss_summed", "eecs498-two-layer",
-     {"nn_forward_backward": Edit("-log_probs[rows, y].mean()", "-log_probs[rows, y].sum()")}, {"nn_forward_backward"},
-     {"nn_forward_backward.loss_value": "summed over the batch instead of averaged"}),
-    ("dW1_transposed", "eecs498-two-layer",
-     {"nn_forward_backward": Edit('grads["W1"] = X.t().mm(dhidden) + 2 * reg * W1',
-                                  'grads["W1"] = dhidden.t().mm(X) + 2 * reg * W1.t()')},
-     {"nn_forward_backward"}, {"nn_forward_backward.grad_W1": "transposed"}),
-    ("forward_without_b2", "eecs498-two-layer",
-     {"nn_forward_pass": Edit('hidden.mm(params["W2"]) + params["b2"]', 'hidden.mm(params["W2"])')},
-     {"nn_forward_pass", "nn_forward_backward"}, {"nn_forward_pass.scores": "does not add the bias b2"}),
+    (
+        "penalty_with_half",
+        "cs231n-two-layer",
+        {"TwoLayerNet": Edit("+ reg * (np.sum(W1", "+ 0.5 * reg * (np.sum(W1")},
+        {"loss"},
+        {"loss.loss_value": "factor 0.5 too many: in this assignment it is reg * (sum(W1**2) + sum(W2**2))"},
+    ),
+    (
+        "reg_gradient_without_2",
+        "cs231n-two-layer",
+        {"TwoLayerNet": (Edit("+ 2 * reg * W2", "+ reg * W2"), Edit("+ 2 * reg * W1", "+ reg * W1"))},
+        {"loss"},
+        {"loss.grad_W1": "the regularization gradient is reg * W; for the penalty reg * sum(W**2) it is 2 * reg * W"},
+    ),
+    (
+        "missing_1_over_n",
+        "cs231n-two-layer",
+        {"TwoLayerNet": Edit("        dscores /= n\n", "")},
+        {"loss"},
+        {"loss.grad_W2": "missing 1/N"},
+    ),
+    (
+        "mask_from_upstream",
+        "cs231n-two-layer",
+        {"TwoLayerNet": Edit("du = (dscores @ W2.T) * (u > 0)", "du = (dscores @ W2.T)\n        du = du * (du > 0)")},
+        {"loss"},
+        {"loss.grad_W1": "mask is taken from the upstream gradient"},
+    ),
+    (
+        "bias_not_summed",
+        "cs231n-two-layer",
+        {"TwoLayerNet": Edit('grads["b1"] = du.sum(axis=0)', 'grads["b1"] = du')},
+        {"loss"},
+        {"loss.grad_b1": "not summed over the batch"},
+    ),
+    (
+        "no_max_shift",
+        "cs231n-two-layer",
+        {"TwoLayerNet": Edit("shifted = scores - scores.max(axis=1, keepdims=True)", "shifted = scores")},
+        {"loss"},
+        {"loss.large_scores": "log p = (z - max z) - log(sum(exp(z - max z)))"},
+    ),
+    (
+        "modifies_X",
+        "cs231n-two-layer",
+        {"TwoLayerNet": Edit("u = X @ W1 + b1", "u = X @ W1 + b1\n        X *= 1.5")},
+        {"loss", "scores"},
+        {"loss.no_mutation": "modified its input X in place"},
+    ),
+    (
+        "reg_gradient_missing",
+        "eecs498-two-layer",
+        {"nn_forward_backward": (Edit(" + 2 * reg * W2", ""), Edit(" + 2 * reg * W1", ""))},
+        {"nn_forward_backward"},
+        {"nn_forward_backward.grad_W2": "the regularization gradient 2 * reg * W is missing from dW1 and dW2"},
+    ),
+    (
+        "loss_summed",
+        "eecs498-two-layer",
+        {"nn_forward_backward": Edit("-log_probs[rows, y].mean()", "-log_probs[rows, y].sum()")},
+        {"nn_forward_backward"},
+        {"nn_forward_backward.loss_value": "summed over the batch instead of averaged"},
+    ),
+    (
+        "dW1_transposed",
+        "eecs498-two-layer",
+        {
+            "nn_forward_backward": Edit(
+                'grads["W1"] = X.t().mm(dhidden) + 2 * reg * W1', 'grads["W1"] = dhidden.t().mm(X) + 2 * reg * W1.t()'
+            )
+        },
+        {"nn_forward_backward"},
+        {"nn_forward_backward.grad_W1": "transposed"},
+    ),
+    (
+        "forward_without_b2",
+        "eecs498-two-layer",
+        {"nn_forward_pass": Edit('hidden.mm(params["W2"]) + params["b2"]', 'hidden.mm(params["W2"])')},
+        {"nn_forward_pass", "nn_forward_backward"},
+        {"nn_forward_pass.scores": "does not add the bias b2"},
+    ),
 ]
 
 
@@ -294,7 +352,7 @@ def _flat_assignment(tmp_path: Path) -> Path:
     return folder
 
 
-FLAT = '''
+FLAT = """
 def forward_backward_prop(X, labels, params, dimensions, reg=0.0):
     dx, h, dy = dimensions
     sizes = [("W1", (dx, h)), ("b1", (h,)), ("W2", (h, dy)), ("b2", (dy,))]
@@ -307,7 +365,7 @@ def forward_backward_prop(X, labels, params, dimensions, reg=0.0):
     net.params = p
     loss, grads = net.loss(X, labels.argmax(axis=1), reg)
     return loss, np.concatenate([grads[name].ravel() for name, _ in sizes])
-'''
+"""
 
 
 def test_flat_parameters_and_one_hot_labels_end_to_end(tmp_path: Path, grade: Any) -> None:
@@ -316,7 +374,7 @@ def test_flat_parameters_and_one_hot_labels_end_to_end(tmp_path: Path, grade: An
     report = grade(cells, str(folder))
     assert report["score"] == report["max_score"] == 100, helpers.lost(report)
     # a gradient packed in another order is wrong, and said so for the parameters it scrambles
-    swapped = FLAT.replace('for name, _ in sizes])', 'for name in ("b1", "W1", "W2", "b2")])')
+    swapped = FLAT.replace("for name, _ in sizes])", 'for name in ("b1", "W1", "W2", "b2")])')
     report = grade([*_cells("cs231n-two-layer"), swapped], str(folder))
     assert set(helpers.lost(report)) == {"fbp"}
     assert helpers.by_id(report)["fbp.grad_W2"]["score"] > 0 and helpers.by_id(report)["fbp.grad_W1"]["score"] == 0
@@ -399,3 +457,40 @@ def test_gate_messages_name_the_students_function(grade: Any) -> None:
     report = grade(["import numpy as np", stub], "cs231n-two-layer")
     gated = helpers.by_id(report)["loss.no_mutation"]
     assert gated["score"] == 0 and "none of TwoLayerNet.loss()'s value checks earns points" in gated["message"]
+
+
+def test_regularized_biases_are_traded_for_the_reference_penalty_by_hand() -> None:
+    """A course that regularizes every parameter: its loss and bias gradients minus their known bias penalty
+    (computed here by hand) are the reference's; the weights' terms are left alone."""
+    rng = np.random.default_rng(8)
+    params, reg = _params(rng), 0.3
+    b = _binding(regularized=["W1", "b1", "W2", "b2"])
+    grads = {k: rng.standard_normal(v.shape) for k, v in params.items()}
+    loss, out = b.result((2.0, grads), (None, None, params, reg))
+    bias_penalty = 0.5 * reg * (np.sum(params["b1"] ** 2) + np.sum(params["b2"] ** 2))
+    assert loss == pytest.approx(2.0 - bias_penalty, rel=1e-15)
+    np.testing.assert_allclose(out["b1"], grads["b1"] - reg * params["b1"], rtol=1e-15)
+    assert out["W1"] is grads["W1"] and out["W2"] is grads["W2"]
+    with pytest.raises(bindings.BindingError, match="regularized applies to problems whose kind takes reg"):
+        bindings.parse("p", "mlp_forward", {"regularized": ["W1"]}, "test")
+
+
+def test_a_course_that_regularizes_the_biases_is_graded_by_its_own_convention(tmp_path: Path, grade: Any) -> None:
+    folder = _variant(
+        tmp_path, "cs231n-two-layer", "l2_scale = 1.0\n", 'l2_scale = 1.0\nregularized = ["W1", "b1", "W2", "b2"]\n'
+    )
+    master = helpers.solution_sources("cs231n-two-layer", ["TwoLayerNet"])["TwoLayerNet"]
+    with_biases = (
+        master.replace(
+            "+ reg * (np.sum(W1 * W1) + np.sum(W2 * W2))",
+            "+ reg * (np.sum(W1 * W1) + np.sum(W2 * W2) + np.sum(b1 * b1) + np.sum(b2 * b2))",
+        )
+        .replace('"b2": dscores.sum(axis=0),', '"b2": dscores.sum(axis=0) + 2 * reg * b2,')
+        .replace('grads["b1"] = du.sum(axis=0)', 'grads["b1"] = du.sum(axis=0) + 2 * reg * b1')
+    )
+    assert with_biases.count("2 * reg * b") == 2 and "np.sum(b1 * b1)" in with_biases
+    report = grade(["import numpy as np", with_biases], str(folder))
+    assert report["score"] == 100, helpers.lost(report)
+    report = grade(["import numpy as np", master], str(folder))  # weights only: wrong for this course
+    assert set(helpers.lost(report)) == {"loss"}
+    assert helpers.by_id(report)["loss.grad_b1"]["score"] == 0 and helpers.by_id(report)["loss.grad_W1"]["score"] > 0
