@@ -25,6 +25,8 @@ Format, under ``[problems.<name>.binding]`` (every key optional; the defaults ar
     l2_scale = 1.0                 # the student's penalty is l2_scale * reg * sum(W**2) (default 0.5)
     regularized = ["W1", "b1", "W2", "b2"]   # the parameters the student's penalty covers (default the weights)
     inplace = true                 # the function may modify its input (its no-mutation checks are not planned)
+    fail_words = "fail|wrong"      # kind gradcheck: what a printed verdict of failure matches (regex, any case;
+    pass_words = "pass|ok"         # default "fail" and "pass"); raising AssertionError or returning a bool counts too
 
 Value names: the kind's canonical arguments (SIGNATURES), and ``dimensions`` ([D, H, C]), ``input_size``,
 ``hidden_size``, ``output_size`` and ``none`` (Python's None, e.g. ``y = None`` to ask for the scores).
@@ -32,6 +34,7 @@ Value names: the kind's canonical arguments (SIGNATURES), and ``dimensions`` ([D
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,9 +58,26 @@ CANONICAL_L2 = 0.5  # the reference's penalty: 0.5 * reg * sum(W**2)
 PARAMS = ("W1", "b1", "W2", "b2")
 CANONICAL_REGULARIZED = ("W1", "W2")  # the reference's penalty: the weights, never the biases
 KEYS = (
-    "call", "class", "init", "attribute", "args", "kwargs", "params", "layout", "keys", "labels", "array", "dtype",
-    "returns", "l2_scale", "regularized", "inplace",
-)  # fmt: skip
+    "call",
+    "class",
+    "init",
+    "attribute",
+    "args",
+    "kwargs",
+    "params",
+    "layout",
+    "keys",
+    "labels",
+    "array",
+    "dtype",
+    "returns",
+    "l2_scale",
+    "regularized",
+    "inplace",
+    "fail_words",
+    "pass_words",
+)
+VERDICT_WORDS = {"gradcheck": ("fail", "pass")}  # kinds graded by what they print: (fail, pass)
 CHOICES = {"params": ("dict", "flat"), "labels": ("int", "one_hot"), "array": ("numpy", "torch")}
 
 NOT_A_TUPLE = "{function}() should return a tuple ({names}); it returned {found}"
@@ -97,6 +117,7 @@ class Binding:
     l2_scale: float = CANONICAL_L2
     regularized: tuple[str, ...] = CANONICAL_REGULARIZED
     inplace: bool = False
+    words: tuple[str, str] | None = None  # (fail, pass) patterns of a kind graded by what it prints
 
     @property
     def function(self) -> str:
@@ -289,8 +310,20 @@ def parse(problem: str, kind: str, table: Any, where: str) -> Binding:
     if unknown:
         raise BindingError(f"{here}: unknown key(s) {unknown}; expected some of {list(KEYS)}")
     known_kind = kind in SIGNATURES
-    if not known_kind and set(table) - {"call"}:
-        raise BindingError(f"{here}: problems of kind {kind!r} can only rename the function (`call`)")
+    allowed = {"call", *(("fail_words", "pass_words") if kind in VERDICT_WORDS else ())}
+    if not known_kind and set(table) - allowed:
+        raise BindingError(f"{here}: problems of kind {kind!r} can only set {sorted(allowed)}")
+    words = None
+    if kind in VERDICT_WORDS:
+        words = (
+            str(table.get("fail_words", VERDICT_WORDS[kind][0])),
+            str(table.get("pass_words", VERDICT_WORDS[kind][1])),
+        )
+        for pattern in words:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise BindingError(f"{here}: {pattern!r} is not a regular expression: {exc}") from None
     canonical = SIGNATURES.get(kind, ((), ()))
     names = (*canonical[0], *DERIVED)
 
@@ -356,6 +389,7 @@ def parse(problem: str, kind: str, table: Any, where: str) -> Binding:
         l2_scale=float(l2_scale),
         regularized=regularized,
         inplace=bool(table.get("inplace", False)),
+        words=words,
     )
     if binding.params == "flat" and sorted(binding.layout) != sorted(PARAMS):
         raise BindingError(f"{here}: layout must name each of {list(PARAMS)} once")

@@ -178,3 +178,19 @@ def test_the_self_check_in_the_students_kernel_draws_from_its_random_state(assig
         exec(source, namespace)
         graded = Checker(assignment, namespace).run("gradcheck_naive")
         assert {o.check for o in graded if o.score < o.max_score} == lost
+
+
+def test_an_assignment_declares_the_words_of_its_checkers_verdicts() -> None:
+    """A course whose checker prints 'WRONG' / 'OK': the binding's fail_words / pass_words read its verdicts."""
+    from grader import bindings
+    from grader.checks.gradcheck import FAILED, PASSED, SILENT, verdict_of
+
+    words = bindings.parse("g", "gradcheck", {"fail_words": "wrong", "pass_words": r"\bok\b"}, "test").words
+    assert verdict_of(None, "Gradient WRONG at (0, 1)\n", words)[0] == FAILED
+    assert verdict_of(None, "all OK\n", words)[0] == PASSED
+    assert verdict_of(None, "Gradient check failed.\n", words)[0] == SILENT  # not this course's words
+    assert verdict_of(None, "Gradient check failed.\n")[0] == FAILED  # the default words
+    with pytest.raises(bindings.BindingError, match="not a regular expression"):
+        bindings.parse("g", "gradcheck", {"fail_words": "("}, "test")
+    with pytest.raises(bindings.BindingError, match=r"can only set \['call'\]"):
+        bindings.parse("s", "unknown_kind", {"fail_words": "x"}, "test")

@@ -6,8 +6,9 @@ f at (central or one-sided differences, the step, every coordinate, x restored),
 student's process (random state restored before each evaluation), and its verdict on a correct gradient and on a
 planted error (what it prints, raises or returns).
 
-Contract: a checker reports a failure by printing a line matching FAIL_WORDS, raising AssertionError or returning
-False; it passes by printing a line matching PASS_WORDS, returning True, or saying nothing and not raising.
+Contract: a checker reports a failure by printing a line matching the fail words, raising AssertionError or returning
+False; it passes by printing a line matching the pass words, returning True, or saying nothing and not raising. The
+words are the binding's fail_words / pass_words (grader.bindings; by default "fail" and "pass", in any case).
 """
 
 from __future__ import annotations
@@ -24,9 +25,6 @@ from grader.checks.values import call_failure
 from grader.sandbox import protocol
 from grader.sandbox.exceptions import StudentError
 
-# What a checker's output must say (case-insensitive); an assignment may declare other words later.
-FAIL_WORDS = re.compile(r"fail", re.IGNORECASE)
-PASS_WORDS = re.compile(r"pass", re.IGNORECASE)
 PASSED, FAILED, SILENT = "passed", "failed", "silent"  # a silent checker (no output, no raise) reports no failure
 REFUSED = "refused"  # no verdict: the grader's f refused to evaluate (a wrong point, or past the budget)
 
@@ -158,12 +156,14 @@ class Observation:
         return float(np.median(moves)) if moves.size else None
 
 
-def verdict_of(value: object, stdout: str) -> tuple[str, str]:
-    """(verdict, what it comes from) of a checker that returned `value` after printing `stdout`."""
+def verdict_of(value: object, stdout: str, words: tuple[str, str] | None = None) -> tuple[str, str]:
+    """(verdict, what it comes from) of a checker that returned `value` after printing `stdout`; `words` are the
+    (fail, pass) patterns of its binding."""
     if isinstance(value, (bool, np.bool_)):
         return (PASSED if value else FAILED), f"returned {bool(value)}"
-    for words, verdict in ((FAIL_WORDS, FAILED), (PASS_WORDS, PASSED)):
-        line = next((line.strip() for line in stdout.splitlines() if words.search(line)), None)
+    fail, passed = words or ("fail", "pass")
+    for pattern, verdict in ((fail, FAILED), (passed, PASSED)):
+        line = next((line.strip() for line in stdout.splitlines() if re.search(pattern, line, re.IGNORECASE)), None)
         if line is not None:
             return verdict, f"printed {line[:120]!r}"
     return SILENT, "printed nothing about the result and raised nothing"
@@ -194,7 +194,7 @@ def observe(
         raise call_failure(name, exc) from None
     if recorder.refusal is not None:  # the checker caught f's refusal and carried on
         return Observation(recorder, REFUSED, recorder.refusal)
-    verdict, said = verdict_of(result.value, result.stdout)
+    verdict, said = verdict_of(result.value, result.stdout, ctx.problem.binding.words)
     after = result.args_after[1] if result.args_after is not None else None
     return Observation(recorder, verdict, said, after)
 
