@@ -24,15 +24,21 @@ from grader.checks.base import Outcome
 from grader.checks.runner import run_checks
 from grader.sandbox import calls, protocol
 from grader.sandbox.calls import DIRECT, Via
-from grader.sandbox.exceptions import MissingFunction, NotImplementedByStudent, StudentError
-from grader.sandbox.session import CallResult
+from grader.sandbox.exceptions import ChannelBroken, MissingFunction, NotImplementedByStudent, StudentError
+from grader.sandbox.session import CACHE_DROPPED, NOT_ISSUED, CacheLost, CallResult
 
 
-def _roundtrip(value: Any, functions: Sequence[Callable[..., Any]] = ()) -> Any:
-    """Copy a value through the grader's channel encoding (refusing what the channel refuses)."""
+def _roundtrip(
+    value: Any,
+    functions: Sequence[Callable[..., Any]] = (),
+    handles: Callable[[protocol.Handle], int] | None = None,
+    held: Callable[[int], Any] | None = None,
+) -> Any:
+    """Copy a value through the grader's channel encoding (refusing what the channel refuses); handles go
+    through `handles` and come out through `held`."""
 
-    tree, payloads = protocol.encode(value, functions=protocol.identify(functions))
-    return protocol.decode(tree, payloads, lambda fid: functions[fid])
+    tree, payloads = protocol.encode(value, functions=protocol.identify(functions), handles=handles)
+    return protocol.decode(tree, payloads, lambda fid: functions[fid], held)
 
 
 class KernelSession:
@@ -40,6 +46,20 @@ class KernelSession:
 
     def __init__(self, namespace: Mapping[str, Any]) -> None:
         self.namespace = namespace
+        self.held: dict[int, Any] = {}  # handle id -> the object kept (the worker's table, here in the kernel)
+        self.handles: dict[int, protocol.Handle] = {}  # the same ids -> the handles given to the checks
+        self.handle_ids = 0  # the last handle id issued
+
+    def _handle_id(self, handle: protocol.Handle) -> int:
+        if handle.owner is not self or handle.id not in self.held:
+            raise protocol.HandleLost(CACHE_DROPPED)
+        return handle.id
+
+    def _issued(self, hid: int) -> protocol.Handle:
+        """The handle of an object this session holds (decode's `held` for results)."""
+        if hid not in self.held:
+            raise protocol.ProtocolError(NOT_ISSUED.format(id=hid))
+        return self.handles.setdefault(hid, protocol.Handle(self, 0, hid))
 
     def seed(self, value: int) -> None:
         """Seed the kernel's global generators (as the grader seeds its worker's)."""
@@ -53,18 +73,23 @@ class KernelSession:
         echo_args: bool = False,
         functions: Sequence[Callable[..., Any]] = (),
         via: Via = DIRECT,
+        keep: Sequence[int] = (),
         **kwargs: Any,
     ) -> CallResult:
-        """Call a notebook function (as `via` reaches it) with copies of the arguments; exceptions become
-        sandbox errors."""
+        """Call a notebook function (as `via` reaches it) with copies of the arguments, handles replaced by the
+        objects they hold; the positions `keep` of the result stay here as handles; exceptions become sandbox
+        errors."""
         fn = self.namespace.get(function)
         if fn is None:
             raise MissingFunction(function)
         if not callable(fn):
             raise MissingFunction(function, type(fn).__name__)
-        call_args, call_kwargs, init, attrs = _roundtrip(
-            (list(args), kwargs, list(via.init), dict(via.attrs)), functions
-        )
+        try:
+            call_args, call_kwargs, init, attrs = _roundtrip(
+                (list(args), kwargs, list(via.init), dict(via.attrs)), functions, self._handle_id, self.held.__getitem__
+            )
+        except protocol.HandleLost as lost:
+            raise CacheLost(str(lost).format(function=via.name(function), limit=protocol.MAX_HANDLES)) from None
         out = io.StringIO()
         try:
             with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(out):
@@ -75,7 +100,16 @@ class KernelSession:
         except Exception as exc:
             cls = NotImplementedByStudent if isinstance(exc, NotImplementedError) else StudentError
             raise cls(via.name(function), type(exc).__name__, str(exc), []) from None
-        value, after = _roundtrip((value, echo))
+        kept = [(position, self.handle_ids + i) for i, position in enumerate(keep, 1)]
+        self.handle_ids += len(kept)
+        value = protocol.hold(value, kept, self.held)
+        try:
+            value, after = _roundtrip(
+                (value, protocol.held_again(echo, self.held)), handles=lambda h: h.id, held=self._issued
+            )
+        except protocol.ProtocolError as exc:  # a handle the notebook made itself
+            raise ChannelBroken(f"{via.name(function)}() returned {exc}") from None
+        protocol.drop_oldest(self.handles)
         return CallResult(value, after, [f"{w.category.__name__}: {w.message}" for w in caught], out.getvalue())
 
 

@@ -28,7 +28,14 @@ class Session(Protocol):
     """What checks need from a sandbox: call a student function, seed its random state."""
 
     def call(
-        self, function: str, *args: Any, echo_args: bool = False, functions: Any = (), via: Via = DIRECT, **kwargs: Any
+        self,
+        function: str,
+        *args: Any,
+        echo_args: bool = False,
+        functions: Any = (),
+        via: Via = DIRECT,
+        keep: Any = (),
+        **kwargs: Any,
     ) -> Any: ...
 
     def seed(self, value: int) -> None: ...
@@ -289,29 +296,40 @@ class CheckContext:
         return self.assignment.tolerance(np.dtype(self.problem.binding.dtype or dtype))
 
     def call(
-        self, *args: Any, function: str | None = None, echo_args: bool = False, functions: Any = (), **kwargs: Any
+        self,
+        *args: Any,
+        function: str | None = None,
+        echo_args: bool = False,
+        functions: Any = (),
+        keep: tuple[int, ...] = (),
+        **kwargs: Any,
     ) -> Any:
         """Call the student function in the kind's canonical form, through the problem's binding (another
-        `function` is called as it is); sandbox failures become CheckFailed with a clear message."""
+        `function` is called as it is; the result positions `keep` stay in the worker as handles); sandbox
+        failures become CheckFailed with a clear message."""
         from grader.checks.values import call_failure
 
         binding = self.problem.binding
+        held = {"keep": keep} if keep else {}  # (sessions that hold nothing need not know the keyword)
         if function is not None or binding.canonical:
             name = function or binding.call
             try:
-                return self.session.call(name, *args, echo_args=echo_args, functions=functions, **kwargs)
+                return self.session.call(name, *args, echo_args=echo_args, functions=functions, **held, **kwargs)
             except Exception as exc:  # every sandbox error becomes this check's verdict
                 raise call_failure(name, exc) from None
         lookup, bound_args, bound_kwargs, via = binding.request(args)
         try:
             result = self.session.call(
-                lookup, *bound_args, echo_args=echo_args, functions=functions, via=via, **bound_kwargs
+                lookup, *bound_args, echo_args=echo_args, functions=functions, via=via, **held, **bound_kwargs
             )
             return dataclasses.replace(
                 result, value=binding.result(result.value, args), args_after=binding.echoed(result.args_after, args)
             )
         except UnreadableResult as exc:
-            raise CheckFailed(str(exc), status="failed", details={"binding": binding.function}) from None
+            from grader.checks.diagnosis import message
+
+            diagnosis = message(exc.mistake) if exc.mistake else None
+            raise CheckFailed(str(exc), diagnosis, details={"binding": binding.function}) from None
         except Exception as exc:  # every sandbox error becomes this check's verdict
             raise call_failure(binding.function, exc) from None
 

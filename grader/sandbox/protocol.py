@@ -18,6 +18,9 @@ Values are encoded as a tree in the header; arrays and NumPy scalars become payl
     {"t": "fn", "id": 2}      a grader function passed into a student function (grader -> worker only)
     {"t": "fn", "id": 2, "draws": true}   one that draws random.random() in the worker before each call (DrawsRandom)
     {"t": "refused", "type": "numpy.matrix", "why": "..."}   a value that may not cross (worker -> grader)
+    {"t": "handle", "id": 7}  an object held in the worker's table (a layer's cache): the worker stores the result
+                              positions a call asks it to `keep` under ids the grader chose, and a later call
+                              passing the handle receives the object itself (see Handle)
 
 On the grader's side every write has a deadline (the request pipe is made non-blocking, so a worker
 that stops reading cannot hang the grader) and every read has a deadline and a size cap per frame.
@@ -48,6 +51,7 @@ _LENGTH = struct.Struct("<Q")
 ALLOWED_KINDS = "biuf"  # bool, signed and unsigned integers, floats: numbers only
 MAX_DEPTH = 16
 MAX_NODES = 10_000
+MAX_HANDLES = 64  # objects a worker holds for the grader at once; past that, the oldest (smallest id) is dropped
 # Appended once to a notebook's outputs when they pass the output budget (by the worker, and again by the
 # grader, which enforces the budget on what it receives whatever the worker's own count says).
 TRUNCATION_NOTE = "\n[jitgrade: output truncated: this notebook printed more than {limit} bytes]\n"
@@ -104,6 +108,51 @@ class Refused:
         return f"{self.type} ({self.why})"
 
 
+class Handle:
+    """An object kept in a worker for the grader (a layer's cache), as the grader holds it: opaque, and only ever
+    made by the grader's session that issued its id for the worker of its `epoch` (decode makes none itself)."""
+
+    __slots__ = ("epoch", "id", "owner")
+
+    def __init__(self, owner: object, epoch: int, id: int) -> None:
+        self.owner = owner
+        self.epoch = epoch
+        self.id = id
+
+    def __repr__(self) -> str:
+        return f"<cache #{self.id} held in the notebook's process>"
+
+
+class HandleLost(ProtocolError):
+    """A handle names an object its holder no longer has (dropped as the oldest, or the process was restarted)."""
+
+
+def drop_oldest(table: dict[int, Any]) -> None:
+    """Keep at most MAX_HANDLES entries, dropping the smallest ids (the oldest): both sides drop the same ones."""
+    for hid in sorted(table)[: max(0, len(table) - MAX_HANDLES)]:
+        del table[hid]
+
+
+def hold(value: Any, keep: Sequence[tuple[int, int]], table: dict[int, Any]) -> Any:
+    """`value` with each kept position (position, id) stored in `table` under its id and replaced by a Handle
+    (on the holder's side); a value that is not a tuple or list long enough is left as it is."""
+    if not keep or type(value) not in (tuple, list) or max(pos for pos, _ in keep) >= len(value):
+        return value
+    items = list(value)
+    for pos, hid in keep:
+        table[hid], items[pos] = items[pos], Handle(None, 0, hid)
+    drop_oldest(table)
+    return type(value)(items)
+
+
+def held_again(values: tuple[Any, ...] | None, table: dict[int, Any]) -> tuple[Any, ...] | None:
+    """Arguments sent back after a call, each object of `table` (a handle passed in) as its Handle again."""
+    if values is None or not table:
+        return values
+    ids = {id(obj): hid for hid, obj in table.items()}
+    return tuple(Handle(None, 0, ids[id(v)]) if id(v) in ids else v for v in values)
+
+
 # --------------------------------------------------------------------------- encoding
 
 
@@ -152,12 +201,16 @@ def refusal(value: object) -> dict[str, Any] | None:
 
 
 def encode(
-    value: object, functions: Callable[[object], int | None] | None = None, strict: bool = False
+    value: object,
+    functions: Callable[[object], int | None] | None = None,
+    strict: bool = False,
+    handles: Callable[[Handle], int] | None = None,
 ) -> tuple[dict[str, Any], list[bytes]]:
     """Encode a value tree as (header tree, payloads); anything not allowed becomes a 'refused' node.
 
     `functions` maps a callable to its function id (grader side only); any other
-    callable is refused like every other non-numeric object. With strict=True a refusal
+    callable is refused like every other non-numeric object. `handles` gives a Handle's id (or raises
+    HandleLost); without it a Handle is refused. With strict=True a refusal
     raises TypeError instead (the grader never means to send such a value).
     """
     payloads: list[bytes] = []
@@ -183,6 +236,8 @@ def encode(
             return {"t": "int", "v": v}
         if type(v) is float:
             return {"t": "float", "v": v if math.isfinite(v) else repr(v)}
+        if type(v) is Handle and handles is not None:
+            return {"t": "handle", "id": handles(v)}
         why = refusal(v)
         if why is not None:
             return why
@@ -312,9 +367,11 @@ def decode(
     tree: Any,
     payloads: list[bytes],
     make_function: Callable[[int], object] | None = None,
+    held: Callable[[int], object] | None = None,
 ) -> Any:
     """Rebuild a value tree; 'refused' nodes become Refused, 'fn' nodes go through make_function (wrapped to draw
-    a random number before each call when the node says it draws).
+    a random number before each call when the node says it draws), 'handle' nodes through `held` (which raises
+    ProtocolError for an id it did not issue; without it a handle node is a protocol error).
 
     Each payload may be referred to once (encode writes one per array): a tree naming one payload at
     every node would otherwise make MAX_NODES copies of it, far beyond the frame's size cap."""
@@ -362,6 +419,8 @@ def decode(
         if kind == "fn" and make_function is not None and type(node.get("id")) is int:
             function = make_function(node["id"])
             return _Drawing(function) if node.get("draws") is True else function  # type: ignore[arg-type]
+        if kind == "handle" and held is not None and type(node.get("id")) is int:
+            return held(node["id"])
         raise ProtocolError(f"unknown value node {text_field(kind, 40) or type(kind).__name__!r}")
 
     return walk(tree, 0)

@@ -60,6 +60,16 @@ OUT_OF_MEMORY_REPLAY = (
 )
 REPLAY_FAILED = "cell {index}'s definitions, replayed on their own, failed too ({why}); the whole cell was skipped"
 STALLED = "it stopped reading the grader's requests"
+CACHE_RESTARTED = (
+    "{function}() was to receive a cache that an earlier call returned, but the notebook's process was restarted "
+    "since (a call timed out, crashed or broke the channel) and the cache was lost with it; fix the failure "
+    "reported before this one"
+)
+CACHE_DROPPED = (
+    "{function}() was to receive a cache that an earlier call returned, but it was dropped: the notebook's process "
+    "holds at most {limit} caches at once for the grader"
+)
+NOT_ISSUED = "a handle #{id} that the grader did not issue"
 
 # What the grader reads from a worker is bounded per frame (the worker belongs to the student):
 RESULT_FLOOR = 4 * 2**20  # bytes of arrays any call may answer with ...
@@ -220,6 +230,10 @@ class CallResult:
     nbytes: int = 0  # bytes of arrays in the answer (what keeping this result costs)
 
 
+class CacheLost(SandboxError):
+    """A call was to receive an object held in the worker (a layer's cache) that is no longer there."""
+
+
 class _WorkerGone(Exception):
     """Internal: the worker must be replaced (timed out, died, stalled, broke the protocol, answered too much)."""
 
@@ -266,6 +280,9 @@ class Sandbox:
         self.seconds = 0.0
         self.spent = {"cells": 0.0, "calls": 0.0}  # seconds of the time budget, by what used them
         self.output = OutputBudget(limits.output_kb * 1024)
+        self.epoch = 0  # the current worker's number: handles of an earlier one name objects that died with it
+        self.held: dict[int, protocol.Handle] = {}  # handles the current worker holds objects for, by id
+        self.handle_ids = 0  # the last handle id issued (ids are never reused)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -305,6 +322,8 @@ class Sandbox:
 
     def _spawn(self) -> None:
         self.worker = self.zygote.spawn(self.limits)
+        self.epoch += 1
+        self.held.clear()
         self.reader = protocol.FrameReader(self.worker.response_fd)
         header, _ = self._read(time.monotonic() + HELLO_TIMEOUT, SMALL)
         if header.get("op") != "hello":
@@ -557,10 +576,14 @@ class Sandbox:
         echo_args: bool = False,
         functions: Sequence[Callable[..., Any]] = (),
         via: Via = DIRECT,
+        keep: Sequence[int] = (),
         **kwargs: Any,
     ) -> CallResult:
         """Call `function` in the notebook with copies of the arguments (or a method of an instance of the
         class `function`, as `via` says).
+
+        The positions `keep` of a returned tuple stay in the worker and come back as opaque handles
+        (protocol.Handle), which later calls may pass as arguments while that worker lives (CacheLost after).
 
         Callables listed in `functions` may appear among the arguments: the student
         receives a stand-in, and each call of it is evaluated here, in the grader.
@@ -578,9 +601,16 @@ class Sandbox:
         if self._remaining() <= 0:  # replaying the cells after a restart used it up
             raise self._out_of_time()
 
-        tree, payloads = protocol.encode(
-            (list(args), kwargs, list(via.init), dict(via.attrs)), functions=protocol.identify(functions), strict=True
-        )
+        try:
+            tree, payloads = protocol.encode(
+                (list(args), kwargs, list(via.init), dict(via.attrs)),
+                functions=protocol.identify(functions),
+                strict=True,
+                handles=self._handle_id,
+            )
+        except protocol.HandleLost as lost:
+            raise CacheLost(str(lost).format(function=function, limit=protocol.MAX_HANDLES)) from None
+        kept = {self._issue(): position for position in keep}
         arg_bytes = sum(len(p) for p in payloads)
         result_cap = max(RESULT_FLOOR, RESULT_FACTOR * arg_bytes) + (arg_bytes if echo_args else 0)
         limits = protocol.FrameLimits(max_header=CALL_HEADER, max_payloads=protocol.MAX_NODES, max_total=result_cap)
@@ -606,11 +636,13 @@ class Sandbox:
             return {"op": "callback_result", "value": value_tree}, value_payloads
 
         header = {"op": "call", "fn": lookup, "args": tree, "echo_args": echo_args, **via.header()}
+        if kept:
+            header["keep"] = [[position, hid] for hid, position in kept.items()]
         timeout = min(self.limits.call_timeout, self._remaining())
         try:
             reply, reply_payloads = self._request(header, payloads, timeout, limits, answer)
             echoed = len(args) + len(via.attrs) if echo_args else None
-            return self._result(function, reply, reply_payloads, echoed)
+            return self._result(function, reply, reply_payloads, echoed, kept)
         except _WorkerGone as gone:
             raise self._call_failed(function, gone, timeout, arg_bytes, result_cap) from None
 
@@ -643,13 +675,45 @@ class Sandbox:
         texts = (self.output.take(protocol.text_field(v, length)) for v in _items(value, count))
         return [text for text in texts if text]
 
-    def _result(self, function: str, reply: dict[str, Any], payloads: list[bytes], echoed: int | None) -> CallResult:
+    def _issue(self) -> int:
+        self.handle_ids += 1
+        return self.handle_ids
+
+    def _handle_id(self, handle: protocol.Handle) -> int:
+        """The id of a handle among a call's arguments, if the current worker still holds its object."""
+        if handle.owner is not self or handle.epoch != self.epoch:
+            raise protocol.HandleLost(CACHE_RESTARTED)
+        if handle.id not in self.held:
+            raise protocol.HandleLost(CACHE_DROPPED)
+        return handle.id
+
+    def _held(self, kept: Mapping[int, int]) -> Callable[[int], protocol.Handle]:
+        """Decode's `held` for an answer: a handle the worker holds, or one of this call's `kept` ids (issued
+        now); any other id is forged."""
+
+        def held(hid: int) -> protocol.Handle:
+            if hid not in self.held and hid not in kept:
+                raise protocol.ProtocolError(NOT_ISSUED.format(id=hid))
+            return self.held.setdefault(hid, protocol.Handle(self, self.epoch, hid))
+
+        return held
+
+    def _result(
+        self,
+        function: str,
+        reply: dict[str, Any],
+        payloads: list[bytes],
+        echoed: int | None,
+        kept: Mapping[int, int],
+    ) -> CallResult:
         """The call's outcome from its answer; `echoed` is how many arguments the answer must send back (None:
-        none). A return value that is not a (value, echo) pair, or an echo of another length, is forged."""
+        none), `kept` the handle ids issued for its kept positions. A return value that is not a (value, echo)
+        pair, an echo of another length, or a handle the grader did not issue, is forged."""
         op = reply.get("op")
         if op == "returned":
             try:
-                pair = protocol.decode(reply.get("value"), payloads)
+                pair = protocol.decode(reply.get("value"), payloads, held=self._held(kept))
+                protocol.drop_oldest(self.held)
             except (protocol.ProtocolError, ValueError, TypeError) as exc:
                 raise _WorkerGone("protocol", f"an unreadable return value: {str(exc)[:200]}") from None
             if type(pair) is not tuple or len(pair) != 2:

@@ -41,10 +41,12 @@ following symbolic links, giving back to the owner the rights a ``chmod 0`` took
 
 Child requests (frames, see protocol.py), each answered by one frame with the same ``seq``:
 ``run_cell`` {source} -> ``cell_done`` {outputs, error, execution_count};
-``call`` {fn, args, kwargs, echo_args} -> ``returned`` {value, warnings, stdout}, ``raised``,
+``call`` {fn, args, kwargs, echo_args, keep} -> ``returned`` {value, warnings, stdout}, ``raised``,
 ``missing`` or ``not_callable``, interleaved with ``callback`` frames that the grader answers
 with ``callback_result`` / ``callback_error``;
-``seed`` {value} -> ``ok``; ``exit`` ends the child.
+``seed`` {value} -> ``ok``; ``exit`` ends the child. ``keep`` ([[position, id], ...]) has the child hold those
+positions of a returned tuple in its table of handles (at most protocol.MAX_HANDLES, the oldest dropped) and send
+handle nodes in their place; a handle among a call's arguments is replaced by the object it holds.
 """
 
 from __future__ import annotations
@@ -122,6 +124,10 @@ UNMEASURABLE_NOTE = (
 )
 UNMEASURABLE_LIMIT = 5  # consecutive failed measures (half a second) before the watch fails closed
 CONFIG_BYTES = 1 << 22  # the largest configuration message the zygote accepts
+HANDLE_GONE = (
+    "the object held for the grader as handle #{id} is gone from the notebook's process (its table of handles was "
+    "changed); do not touch the grader's objects"
+)
 
 
 # --------------------------------------------------------------------------- output capture
@@ -326,6 +332,7 @@ class Worker:
         self.capture = Capture([1 << 30], output_limit)
         self.guard = guard
         self.seq = 0
+        self.held: dict[int, Any] = {}  # handle id -> an object kept for the grader (protocol.Handle)
         # Created once and never replaced: print() in a student's thread may hold a borrowed
         # reference to sys.stdout while we swap captures (freeing a stream under it crashed CPython).
         self.streams = (_CaptureStream("stdout", self), _CaptureStream("stderr", self))
@@ -405,7 +412,10 @@ class Worker:
             self.send({"op": "not_callable", "type": type(fn).__name__})
             return
         try:
-            args, kwargs, init, attrs = protocol.decode(header.get("args"), payloads, GraderFunction)
+            args, kwargs, init, attrs = protocol.decode(header.get("args"), payloads, GraderFunction, self._held)
+        except protocol.HandleLost as exc:  # the notebook's code emptied the table: that call's failure only
+            self.send({"op": "raised", "ename": "LookupError", "evalue": str(exc), "traceback": [], "stdout": ""})
+            return
         except (protocol.ProtocolError, ValueError, TypeError) as exc:
             self.send({"op": "bad_request", "message": str(exc)})
             return
@@ -438,8 +448,22 @@ class Worker:
             return
         self._redirect(Capture([1 << 30], self.output_limit))
         shown = [f"{w.category.__name__}: {w.message}" for w in caught[:20]]
-        tree, out = protocol.encode((value, echo))
+        value = protocol.hold(value, self._kept(header.get("keep")), self.held)
+        echo = protocol.held_again(echo, self.held)
+        tree, out = protocol.encode((value, echo), handles=lambda handle: handle.id)
         self.send({"op": "returned", "value": tree, "warnings": shown, "stdout": capture.text()[-4000:]}, out)
+
+    def _held(self, hid: int) -> Any:
+        """The object a handle among the arguments stands for."""
+        if hid not in self.held:
+            raise protocol.HandleLost(HANDLE_GONE.format(id=hid))
+        return self.held[hid]
+
+    @staticmethod
+    def _kept(keep: Any) -> list[tuple[int, int]]:
+        """The (position, id) pairs of a request's `keep` field (malformed entries ignored)."""
+        pairs = [p for p in keep if isinstance(p, list) and len(p) == 2] if isinstance(keep, list) else []
+        return [(pos, hid) for pos, hid in pairs if type(pos) is int and type(hid) is int and pos >= 0]
 
     def callback(self, fid: int, args: tuple[Any, ...]) -> Any:
         tree, payloads = protocol.encode(args)
