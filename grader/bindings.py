@@ -93,7 +93,12 @@ class BindingError(ValueError):
 
 
 class UnreadableResult(Exception):
-    """The student's answer does not have the form the binding declares (the message says what to return)."""
+    """The student's answer does not have the form the binding declares (the message says what to return);
+    `mistake` names the known mistake that explains the form (grader.checks.diagnosis), when one does."""
+
+    def __init__(self, message: str, mistake: str | None = None) -> None:
+        super().__init__(message)
+        self.mistake = mistake
 
 
 @dataclass(frozen=True)
@@ -170,8 +175,12 @@ class Binding:
             picked = dict(zip(self.returns, value, strict=True))
             value = tuple(picked.get(n) for n in names) if len(names) > 1 else picked.get(names[0])
         if "grads" in names and isinstance(value, tuple) and len(value) == len(names):
-            params = dict(zip(SIGNATURES[self.kind][0], args, strict=False)).get("params")
-            value = tuple(self._grads(v, params) if n == "grads" else v for n, v in zip(names, value, strict=True))
+            canonical = dict(zip(SIGNATURES[self.kind][0], args, strict=False))
+            params, batch = canonical.get("params"), np.shape(canonical.get("X", ()))[:1]
+            value = tuple(
+                self._grads(v, params, batch=batch[0] if batch else None) if n == "grads" else v
+                for n, v in zip(names, value, strict=True)
+            )
             if set(self.regularized) != set(CANONICAL_REGULARIZED):
                 value = self._reference_penalty(value, dict(zip(SIGNATURES[self.kind][0], args, strict=False)))
         return value
@@ -246,9 +255,10 @@ class Binding:
             return np.concatenate([np.ravel(params[name]) for name in self.layout])
         return {self.keys.get(name, name): value for name, value in params.items()}
 
-    def _grads(self, value: Any, params: Any, strict: bool = True) -> Any:
+    def _grads(self, value: Any, params: Any, strict: bool = True, batch: int | None = None) -> Any:
         """A gradient (or parameters sent back) in the student's form as a canonical dict; strict: a form that
-        cannot be read is the student's mistake, said plainly (else the value is returned for the check to judge)."""
+        cannot be read is the student's mistake, said plainly (else the value is returned for the check to judge).
+        `batch` is the number of examples: a flat gradient whose bias block has one row per example is named."""
         if not isinstance(params, dict):
             return value
         if self.params == "flat":
@@ -259,8 +269,11 @@ class Binding:
                     return value
                 found = flat.size if flat is not None else f"a {type(value).__name__}, not"
                 layout = ", ".join(f"{n} {params[n].shape}" for n in self.layout)
+                extra = (flat.size - expected) if flat is not None and batch is not None and batch > 1 else None
+                unsummed = any(n.startswith("b") and extra == ((batch or 1) - 1) * params[n].size for n in self.layout)
+                mistake = "bias_not_summed" if unsummed else None
                 raise UnreadableResult(
-                    FLAT_SIZE.format(function=self.function, found=found, layout=layout, expected=expected)
+                    FLAT_SIZE.format(function=self.function, found=found, layout=layout, expected=expected), mistake
                 )
             out, start = {}, 0
             for name in self.layout:
