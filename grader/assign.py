@@ -9,13 +9,18 @@ for an assignment whose students hand in .py files, the starter files from a mas
   and its id and checksum let the grader detect edits made anyway (as nbgrader does).
 
 A master folder of .py files gets the same regions treated the same way in each declared file; the assignment's
-helper modules (public) are copied beside the starters, so students run them as they will be graded.
+helper modules (public) are copied beside the starters, so students run them as they will be graded. A master
+notebook whose assignment also accepts .py files (``format = ["notebook", "python"]``) gives, besides the student
+notebook, its one declared file (and the helpers) in student_template/<template without .ipynb>/: the student's
+cells of the notebook (imports and solution cells, stubbed; no self-check or hidden cells), so that the master
+notebook stays the one source of truth.
 
 The output is deterministic: the same master always gives the same bytes.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import re
 from pathlib import Path
@@ -25,7 +30,7 @@ import nbformat
 from nbconvert.preprocessors import ClearOutputPreprocessor, Preprocessor
 
 from grader import pyfiles
-from grader.notebook import HIDDEN_TAG, tags
+from grader.notebook import HIDDEN_TAG, is_self_check, tags
 
 STUB = 'raise NotImplementedError("Replace this line with your solution")'
 _REGION = r"^(?P<indent>[ \t]*)### BEGIN {kind}[ \t]*\n(?:.*\n)*?[ \t]*### END {kind}[ \t]*(?:\n|$)"
@@ -33,6 +38,11 @@ SOLUTION = re.compile(_REGION.format(kind="SOLUTION"), re.MULTILINE)
 HIDDEN = re.compile(_REGION.format(kind="HIDDEN"), re.MULTILINE)
 EDITABLE_TAG = "jitgrade-editable"
 KEPT_NOTEBOOK_METADATA = ("kernelspec", "jitgrade")
+MODULE_HEADER = (
+    '"""{file}: {title} ({name}).\n\n'
+    "The code cells of the assignment's notebook as one module: replace each raise NotImplementedError with\n"
+    'your solution, then hand in this file or the notebook."""\n'
+)
 
 
 class AssignError(ValueError):
@@ -127,6 +137,60 @@ def write_student_notebook(master: Path, out: Path, name: str | None = None) -> 
     return target
 
 
+def _is_imports(source: str) -> bool:
+    """A cell made only of import statements (what the student's module needs at its top)."""
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:
+        return False
+    return bool(body) and all(isinstance(node, (ast.Import, ast.ImportFrom)) for node in body)
+
+
+def module_source(cells: list[Any]) -> str:
+    """The student's code of a notebook as one module: its import cells and solution cells, in order (regions
+    as they are: a master's solutions, a template's stubs); self-check and hidden cells and the others (demos,
+    training runs) are left out."""
+    kept = []
+    for cell in cells:
+        source = _source(cell)
+        solution = SOLUTION.search(source) or cell.get("metadata", {}).get("jitgrade", {}).get("solution")
+        hidden = HIDDEN_TAG in tags(cell) or is_self_check(cell)
+        if cell.get("cell_type") == "code" and not hidden and (solution or _is_imports(source)):
+            kept.append(HIDDEN.sub("", source).strip("\n"))
+    return "\n\n\n".join(kept) + "\n"
+
+
+def write(master: Path, out: Path, name: str | None = None) -> list[Path]:
+    """What `jitgrade assign` writes for a master: the starter files of a master folder; the student notebook of
+    a master notebook and, when its assignment also accepts .py files, the starter module made from it."""
+    if master.is_dir():
+        return [write_student_files(master, out, name)]
+    written = [write_student_notebook(master, out, name)]
+    assignment = _assignment_beside(master)
+    try:
+        if assignment is not None and pyfiles.accepts_python(assignment):
+            written.append(write_starter_module(master, out, assignment))
+    except pyfiles.PyFilesError as exc:
+        raise AssignError(str(exc)) from None
+    return written
+
+
+def write_starter_module(master: Path, out: Path, assignment: Any) -> Path:
+    """Write the .py starter of a master notebook (its student notebook's code) and the helpers into
+    `out`/<template without .ipynb>."""
+    texts = starter_module(master, assignment)
+    return _write_starters(out / pyfiles.starter_folder(assignment), texts, pyfiles.layout(assignment))
+
+
+def starter_module(master: Path, assignment: Any) -> dict[str, str]:
+    """The .py starter of a master notebook whose assignment also accepts .py files: {its one file: the code of
+    the student notebook}."""
+    (file,) = pyfiles.layout(assignment).files  # pyfiles.formats: a master notebook gives one file
+    student = nbformat.reads(student_notebook(master), as_version=4)
+    header = MODULE_HEADER.format(file=file, title=assignment.title, name=assignment.name)
+    return {file: f"{header}\n{module_source(student.cells)}"}
+
+
 def starter_source(source: str) -> str:
     """A master .py file's text for students: hidden regions gone, solution regions replaced by the stub."""
     stripped = HIDDEN.sub("", source)
@@ -151,23 +215,34 @@ def write_student_files(master: Path, out: Path, name: str | None = None) -> Pat
     if not any(SOLUTION.search(text) for text in masters.values()):
         raise AssignError(f"{master}: no '### BEGIN SOLUTION' / '### END SOLUTION' region: nothing for students to do")
     texts = {file: starter_source(text) for file, text in masters.items()}
+    return _write_starters(out / (name or assignment.template), texts, declared)
+
+
+def _write_starters(target: Path, texts: dict[str, str], declared: pyfiles.Layout) -> Path:
+    """Write the starter files and the assignment's helpers (public) into `target`."""
+    texts = dict(texts)
     for path, source, _ in declared.helpers.values():
         if source or not path.endswith("/__init__.py"):  # parent packages made up by the loader are not files
             texts[str(Path(path).relative_to(pyfiles.HELPERS))] = source
-    target = out / (name or assignment.template)
     for file, text in sorted(texts.items()):
         (target / file).parent.mkdir(parents=True, exist_ok=True)
         (target / file).write_text(text, encoding="utf-8")
     return target
 
 
-def _template_name(master: Path) -> str:
-    """The template file name from the assignment next to the master, else the master's name."""
+def _assignment_beside(master: Path) -> Any:
+    """The assignment whose definition lies next to the master, if any (and valid)."""
     from grader.assignment import DEFINITION, AssignmentError, load
 
     if (master.parent / DEFINITION).is_file():
         try:
-            return load(master.parent).template
+            return load(master.parent)
         except AssignmentError:
             pass
-    return master.name
+    return None
+
+
+def _template_name(master: Path) -> str:
+    """The template file name from the assignment next to the master, else the master's name."""
+    assignment = _assignment_beside(master)
+    return assignment.template if assignment is not None else master.name

@@ -159,14 +159,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Grade one notebook (or .py submission); exit 0 with every point, 1 with points lost, 2 when it cannot be
     graded."""
     from grader import notebook as nb
-    from grader import pyfiles
     from grader.sandbox.zygote import Zygote
+    from grader.submissions import read_submission
 
     given = _load_assignment(args.assignment) if args.assignment else None
-    try:  # pyfiles, not submissions.read_submission: a notebook's check imports nothing heavy before the launch
-        notebook: Any = (
-            pyfiles.read(args.notebook, given) if given and pyfiles.is_python(given) else nb.read(args.notebook)
-        )
+    try:  # a notebook or .py files, as the assignment accepts and as handed in (submissions.read_submission)
+        notebook: Any = read_submission(args.notebook, given) if given else nb.read(args.notebook)
     except nb.NotebookError as exc:
         notebook, problem = None, str(exc)
     name = args.assignment or (notebook.assignment if notebook is not None else None)
@@ -350,13 +348,14 @@ def _remove_temporaries(out: Path) -> int:
 
 
 def _discover(assignment: Any, inputs: Sequence[str], out: Path) -> list[Any]:
-    """The submissions in the inputs (notebooks, or .py files for a .py assignment), `out` left out."""
+    """The submissions in the inputs (notebooks, .py files, or either, as the assignment accepts), `out` left out."""
     from grader import pyfiles
     from grader.submissions import SubmissionError, discover
 
     try:
-        python = pyfiles.layout(assignment).files if pyfiles.is_python(assignment) else ()
-        return discover(inputs, preferred=assignment.template, outputs=[out], python=python)
+        python = pyfiles.layout(assignment).files if pyfiles.accepts_python(assignment) else ()
+        notebooks = pyfiles.NOTEBOOK in pyfiles.formats(assignment)
+        return discover(inputs, preferred=assignment.template, outputs=[out], python=python, notebooks=notebooks)
     except (SubmissionError, pyfiles.PyFilesError) as exc:
         raise UsageError(str(exc)) from None
 
@@ -567,27 +566,28 @@ def cmd_similarity(args: argparse.Namespace) -> int:
 
 
 def cmd_assign(args: argparse.Namespace) -> int:
-    """Write the student notebook for a master notebook (the starter files for a master folder of .py files)."""
+    """Write the student notebook for a master notebook (and its .py starter when the assignment accepts .py
+    files too), or the starter files for a master folder of .py files; print each path written."""
     from grader import assign
 
     try:
-        master = assign.master_of(args.master)
-        write = assign.write_student_files if master.is_dir() else assign.write_student_notebook
-        path = write(master, Path(args.out), args.name)
+        written = assign.write(assign.master_of(args.master), Path(args.out), args.name)
     except assign.AssignError as exc:
         raise UsageError(str(exc)) from None
-    print(path)
+    for path in written:
+        print(path)
     return EXIT_OK
 
 
 def cmd_gradescope(args: argparse.Namespace) -> int:
     """Write the Gradescope autograder zip."""
+    from grader.pyfiles import PyFilesError
     from grader.reports import files, gradescope
 
     assignment = _load_assignment(args.assignment)
     try:
         data = gradescope.bundle(assignment)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, PyFilesError) as exc:
         raise UsageError(str(exc)) from None
     files.write_atomic(args.output, data)
     print(args.output)

@@ -81,14 +81,15 @@ class Settings:
 
 @dataclass(frozen=True)
 class Task:
-    """One submission as sent to a grading process: its row's key, the notebook's file name and bytes,
-    or why there are none."""
+    """One submission as sent to a grading process: its row's key, the notebook's file name and bytes (`python`:
+    the .py files as pyfiles.pack packs them), or why there are none."""
 
     key: str
     student: str
     name: str
     data: bytes | None
     problem: str | None = None
+    python: bool = False
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ def task_of(key: str, submission: Submission) -> Task:
         if s.python:  # .py files: the task carries them packed in one canonical archive
             from grader import pyfiles
 
-            return Task(key, s.student, s.path.name, pyfiles.pack(pyfiles.files_of(s.path)))
+            return Task(key, s.student, s.path.name, pyfiles.pack(pyfiles.files_of(s.path)), python=True)
         if s.path.stat().st_size > nb.MAX_NOTEBOOK_BYTES or s.path.is_dir():
             nb.read(s.path)  # raises the one-line message every front end gives
         return Task(key, s.student, s.path.name, s.path.read_bytes())
@@ -219,7 +220,7 @@ def grade_one(settings: Settings, task: Task) -> Output:
     notebook, problem = None, task.problem or "no notebook"
     if task.data is not None:
         try:
-            notebook = load_submission(task.data, task.name, _assignment(settings.assignment))
+            notebook = load_submission(task.data, task.name, _assignment(settings.assignment), task.python)
         except nb.NotebookError as exc:
             problem = str(exc)
     grader = _grader(settings) if notebook is not None else None  # no sandbox for what cannot be graded

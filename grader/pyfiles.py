@@ -45,8 +45,12 @@ _LOADER = "__jitgrade_files__"  # the loader's name in the worker's namespace
 PROTECTED = ("grader", "reference", "jitgrade", "numpy", "IPython", "traitlets")
 
 NOT_PYTHON_FORMAT = (
-    "{where}: [submission] format must be one of {formats}, got {found!r}; "
-    'format = "python" makes students hand in .py files'
+    "{where}: [submission] format must be one of {formats}, or a list of both, got {found!r}; "
+    'format = "python" makes students hand in .py files, format = ["notebook", "python"] either'
+)
+EITHER_NEEDS_NOTEBOOK = (
+    '{where}: [submission] format = ["notebook", "python"] needs a master notebook (master = "....ipynb", got '
+    "{master!r}) and one file in files (got {files!r}): the .py starter is the template's code, in that one file"
 )
 UNKNOWN_KEYS = "{where}: unknown key(s) {keys} in [submission]: expected some of {known}"
 BAD_FILES = (
@@ -64,6 +68,10 @@ SHADOWS = (
 )
 NOT_SUBMISSION = "{name}: expected a .py file, a folder of .py files or a zip of them (the files {files})"
 NO_FILES = "{name} holds none of the files this assignment expects ({files}); hand in those .py files"
+NO_FILES_EITHER = (
+    "{name} holds none of the files this assignment expects ({files}); hand in those .py files, or the notebook "
+    "(.ipynb) alone"
+)
 TOO_LARGE = "{name}: {file} is {size:.1f} MiB; a .py file may have at most {limit} MiB (keep data out of code)"
 TOO_LARGE_TOTAL = "{name}: the .py files take {size:.1f} MiB together; at most {limit} MiB are graded"
 TOO_LARGE_ZIP = "{name} is {size:.0f} MiB; a zip of .py files may have at most {limit} MiB (leave data files out)"
@@ -75,6 +83,10 @@ MISSING_FILE = (
 )
 NOT_TEXT = "{file} is not Python source text ({why}); save it as UTF-8 text"
 IGNORED = "{file} was not graded: it is not one of the assignment's files ({files})"
+NOTEBOOK_NOT_GRADED = (
+    "{file} was not graded: a submission holding the assignment's .py files ({files}) is graded from them; "
+    "hand in the notebook alone to have it graded"
+)
 REFUSED = "{file} was not loaded: {why}"
 LOADER_CELL = "# jitgrade: the submitted files, loaded as modules: {files}"
 MISSING_CELL = "# {file} was not handed in"
@@ -84,17 +96,59 @@ class PyFilesError(nb.NotebookError):
     """The input cannot be graded as .py files; the message is one line saying why and what to do."""
 
 
-def is_python(assignment: Any) -> bool:
-    """Whether the assignment's students hand in .py files (its [submission] format, checked: a typo must not
-    silently grade notebooks)."""
+def formats(assignment: Any) -> tuple[str, ...]:
+    """What the assignment's students may hand in ([submission] format: "notebook", "python" or a list of both),
+    checked: a typo must not silently grade notebooks."""
     table = assignment.submission
     where = assignment.directory / "assignment.toml"
     unknown = sorted(set(table) - set(SUBMISSION_KEYS))
     if unknown:
         raise PyFilesError(UNKNOWN_KEYS.format(where=where, keys=unknown, known=list(SUBMISSION_KEYS)))
-    if table.get("format", NOTEBOOK) not in (PYTHON, NOTEBOOK):
-        raise PyFilesError(NOT_PYTHON_FORMAT.format(where=where, formats=[NOTEBOOK, PYTHON], found=table["format"]))
-    return table.get("format", NOTEBOOK) == PYTHON
+    found = table.get("format", NOTEBOOK)
+    listed = found if isinstance(found, list) else [found]
+    if not listed or len(set(map(str, listed))) < len(listed) or not all(f in (NOTEBOOK, PYTHON) for f in listed):
+        raise PyFilesError(NOT_PYTHON_FORMAT.format(where=where, formats=[NOTEBOOK, PYTHON], found=found))
+    accepted = tuple(f for f in (NOTEBOOK, PYTHON) if f in listed)
+    files = table.get("files")
+    if len(accepted) == 2 and (assignment.master.suffix != ".ipynb" or not isinstance(files, list) or len(files) != 1):
+        raise PyFilesError(EITHER_NEEDS_NOTEBOOK.format(where=where, master=assignment.master.name, files=files))
+    return accepted
+
+
+def is_python(assignment: Any) -> bool:
+    """Whether the assignment's students hand in .py files only (its master is then a folder of them)."""
+    return formats(assignment) == (PYTHON,)
+
+
+def accepts_python(assignment: Any) -> bool:
+    """Whether the assignment's students may hand in .py files (only, or instead of the notebook)."""
+    return PYTHON in formats(assignment)
+
+
+def starter_folder(assignment: Any) -> str:
+    """The folder of student_template/ that holds the .py starter files: the template itself for a .py
+    assignment, the template notebook's name without .ipynb for one that accepts both."""
+    return assignment.template.removesuffix(".ipynb")
+
+
+def reads_python(path: str | Path, assignment: Any) -> bool:
+    """Whether a submission is read as .py files: always for a "python" assignment, never for a "notebook" one;
+    for one accepting both, by what was handed in: a notebook (.ipynb), or a folder holding a notebook and none
+    of the declared files, is a notebook; a .py file, a zip, or a folder holding a declared file is .py files."""
+    accepted = formats(assignment)
+    if accepted != (NOTEBOOK, PYTHON):
+        return accepted == (PYTHON,)
+    path = Path(path)
+    if path.is_dir():
+        return folder_is_python(path, layout(assignment).files)
+    return path.suffix != ".ipynb"
+
+
+def folder_is_python(folder: Path, files: tuple[str, ...]) -> bool:
+    """Whether a submission folder is graded from its .py files: it holds one of the declared `files` (at its top,
+    or in one folder wrapping everything), or no notebook at all (whose error then names those files)."""
+    found = _folder_entries(folder, folder.name, ", ".join(files))
+    return any(p.name in files for p in _top_level(found).values()) or not any(p.suffix == ".ipynb" for p in found)
 
 
 def module_of(path: str) -> str:
@@ -120,6 +174,7 @@ class Layout:
     files: tuple[str, ...]
     helpers: dict[str, tuple[str, str, bool]] = field(default_factory=dict)
     expected: dict[str, str] = field(default_factory=dict)
+    notebooks: bool = False  # the assignment accepts a notebook instead of the files
 
     @property
     def modules(self) -> tuple[str, ...]:
@@ -141,7 +196,9 @@ def _expected(files: tuple[str, ...], folders: list[Path]) -> dict[str, str]:
 
 
 @functools.lru_cache(maxsize=16)
-def _layout(directory: Path, files: tuple[Any, ...], helpers: tuple[Any, ...], folders: tuple[Path, ...]) -> Layout:
+def _layout(
+    directory: Path, files: tuple[Any, ...], helpers: tuple[Any, ...], folders: tuple[Path, ...], notebooks: bool
+) -> Layout:
     where = str(directory / "assignment.toml")
     if (
         not files
@@ -172,7 +229,7 @@ def _layout(directory: Path, files: tuple[Any, ...], helpers: tuple[Any, ...], f
     clash = set(served) & {module_of(f) for f in files}
     if clash:
         raise PyFilesError(f"{where}: [submission] {sorted(clash)} are both student files and helpers; keep one")
-    return Layout(tuple(files), served, _expected(tuple(files), list(folders)))
+    return Layout(tuple(files), served, _expected(tuple(files), list(folders)), notebooks)
 
 
 def layout(assignment: Any) -> Layout:
@@ -183,8 +240,9 @@ def layout(assignment: Any) -> Layout:
     files, helpers = table.get("files", []), table.get("helpers", [])
     if not isinstance(files, list) or not isinstance(helpers, list):
         raise PyFilesError(BAD_FILES.format(where=assignment.directory / "assignment.toml", found=files))
-    folders = (*(root / assignment.template for root in template_roots()), assignment.master)
-    return _layout(assignment.directory, tuple(files), tuple(helpers), folders)
+    folders = (*(root / starter_folder(assignment) for root in template_roots()), assignment.master)
+    notebooks = NOTEBOOK in formats(assignment)
+    return _layout(assignment.directory, tuple(files), tuple(helpers), folders, notebooks)
 
 
 # ------------------------------------------------------------------ reading what a student handed in
@@ -206,12 +264,14 @@ def _check_total(name: str, files: dict[str, bytes]) -> None:
 
 
 def _top_level(found: list[PurePosixPath]) -> dict[str, PurePosixPath]:
-    """The .py files of the submission's top folder, or of the one folder wrapping everything: name -> path."""
+    """The .py files and notebooks of the submission's top folder, or of the one folder wrapping everything:
+    name -> path."""
     wrapped = len({p.parts[0] for p in found}) == 1 and all(len(p.parts) > 1 for p in found)
-    return {p.name: p for p in found if len(p.parts) == 1 + wrapped and p.suffix == ".py"}
+    return {p.name: p for p in found if len(p.parts) == 1 + wrapped and p.suffix in (".py", ".ipynb")}
 
 
-def _folder_files(folder: Path, name: str, files: str) -> dict[str, bytes]:
+def _folder_entries(folder: Path, name: str, files: str) -> list[PurePosixPath]:
+    """The files under a submission folder (not links, not checkpoints or hidden files), bounded in number."""
     found: list[PurePosixPath] = []
     for count, path in enumerate(folder.rglob("*")):
         if count >= MAX_ENTRIES:
@@ -219,8 +279,15 @@ def _folder_files(folder: Path, name: str, files: str) -> dict[str, bytes]:
         relative = PurePosixPath(*path.relative_to(folder).parts)
         if not _ignored(relative.parts) and path.is_file() and not path.is_symlink():
             found.append(relative)
+    return found
+
+
+def _folder_files(folder: Path, name: str, files: str) -> dict[str, bytes]:
     out = {}
-    for file, relative in _top_level(found).items():
+    for file, relative in _top_level(_folder_entries(folder, name, files)).items():
+        if file.endswith(".ipynb"):  # named only: a note says it was not graded
+            out[file] = b""
+            continue
         with open(folder.joinpath(*relative.parts), "rb") as src:
             out[file] = src.read(MAX_FILE_BYTES + 1)  # a file growing under the read is cut there
         _check_size(name, file, len(out[file]))
@@ -244,6 +311,9 @@ def _zip_files(data: bytes, name: str, files: str) -> dict[str, bytes]:
                 members[member] = info
             out = {}
             for file, member in _top_level(list(members)).items():
+                if file.endswith(".ipynb"):  # named only: a note says it was not graded
+                    out[file] = b""
+                    continue
                 _check_size(name, file, members[member].file_size)
                 with zf.open(members[member]) as src:
                     out[file] = src.read(MAX_FILE_BYTES + 1)  # the header's size may lie: read no more than allowed
@@ -255,7 +325,7 @@ def _zip_files(data: bytes, name: str, files: str) -> dict[str, bytes]:
 
 def files_of(path: str | Path, declared: tuple[str, ...] = ()) -> dict[str, bytes]:
     """The .py files of a submission (a .py file, a folder or a zip; a folder wrapping everything is looked
-    into): file name -> bytes, bounded in number and size."""
+    into): file name -> bytes, bounded in number and size; a notebook beside them is named, with no bytes."""
     path = Path(path)
     listed = ", ".join(declared) or ".py files"
     if not path.exists():
@@ -372,7 +442,7 @@ def build(files: dict[str, bytes], name: str, declared: Layout) -> PythonSubmiss
     holds none of the declared files."""
     listed = ", ".join(declared.files)
     if not any(f in files for f in declared.files):
-        raise PyFilesError(NO_FILES.format(name=name, files=listed))
+        raise PyFilesError((NO_FILES_EITHER if declared.notebooks else NO_FILES).format(name=name, files=listed))
     sources: dict[str, str] = {}
     unloadable: dict[str, tuple[str, str]] = {}
     for file in declared.files:
@@ -387,6 +457,9 @@ def build(files: dict[str, bytes], name: str, declared: Layout) -> PythonSubmiss
     notes = []
     for file in sorted(set(files) - set(declared.files)):
         if module_of(file) in declared.helpers:  # the course's own copy, from the starter folder: served anyway
+            continue
+        if file.endswith(".ipynb"):
+            notes.append((NOTEBOOK_NOT_GRADED if declared.notebooks else IGNORED).format(file=file, files=listed))
             continue
         shadowed = _shadowed(module_of(file)) if _FILE_NAME.fullmatch(file) else None
         why = SHADOWS.format(what="its module", name=module_of(file), module=shadowed) if shadowed else None

@@ -1,7 +1,9 @@
 """Find the submissions in what an instructor passes: notebooks, folders of them, and the zip
 exports of learning platforms (one folder or one file per student). For an assignment whose students hand
 in .py files (grader.pyfiles), a folder holding the declared files is one submission; in a class folder,
-each sub-folder, zip, or group of Canvas-named .py files (``name_12345_67890_q1_softmax.py``) is one.
+each sub-folder, zip, or group of Canvas-named .py files (``name_12345_67890_q1_softmax.py``) is one. For an
+assignment accepting either, a class may mix both: a notebook, or a sub-folder holding a notebook and none of
+the declared files, is a notebook submission; the rest as for .py files.
 
 Each submission gets a student id: the per-student folder's name, or the file name (for
 Canvas-style flat exports ``name_12345_67890_notebook.ipynb``, the leading name). Ids are
@@ -48,13 +50,23 @@ class Submission:
 
 
 def read_submission(path: str | Path, assignment: Any) -> nb.Notebook:
-    """One submission as its assignment expects it: a notebook, or .py files (a file, a folder or a zip)."""
-    return pyfiles.read(path, assignment) if pyfiles.is_python(assignment) else nb.read(path)
+    """One submission as its assignment expects it, read by what was handed in (pyfiles.reads_python): a
+    notebook, or .py files (a file, a folder or a zip); a folder of an assignment accepting both may hold the
+    notebook instead."""
+    path = Path(path)
+    if pyfiles.reads_python(path, assignment):
+        return pyfiles.read(path, assignment)
+    if path.is_dir():
+        found = _notebook_in(path, path.name, assignment.template)
+        if found.path is None:
+            raise nb.NotebookError(str(found.problem))
+        path = found.path
+    return nb.read(path)
 
 
-def load_submission(data: bytes, name: str, assignment: Any) -> nb.Notebook:
-    """One submission from the bytes a batch task carries (a notebook's, or pyfiles.pack's)."""
-    return pyfiles.loads(data, name, assignment) if pyfiles.is_python(assignment) else nb.loads(data, name)
+def load_submission(data: bytes, name: str, assignment: Any, python: bool) -> nb.Notebook:
+    """One submission from the bytes a batch task carries: pyfiles.pack's when `python`, else a notebook's."""
+    return pyfiles.loads(data, name, assignment) if python else nb.loads(data, name)
 
 
 def _ignored(path: Path) -> bool:
@@ -76,36 +88,37 @@ def _from_folder(folder: Path, preferred: str | None, outputs: frozenset[Path] =
         if entry.is_file() and entry.suffix == ".ipynb":
             found.append(Submission(_student_of_file(entry), entry))
         elif entry.is_dir():
-            notebooks = sorted(p for p in entry.rglob("*.ipynb") if not _ignored(p.relative_to(entry)))
-            if not notebooks:
-                found.append(
-                    Submission(entry.name, None, f"no notebook (.ipynb) in the submission folder {entry.name}")
-                )
-            elif len(notebooks) == 1:
-                found.append(Submission(entry.name, notebooks[0]))
-            else:
-                named = [p for p in notebooks if preferred and p.name == preferred]
-                if len(named) == 1:
-                    found.append(Submission(entry.name, named[0]))
-                else:
-                    names = ", ".join(str(p.relative_to(entry)) for p in notebooks[:5])
-                    found.append(
-                        Submission(
-                            entry.name,
-                            None,
-                            f"several notebooks in the submission folder ({names}); "
-                            f"expected one{f' named {preferred}' if preferred else ''}",
-                        )
-                    )
+            found.append(_notebook_in(entry, entry.name, preferred))
     return found
 
 
+def _notebook_in(folder: Path, student: str, preferred: str | None) -> Submission:
+    """A student's folder as a notebook submission: its one notebook (else the one named `preferred`), or why
+    there is none to grade."""
+    notebooks = sorted(p for p in folder.rglob("*.ipynb") if not _ignored(p.relative_to(folder)))
+    named = [p for p in notebooks if preferred and p.name == preferred]
+    if len(notebooks) == 1 or len(named) == 1:
+        return Submission(student, (named or notebooks)[0])
+    if not notebooks:
+        return Submission(student, None, f"no notebook (.ipynb) in the submission folder {folder.name}")
+    names = ", ".join(str(p.relative_to(folder)) for p in notebooks[:5])
+    expected = f" named {preferred}" if preferred else ""
+    return Submission(student, None, f"several notebooks in the submission folder ({names}); expected one{expected}")
+
+
 def _python_from_folder(
-    folder: Path, files: tuple[str, ...], outputs: frozenset[Path], workdir: Path | None, student: str
+    folder: Path,
+    files: tuple[str, ...],
+    outputs: frozenset[Path],
+    workdir: Path | None,
+    student: str,
+    notebooks: str | None = None,
 ) -> list[Submission]:
     """A folder holding any of the declared `files` is one submission (`student`'s); else each sub-folder, zip
     and other .py file in it is one student's, and Canvas-named .py files are grouped by student (copied,
-    under the names the student gave them, into a folder per student)."""
+    under the names the student gave them, into a folder per student). With `notebooks` (the template's name:
+    the assignment accepts either), notebooks and sub-folders holding one and none of the files are notebook
+    submissions."""
     if any((folder / f).is_file() for f in files):
         return [Submission(student, folder, python=True)]
     found: list[Submission] = []
@@ -116,6 +129,10 @@ def _python_from_folder(
         match = _CANVAS_PY.match(entry.name) if entry.is_file() else None
         if match:
             canvas.setdefault(match.group("student"), {})[f"{match.group('file')}.py"] = entry
+        elif notebooks is not None and entry.is_file() and entry.suffix == ".ipynb":
+            found.append(Submission(_student_of_file(entry), entry))
+        elif notebooks is not None and entry.is_dir() and not pyfiles.folder_is_python(entry, files):
+            found.append(_notebook_in(entry, entry.name, notebooks))
         elif entry.is_dir() or entry.suffix in (".zip", ".py"):
             found.append(Submission(entry.stem, entry, python=True))
     for name, grouped in canvas.items():
@@ -170,10 +187,11 @@ def discover(
     preferred: str | None = None,
     outputs: Iterable[Path] = (),
     python: tuple[str, ...] = (),
+    notebooks: bool = False,
 ) -> list[Submission]:
     """Every submission in the inputs, the `outputs` folders (reports of earlier runs) left out; raises
     SubmissionError when an input holds none at all. `python`: the .py files of an assignment whose students
-    hand in .py files (empty for notebooks)."""
+    hand in .py files (empty for notebooks); with them, `notebooks` when its students may hand in either."""
     skipped = frozenset(Path(p).resolve() for p in outputs)
     submissions: list[Submission] = []
     for raw in inputs:
@@ -181,7 +199,7 @@ def discover(
         if not path.exists():
             raise SubmissionError(f"{path}: no such file or folder")
         if python:
-            found = _python_input(path, python, skipped, workdir)
+            found = _python_input(path, python, skipped, workdir, preferred if notebooks else None)
         elif path.is_dir():
             found = _from_folder(path, preferred, skipped)
         elif path.suffix == ".zip":
@@ -198,23 +216,26 @@ def discover(
 
 
 def _python_input(
-    path: Path, files: tuple[str, ...], outputs: frozenset[Path], workdir: Path | None
+    path: Path, files: tuple[str, ...], outputs: frozenset[Path], workdir: Path | None, notebooks: str | None
 ) -> list[Submission]:
     """The .py submissions in one input: a .py file, a folder (one student's, or a class's), or a zip (one
-    student's .py files, or a class export)."""
+    student's .py files, or a class export); with `notebooks` (the template's name), notebooks too."""
+    expected = f".py files ({', '.join(files)})" + (" or notebooks (.ipynb)" if notebooks is not None else "")
     if path.is_dir():
-        found = _python_from_folder(path, files, outputs, workdir, path.resolve().name)
+        found = _python_from_folder(path, files, outputs, workdir, path.resolve().name, notebooks)
     elif path.suffix == ".zip":
         extracted = extract_zip(path, Path(tempfile.mkdtemp(prefix="jitgrade-zip-", dir=workdir)))
-        found = _python_from_folder(extracted, files, frozenset(), workdir, path.stem)
+        found = _python_from_folder(extracted, files, frozenset(), workdir, path.stem, notebooks)
         if found == [Submission(path.stem, extracted, python=True)]:  # one student's zip: graded as handed in
             found = [Submission(path.stem, path, python=True)]
     elif path.suffix == ".py":
         found = [Submission(path.stem, path, python=True)]
+    elif path.suffix == ".ipynb" and notebooks is not None:
+        found = [Submission(_student_of_file(path), path)]
     else:
-        raise SubmissionError(f"{path}: expected .py files ({', '.join(files)}), folders of them, or a zip")
+        raise SubmissionError(f"{path}: expected {expected}, folders of them, or a zip")
     if not found:
-        raise SubmissionError(f"{path}: no submissions of .py files found (expected {', '.join(files)})")
+        raise SubmissionError(f"{path}: no submissions of {expected} found")
     return found
 
 

@@ -1,8 +1,10 @@
 """Gradescope: results.json for one submission, and the autograder bundle (setup.sh, run_autograder).
 
 Student code runs in the autograder's container, so the bundle holds only what grading needs:
-jitgrade's code and the assignment's public files (grader.assignment.PUBLIC_FILES) and student
-notebook; never its master notebook, examples, notes, the tests or a .git folder.
+jitgrade's code and the assignment's public files (grader.assignment.PUBLIC_FILES, helpers/) and student
+notebook or .py starter files; never its master notebook, examples, notes, the tests or a .git folder.
+run_autograder grades the upload's notebook, or for an assignment accepting .py files the upload folder itself
+(its .py files, or its notebook when it holds none of them: grader.pyfiles.reads_python).
 
 Format: https://gradescope-autograders.readthedocs.io/en/latest/specs/ (score, max_score,
 output, visibility, stdout_visibility, tests[name, number, score, max_score, status, output,
@@ -18,7 +20,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from grader.assignment import PUBLIC_FILES, PUBLIC_FOLDERS, Assignment
+from grader import pyfiles
+from grader.assignment import PUBLIC_FILES, PUBLIC_FOLDERS, Assignment, template_roots
 
 TEST_KEYS = ("name", "number", "score", "max_score", "status", "output", "visibility")
 TOP_KEYS = ("score", "max_score", "output", "visibility", "stdout_visibility")
@@ -42,11 +45,21 @@ ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
 JITGRADE="$ROOT/jitgrade-venv/bin/jitgrade"
 [ -x "$JITGRADE" ] || JITGRADE="jitgrade"
 mkdir -p "$ROOT/results"
-NOTEBOOK=$(find "$ROOT/submission" -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' 2>/dev/null | sort | head -n 1)
-"$JITGRADE" check "${{NOTEBOOK:-$ROOT/submission/(no notebook submitted).ipynb}}" -a {assignment} \\
-    --gradescope "$ROOT/results/results.json" --quiet
+{find}"$JITGRADE" check "$SUBMISSION" -a {assignment} --gradescope "$ROOT/results/results.json" --quiet
 exit 0
 """
+# What run_autograder grades in /autograder/submission: the first notebook, for a notebook assignment
+FIND_NOTEBOOK = """\
+NOTEBOOK=$(find "$ROOT/submission" -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' 2>/dev/null | sort | head -n 1)
+SUBMISSION="${NOTEBOOK:-$ROOT/submission/(no notebook submitted).ipynb}"
+"""
+# ... the folder itself when .py files are accepted: its files {files} (at its top, or in one folder wrapping
+# everything), or, for an assignment accepting either, its notebook when it holds none of them
+FIND_FILES = """\
+# the .py files {files}{either}
+SUBMISSION="$ROOT/submission"
+"""
+EITHER = ", or the notebook when the upload holds none of them"
 
 
 def results(report: dict[str, Any]) -> dict[str, Any]:
@@ -85,10 +98,20 @@ def bundle(assignment: Assignment) -> bytes:
     files += [(f"assignments/{folder}/{p.relative_to(assignment.directory).as_posix()}", p) for p in public]
     if assignment.template_path is not None:
         files.append((f"student_template/{assignment.template}", assignment.template_path))
+    find = FIND_NOTEBOOK
+    if pyfiles.accepts_python(assignment):  # the starter files say what a file not handed in should define
+        starter = pyfiles.starter_folder(assignment)
+        starters = next((root / starter for root in template_roots() if (root / starter).is_dir()), None)
+        if starters is not None:
+            files += [(f"student_template/{starter}/{p.relative_to(starters).as_posix()}", p)
+                      for p in sorted(starters.rglob("*.py"))]
+        either = EITHER if pyfiles.NOTEBOOK in pyfiles.formats(assignment) else ""
+        find = FIND_FILES.format(files=", ".join(pyfiles.layout(assignment).files), either=either)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as archive:
         _add(archive, "setup.sh", SETUP_SH.encode(), executable=True)
-        _add(archive, "run_autograder", RUN_AUTOGRADER.format(assignment=shlex.quote(folder)).encode(), executable=True)
+        script = RUN_AUTOGRADER.format(find=find, assignment=shlex.quote(folder))
+        _add(archive, "run_autograder", script.encode(), executable=True)
         for name, path in files:
             _add(archive, f"jitgrade/{name}", path.read_bytes())
     return buf.getvalue()

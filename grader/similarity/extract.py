@@ -132,28 +132,37 @@ def pieces_of(name: str, data: bytes, template: Mapping[str, str], packed: bool 
 
 
 def pieces(path: Path, assignment: Assignment) -> list[Piece]:
-    """The student's own code in a submission (a notebook, or a .py assignment's file, folder or zip)."""
+    """The student's own code in a submission (a notebook, or a .py assignment's file, folder or zip, read as
+    grading reads it: pyfiles.reads_python)."""
     template = template_of(assignment)
-    if pyfiles.is_python(assignment):
-        return file_pieces(pyfiles.files_of(path, pyfiles.layout(assignment).files), template)
+    if pyfiles.reads_python(path, assignment):
+        return pieces_of(path.name, pyfiles.pack(pyfiles.files_of(path, pyfiles.layout(assignment).files)),
+                         template, packed=True)
     return pieces_of(path.name, path.read_bytes(), template)
 
 
 def template_of(assignment: Assignment) -> dict[str, str]:
     """The assignment's template code by key: a notebook's code cells (the student notebook, else made from
-    the master), or a .py assignment's starter files by name (made from the master, else the starter folder)."""
+    the master), and a .py assignment's starter files by name (made from the master, else the starter folder);
+    an assignment accepting either has both."""
     from grader import assign
 
-    if pyfiles.is_python(assignment):
-        files = pyfiles.layout(assignment).files
-        if assignment.master.is_dir():
-            return {f: assign.starter_source((assignment.master / f).read_text(encoding="utf-8")) for f in files
-                    if (assignment.master / f).is_file()}
-        starters = [root / assignment.template for root in template_roots()]
-        return {f: (folder / f).read_text(encoding="utf-8") for folder in reversed(starters) for f in files
-                if (folder / f).is_file()}
-    path = assignment.template_path
-    if path is not None:
-        return template_cells(nb.read(path))
-    text = assign.student_notebook(assignment.require_master())
-    return template_cells(nb.loads(text.encode("utf-8"), assignment.template))
+    cells: dict[str, str] = {}
+    if not pyfiles.is_python(assignment):
+        path = assignment.template_path
+        if path is not None:
+            cells = template_cells(nb.read(path))
+        else:
+            text = assign.student_notebook(assignment.require_master())
+            cells = template_cells(nb.loads(text.encode("utf-8"), assignment.template))
+    if not pyfiles.accepts_python(assignment):
+        return cells
+    files = pyfiles.layout(assignment).files
+    if assignment.master.is_dir():
+        return {f: assign.starter_source((assignment.master / f).read_text(encoding="utf-8")) for f in files
+                if (assignment.master / f).is_file()}
+    if assignment.master.is_file():
+        return {**cells, **assign.starter_module(assignment.master, assignment)}
+    starters = [root / pyfiles.starter_folder(assignment) for root in template_roots()]
+    return {**cells, **{f: (folder / f).read_text(encoding="utf-8") for folder in reversed(starters) for f in files
+                        if (folder / f).is_file()}}
