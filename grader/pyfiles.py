@@ -45,8 +45,8 @@ _LOADER = "__jitgrade_files__"  # the loader's name in the worker's namespace
 PROTECTED = ("grader", "reference", "jitgrade", "numpy", "IPython", "traitlets")
 
 NOT_PYTHON_FORMAT = (
-    "{where}: [submission] format must be one of {formats}, or a list of both, got {found!r}; "
-    'format = "python" makes students hand in .py files, format = ["notebook", "python"] either'
+    "{where}: [submission] format must be one of {formats}, got {found!r}; "
+    'format = "python" makes students hand in .py files, format = ["notebook", "python"] either of the two'
 )
 EITHER_NEEDS_NOTEBOOK = (
     '{where}: [submission] format = ["notebook", "python"] needs a master notebook (master = "....ipynb", got '
