@@ -52,6 +52,17 @@ SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "mlp_forward": (("X", "params"), ("scores",)),
     "mlp_loss": (("X", "y", "params", "reg"), ("loss", "grads")),
     "numerical_gradient": (("f", "x", "h"), ("gradient",)),
+    "affine_forward": (("x", "w", "b"), ("out", "cache")),
+    "affine_backward": (("dout", "cache"), ("dx", "dw", "db")),
+    "relu_forward": (("x",), ("out", "cache")),
+    "relu_backward": (("dout", "cache"), ("dx",)),
+    "sigmoid_forward": (("x",), ("out", "cache")),
+    "sigmoid_backward": (("dout", "cache"), ("dx",)),
+    "add_gate": (("x", "y", "dout"), ("out", "dx", "dy")),
+    "multiply_gate": (("x", "y", "dout"), ("out", "dx", "dy")),
+    "max_gate": (("x", "y", "dout"), ("out", "dx", "dy")),
+    "copy_gate": (("x", "dout1", "dout2"), ("out1", "out2", "dx")),
+    "sigmoid_dot": (("w", "x"), ("out", "dw", "dx")),
 }
 DERIVED = ("dimensions", "input_size", "hidden_size", "output_size", "none")
 CANONICAL_L2 = 0.5  # the reference's penalty: 0.5 * reg * sum(W**2)

@@ -102,11 +102,10 @@ class KernelSession:
             raise cls(via.name(function), type(exc).__name__, str(exc), []) from None
         kept = [(position, self.handle_ids + i) for i, position in enumerate(keep, 1)]
         self.handle_ids += len(kept)
+        echo = protocol.held_again(echo, self.held)  # before holding: a kept result may be an argument itself
         value = protocol.hold(value, kept, self.held)
         try:
-            value, after = _roundtrip(
-                (value, protocol.held_again(echo, self.held)), handles=lambda h: h.id, held=self._issued
-            )
+            value, after = _roundtrip((value, echo), handles=lambda h: h.id, held=self._issued)
         except protocol.ProtocolError as exc:  # a handle the notebook made itself
             raise ChannelBroken(f"{via.name(function)}() returned {exc}") from None
         protocol.drop_oldest(self.handles)

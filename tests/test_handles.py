@@ -32,6 +32,9 @@ def forward(x):
 def backward(dout, cache):
     return dout * 2 * cache.x
 
+def relu_forward(x):  # the cache is the argument itself
+    return np.maximum(0, x), x
+
 def is_cache(cache):
     return isinstance(cache, Cache)
 
@@ -72,6 +75,15 @@ def test_a_handle_passed_in_is_echoed_as_the_same_handle(sandbox: Sandbox) -> No
     _, cache = sandbox.call("forward", np.ones(2), keep=[1]).value
     result = sandbox.call("backward", np.ones(2), cache, echo_args=True)
     assert result.args_after[1] is cache
+
+
+def test_an_argument_kept_as_the_cache_is_echoed_as_the_array_it_is(sandbox: Sandbox) -> None:
+    x = np.array([-1.0, 2.0])
+    result = sandbox.call("relu_forward", x, keep=[1], echo_args=True)
+    assert isinstance(result.value[1], Handle) and np.array_equal(result.args_after[0], x)
+    session = kernel()
+    result = session.call("relu_forward", x, keep=[1], echo_args=True)
+    assert isinstance(result.value[1], Handle) and np.array_equal(result.args_after[0], x)
 
 
 def test_without_keep_the_cache_is_refused_as_before(sandbox: Sandbox) -> None:

@@ -448,8 +448,8 @@ class Worker:
             return
         self._redirect(Capture([1 << 30], self.output_limit))
         shown = [f"{w.category.__name__}: {w.message}" for w in caught[:20]]
+        echo = protocol.held_again(echo, self.held)  # before holding: a kept result may be an argument itself
         value = protocol.hold(value, self._kept(header.get("keep")), self.held)
-        echo = protocol.held_again(echo, self.held)
         tree, out = protocol.encode((value, echo), handles=lambda handle: handle.id)
         self.send({"op": "returned", "value": tree, "warnings": shown, "stdout": capture.text()[-4000:]}, out)
 
