@@ -159,7 +159,7 @@ def finite_or_fail(array: np.ndarray, what: str, case: Mapping[str, Any], diagno
 def case_label(case: Mapping[str, Any]) -> str:
     """'random 2-D input, shape (4, 7), seed 123' from a case's details."""
     parts = [str(case.get("label", "input"))]
-    if "shapes" in case:
+    if case.get("shapes"):  # (scalar inputs have none)
         parts.append(", ".join(f"{k} {tuple(v)}" for k, v in case["shapes"].items()))
     if "seed" in case:
         parts.append(f"seed {case['seed']}")
