@@ -1,7 +1,8 @@
 """Bindings: how a problem's checks reach a course's own API, declared in the assignment, never coded per course.
 
 Every check calls a problem in its kind's canonical form (``mlp_loss(X, y, params, reg) -> (loss, grads)`` with
-integer labels, a dict ``W1, b1, W2, b2`` of NumPy arrays and the penalty ``0.5 * reg * sum(W**2)``). A binding
+integer labels, a dict ``W1, b1, ..., W(L+1), b(L+1)`` of NumPy arrays in the row convention ``h @ W + b`` and the
+penalty ``0.5 * reg * sum(W**2)``). A binding
 translates that call into the student's (a function or a method of a fresh instance; arguments in its order and
 names; parameters as a dict with its key names or as one flat vector with ``dimensions``; one-hot labels; PyTorch
 tensors; its L2 scale) and translates the answer back (tuple positions, dict keys, a flat gradient unpacked in
@@ -16,8 +17,11 @@ Format, under ``[problems.<name>.binding]`` (every key optional; the defaults ar
     args = ["X", "y"]              # positional arguments, by value name (default: the kind's canonical order)
     kwargs = { reg = "reg" }       # keyword arguments: student's name = value name
     params = "flat"                # dict (default) | flat: one vector packed in `layout` order, row-major
-    layout = ["W1", "b1", "W2", "b2"]
+    layout = ["W1", "b1", "W2", "b2"]   # (default: W1, b1, W2, b2, ... layer by layer, whatever the depth)
     keys = { W1 = "W1" }           # the student's dict key for each canonical parameter (default: the same)
+    convention = "column"          # row (default): x a row per example, W (in, out), a = h @ W + b | column: x a
+                                   # column per example (X.T is passed), W (out, in), a = W h + b (torch's nn.Linear,
+                                   # CMU 10707); b as given, every W and dW transposed at the edge
     labels = "one_hot"             # int (default) | one_hot
     array = "torch"                # numpy (default) | torch (CPU tensors)
     dtype = "float32"              # floats as this dtype (default: as the case has them)
@@ -28,8 +32,8 @@ Format, under ``[problems.<name>.binding]`` (every key optional; the defaults ar
     fail_words = "fail|wrong"      # kind gradcheck: what a printed verdict of failure matches (regex, any case;
     pass_words = "pass|ok"         # default "fail" and "pass"); raising AssertionError or returning a bool counts too
 
-Value names: the kind's canonical arguments (SIGNATURES), and ``dimensions`` ([D, H, C]), ``input_size``,
-``hidden_size``, ``output_size`` and ``none`` (Python's None, e.g. ``y = None`` to ask for the scores).
+Value names: the kind's canonical arguments (SIGNATURES), and ``dimensions`` ([D, H1, ..., HL, C]), ``input_size``,
+``hidden_size`` (H1), ``output_size`` and ``none`` (Python's None, e.g. ``y = None`` to ask for the scores).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "softmax_cross_entropy": (("z", "y"), ("loss", "dz")),
     "mlp_forward": (("X", "params"), ("scores",)),
     "mlp_loss": (("X", "y", "params", "reg"), ("loss", "grads")),
+    "deep_mlp_loss": (("X", "y", "params", "reg"), ("loss", "grads")),
     "numerical_gradient": (("f", "x", "h"), ("gradient",)),
     "affine_forward": (("x", "w", "b"), ("out", "cache")),
     "affine_backward": (("dout", "cache"), ("dx", "dw", "db")),
@@ -66,8 +71,9 @@ SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 DERIVED = ("dimensions", "input_size", "hidden_size", "output_size", "none")
 CANONICAL_L2 = 0.5  # the reference's penalty: 0.5 * reg * sum(W**2)
-PARAMS = ("W1", "b1", "W2", "b2")
-CANONICAL_REGULARIZED = ("W1", "W2")  # the reference's penalty: the weights, never the biases
+PARAMS = ("W1", "b1", "W2", "b2")  # a two-layer net's; a deeper one goes on to W3, b3, ...
+PARAM = re.compile(r"[Wb][1-9][0-9]*")  # a parameter's canonical name: Wk or bk, layer k counted from 1
+CANONICAL_REGULARIZED = ("W1", "W2")  # the reference's penalty: the weights (of every layer), never the biases
 KEYS = (
     "call",
     "class",
@@ -87,9 +93,15 @@ KEYS = (
     "inplace",
     "fail_words",
     "pass_words",
+    "convention",
 )
 VERDICT_WORDS = {"gradcheck": ("fail", "pass")}  # kinds graded by what they print: (fail, pass)
-CHOICES = {"params": ("dict", "flat"), "labels": ("int", "one_hot"), "array": ("numpy", "torch")}
+CHOICES = {
+    "params": ("dict", "flat"),
+    "labels": ("int", "one_hot"),
+    "array": ("numpy", "torch"),
+    "convention": ("row", "column"),
+}
 
 NOT_A_TUPLE = "{function}() should return a tuple ({names}); it returned {found}"
 FLAT_SIZE = (
@@ -124,16 +136,17 @@ class Binding:
     args: tuple[str, ...] = ()
     kwargs: tuple[tuple[str, str], ...] = ()
     params: str = "dict"
-    layout: tuple[str, ...] = PARAMS
+    layout: tuple[str, ...] = ()  # the flat vector's order (empty: W1, b1, W2, b2, ... layer by layer)
     keys: Mapping[str, str] = field(default_factory=dict)
     labels: str = "int"
     array: str = "numpy"
     dtype: str | None = None
     returns: tuple[str, ...] | None = None
     l2_scale: float = CANONICAL_L2
-    regularized: tuple[str, ...] = CANONICAL_REGULARIZED
+    regularized: tuple[str, ...] | None = None  # the parameters the student's penalty covers (None: the weights)
     inplace: bool = False
     words: tuple[str, str] | None = None  # (fail, pass) patterns of a kind graded by what it prints
+    convention: str = "row"  # column: examples and layer outputs are columns, W is (out, in)
 
     @property
     def function(self) -> str:
@@ -192,7 +205,7 @@ class Binding:
                 self._grads(v, params, batch=batch[0] if batch else None) if n == "grads" else v
                 for n, v in zip(names, value, strict=True)
             )
-            if set(self.regularized) != set(CANONICAL_REGULARIZED):
+            if self.regularized is not None:
                 value = self._reference_penalty(value, dict(zip(SIGNATURES[self.kind][0], args, strict=False)))
         return value
 
@@ -202,8 +215,9 @@ class Binding:
         reference's units), so the answer can be checked by every canonical check and diagnosis unchanged."""
         loss, grads = value
         params, reg = canonical["params"], float(canonical["reg"])
-        sign = {n: 1.0 for n in self.regularized if n not in CANONICAL_REGULARIZED}
-        sign.update({n: -1.0 for n in CANONICAL_REGULARIZED if n not in self.regularized})
+        covered, weights = set(self.regularized or ()), {n for n in params if n.startswith("W")}
+        sign = {n: 1.0 for n in covered - weights if n in params}
+        sign.update({n: -1.0 for n in weights - covered})
         if isinstance(loss, (int, float, np.integer, np.floating, np.ndarray)) and not isinstance(
             loss, (bool, np.bool_)
         ):
@@ -237,7 +251,8 @@ class Binding:
                 if isinstance(after, dict) and isinstance(given, dict):
                     out.append({k: original[k] if _same(after.get(k), given[k]) else after.get(k) for k in original})
                     continue
-            out.append(original if name not in sent or _same(after, sent[name]) else after)
+            changed = name in sent and not _same(after, sent[name])
+            out.append(self._canonical_x(after) if changed and name == "X" else after if changed else original)
         return tuple(out)
 
     # ----------------------------------------------------------------- translation
@@ -248,23 +263,42 @@ class Binding:
         values: dict[str, Any] = dict(canonical, none=None)
         params = canonical.get("params")
         if isinstance(params, dict) and {"W1", "W2"} <= params.keys():
-            d, h = params["W1"].shape
-            c = params["W2"].shape[1]
-            values.update(dimensions=[d, h, c], input_size=d, hidden_size=h, output_size=c)
+            weights = [params[f"W{k}"] for k in range(1, len(params) + 1) if f"W{k}" in params]
+            dims = [weights[0].shape[0], *(w.shape[1] for w in weights)]
+            values.update(dimensions=dims, input_size=dims[0], hidden_size=dims[1], output_size=dims[-1])
             values["params"] = self._pack(params)
+        if "X" in canonical:
+            values["X"] = self._student_x(canonical["X"])
         if "y" in canonical and self.labels == "one_hot":
             classes = values["output_size"] if "output_size" in values else np.shape(canonical["z"])[-1]
-            values["y"] = np.eye(int(classes))[np.asarray(canonical["y"])]
+            values["y"] = self._student_x(np.eye(int(classes))[np.asarray(canonical["y"])])
         if "reg" in canonical:
             values["reg"] = float(canonical["reg"]) * CANONICAL_L2 / self.l2_scale
         if self.dtype is not None:  # the values the student receives, exactly (echoes are compared with them)
             values = {k: _cast(v, self.dtype) for k, v in values.items()}
         return values
 
+    def _student_x(self, x: Any) -> Any:
+        """A matrix of examples (rows) as the student's convention has it: columns in the column convention."""
+        return x.T if self.convention == "column" and isinstance(x, np.ndarray) and x.ndim == 2 else x
+
+    _canonical_x = _student_x  # the transpose is its own inverse
+
+    def _student_param(self, name: str, value: Any) -> Any:
+        """A parameter (or its gradient) between the canonical and the student's convention: W transposed in the
+        column convention, both ways (a transpose is its own inverse); biases as they are."""
+        if self.convention == "column" and name.startswith("W") and isinstance(value, np.ndarray) and value.ndim == 2:
+            return value.T
+        return value
+
+    def order(self, params: Mapping[str, Any]) -> tuple[str, ...]:
+        """The parameters in the flat vector's order: the declared layout, else W1, b1, W2, b2, ... by layer."""
+        return self.layout or tuple(sorted(params, key=lambda n: (int(n[1:]), n[0] == "b")))
+
     def _pack(self, params: dict[str, np.ndarray]) -> Any:
         if self.params == "flat":
-            return np.concatenate([np.ravel(params[name]) for name in self.layout])
-        return {self.keys.get(name, name): value for name, value in params.items()}
+            return np.concatenate([np.ravel(self._student_param(name, params[name])) for name in self.order(params)])
+        return {self.keys.get(name, name): self._student_param(name, value) for name, value in params.items()}
 
     def _grads(self, value: Any, params: Any, strict: bool = True, batch: int | None = None) -> Any:
         """A gradient (or parameters sent back) in the student's form as a canonical dict; strict: a form that
@@ -273,26 +307,28 @@ class Binding:
         if not isinstance(params, dict):
             return value
         if self.params == "flat":
+            layout_names = self.order(params)
             flat = np.asarray(value) if isinstance(value, np.ndarray) else None
-            expected = sum(params[n].size for n in self.layout)
+            expected = sum(params[n].size for n in layout_names)
             if flat is None or flat.ndim != 1 or flat.size != expected:
                 if not strict:
                     return value
                 found = flat.size if flat is not None else f"a {type(value).__name__}, not"
-                layout = ", ".join(f"{n} {params[n].shape}" for n in self.layout)
+                layout = ", ".join(f"{n} {self._student_param(n, params[n]).shape}" for n in layout_names)
                 extra = (flat.size - expected) if flat is not None and batch is not None and batch > 1 else None
-                unsummed = any(n.startswith("b") and extra == ((batch or 1) - 1) * params[n].size for n in self.layout)
+                unsummed = any(n.startswith("b") and extra == ((batch or 1) - 1) * params[n].size for n in layout_names)
                 mistake = "bias_not_summed" if unsummed else None
                 raise UnreadableResult(
                     FLAT_SIZE.format(function=self.function, found=found, layout=layout, expected=expected), mistake
                 )
             out, start = {}, 0
-            for name in self.layout:
+            for name in layout_names:
                 size = params[name].size
-                out[name] = flat[start : start + size].reshape(params[name].shape)
+                shape = self._student_param(name, params[name]).shape
+                out[name] = self._student_param(name, flat[start : start + size].reshape(shape))
                 start += size
             return out
-        if not self.keys or not isinstance(value, dict):
+        if not isinstance(value, dict) or not (self.keys or self.convention == "column"):
             return value
         out = {}
         for name in params:
@@ -303,7 +339,7 @@ class Binding:
                 raise UnreadableResult(
                     MISSING_KEY.format(function=self.function, key=key, name=name, found=sorted(map(str, value))[:8])
                 )
-            out[name] = value[key]
+            out[name] = self._student_param(name, value[key])
         return out
 
 
@@ -363,18 +399,26 @@ def parse(problem: str, kind: str, table: Any, where: str) -> Binding:
             raise BindingError(f"{here}: {key} must be one of {list(CHOICES[key])}, got {value!r}")
         return str(value)
 
-    def value_names(key: str, default: tuple[str, ...], allowed: tuple[str, ...] = names) -> tuple[str, ...]:
+    def value_names(key: str, default: tuple[str, ...]) -> tuple[str, ...]:
         value = table.get(key, list(default))
-        if not isinstance(value, list) or not all(isinstance(v, str) and v in allowed for v in value):
-            raise BindingError(f"{here}: {key} must be a list of names among {list(allowed)}, got {value!r}")
+        if not isinstance(value, list) or not all(isinstance(v, str) and v in names for v in value):
+            raise BindingError(f"{here}: {key} must be a list of names among {list(names)}, got {value!r}")
+        return tuple(value)
+
+    def parameter_names(key: str) -> tuple[str, ...]:
+        value = table.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and PARAM.fullmatch(v) for v in value):
+            raise BindingError(f"{here}: {key} must be a list of parameter names (W1, b1, W2, ...), got {value!r}")
         return tuple(value)
 
     kwargs = table.get("kwargs", {})
     if not isinstance(kwargs, dict) or not all(isinstance(v, str) and v in names for v in kwargs.values()):
         raise BindingError(f"{here}: kwargs must map argument names to value names among {list(names)}, got {kwargs!r}")
     keys = table.get("keys", {})
-    if not isinstance(keys, dict) or not set(keys) <= set(PARAMS) or not all(isinstance(v, str) for v in keys.values()):
-        raise BindingError(f"{here}: keys must map some of {list(PARAMS)} to the student's key names, got {keys!r}")
+    if not isinstance(keys, dict) or not all(PARAM.fullmatch(k) and isinstance(v, str) for k, v in keys.items()):
+        raise BindingError(
+            f"{here}: keys must map parameters (W1, b1, W2, ...) to the student's key names, got {keys!r}"
+        )
     returns = table.get("returns")
     if returns is not None and (
         not isinstance(returns, list)
@@ -382,8 +426,8 @@ def parse(problem: str, kind: str, table: Any, where: str) -> Binding:
         or not set(canonical[1]) <= set(returns)
     ):
         raise BindingError(f"{here}: returns must be a list naming every one of {list(canonical[1])} at its position")
-    regularized = value_names("regularized", CANONICAL_REGULARIZED, PARAMS)
-    if regularized != CANONICAL_REGULARIZED and "reg" not in canonical[0]:
+    regularized = parameter_names("regularized") if "regularized" in table else None
+    if regularized is not None and "reg" not in canonical[0]:
         raise BindingError(f"{here}: regularized applies to problems whose kind takes reg")
     dtype = table.get("dtype")
     if dtype is not None and dtype not in ("float32", "float64"):
@@ -404,7 +448,7 @@ def parse(problem: str, kind: str, table: Any, where: str) -> Binding:
         args=value_names("args", tuple(n for n in canonical[0] if not (attribute and n == "params"))),
         kwargs=tuple((str(k), str(v)) for k, v in kwargs.items()),
         params=choice("params"),
-        layout=value_names("layout", PARAMS, PARAMS),
+        layout=parameter_names("layout"),
         keys=dict(keys),
         labels=choice("labels"),
         array=choice("array"),
@@ -414,9 +458,14 @@ def parse(problem: str, kind: str, table: Any, where: str) -> Binding:
         regularized=regularized,
         inplace=bool(table.get("inplace", False)),
         words=words,
+        convention=choice("convention"),
     )
-    if binding.params == "flat" and sorted(binding.layout) != sorted(PARAMS):
-        raise BindingError(f"{here}: layout must name each of {list(PARAMS)} once")
+    layers = len(binding.layout) // 2
+    if binding.layout and sorted(binding.layout) != sorted(f"{p}{k}" for p in "Wb" for k in range(1, layers + 1)):
+        raise BindingError(
+            f"{here}: layout must name each of W1, b1, ..., W{{L+1}}, b{{L+1}} once (two layers: "
+            f"{list(PARAMS)}), got {list(binding.layout)}"
+        )
     missing = [n for n in canonical[0] if not binding.passes(n) and n != "reg"]
     if missing:
         raise BindingError(f"{here}: the call passes no {missing}: name them in args, kwargs, init or attribute")
