@@ -32,6 +32,11 @@ PUBLIC_FILES = (DEFINITION,)  # everything else in an assignment folder is priva
 PUBLIC_FOLDERS = ("helpers",)  # ... but these: course helper modules students import (grader.pyfiles), public too
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 REDUCTIONS = ("mean", "sum")
+MAX_HIDDEN_LAYERS = 8  # [reference] hidden_layers: 1 (a two-layer net, the default) up to this
+BAD_HIDDEN_LAYERS = (
+    "{where}: [reference] hidden_layers must be a whole number from 1 to {most} (the network's depth is "
+    "hidden_layers + 1 weight layers), got {found!r}"
+)
 CASES_KEYS = ("visible_seed", "visible", "hidden", "hidden_share")
 SCORING_KEYS = ("carried_credit", "shape_slip_credit", "point_step")
 
@@ -104,6 +109,7 @@ class Assignment:
     point_step: float = 0.5  # [scoring]: every check's points are a whole multiple of this
     preload: tuple[str, ...] = ()  # [sandbox]: modules the sandbox imports once, before any submission runs
     submission: dict[str, Any] = field(default_factory=dict)  # [submission]: what students hand in (grader.pyfiles)
+    hidden_layers: int = 1  # [reference]: L, the number of hidden layers of a network of any depth (deep_mlp_loss)
 
     @property
     def template_path(self) -> Path | None:
@@ -231,6 +237,9 @@ def load(name_or_path: str | Path) -> Assignment:
     reduction = ref.get("reduction", "mean")
     if activation not in ACTIVATIONS or reduction not in REDUCTIONS:
         raise AssignmentError(f"{where}: [reference] activation must be in {ACTIVATIONS}, reduction in {REDUCTIONS}")
+    hidden_layers = ref.get("hidden_layers", 1)
+    if type(hidden_layers) is not int or not 1 <= hidden_layers <= MAX_HIDDEN_LAYERS:
+        raise AssignmentError(BAD_HIDDEN_LAYERS.format(where=where, most=MAX_HIDDEN_LAYERS, found=hidden_layers))
     tolerances = {}
     for dtype in ("float64", "float32"):
         table = data.get("tolerances", {}).get(dtype)
@@ -313,6 +322,7 @@ def load(name_or_path: str | Path) -> Assignment:
             point_step=float(scoring.get("point_step", 0.5)),
             preload=tuple(preload),
             submission=dict(data.get("submission", {})),
+            hidden_layers=hidden_layers,
         )
     except AssignmentError:
         raise

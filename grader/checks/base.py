@@ -94,7 +94,7 @@ class Check:
     kind: str
     name: str
     title: str
-    weight: float
+    weight: float | Callable[[Assignment], float]  # a function of the assignment: e.g. a share per layer of a network
     seeded: bool  # its inputs come from the check's seed, so it has a hidden twin (see plan)
     func: Callable[[CheckContext], Passed | None]
     role: str = "value"
@@ -113,7 +113,7 @@ def check(
     kind: str,
     name: str,
     title: str,
-    weight: float = 1.0,
+    weight: float | Callable[[Assignment], float] = 1.0,
     seeded: bool = True,
     role: str = "value",
     forms: tuple[str, ...] | None = None,
@@ -174,7 +174,9 @@ def plan(assignment: Assignment, include_hidden: bool = True) -> list[PlannedChe
                 f"known: {[c.name for c in checks]}"
             )
         weighted = [
-            (c, problem.weights.get(c.name, c.weight)) for c in checks if not (c.mutation and problem.binding.inplace)
+            (c, problem.weights.get(c.name, c.weight(assignment) if callable(c.weight) else c.weight))
+            for c in checks
+            if not (c.mutation and problem.binding.inplace)
         ]
         weighted = [(c, w) for c, w in weighted if w > 0]
         if not weighted:
