@@ -211,7 +211,8 @@ def mixed_class(root: Path, made: Path) -> Path:
     write(course / f"dee_123_456_{FILE}", module)
     with zipfile.ZipFile(course / "eve.zip", "w") as zf:
         zf.writestr(f"eve-hw/{FILE}", module)
-    shutil.copy(made / "either-demo" / FILE, course / "fay.py")  # the starter, untouched
+    shutil.copy(made / "either-demo" / FILE, write(course / "fay" / "notes.txt", "").parent)  # the starter, untouched
+    write(course / "gus.py", module)  # not the file's name: a .py file is graded under its own name
     return course
 
 
@@ -225,10 +226,11 @@ def test_a_mixed_class_is_discovered_each_by_what_was_handed_in(made: Path, tmp_
         "cal": (True, "cal"),
         "dee": (True, "dee"),
         "eve": (True, "eve.zip"),
-        "fay": (True, "fay.py"),
+        "fay": (True, "fay"),
+        "gus": (True, "gus.py"),
     }
-    only_py = {s.student: s.python for s in discover([tmp_path / "class"], workdir=tmp_path, python=(FILE,))}
-    assert only_py == {"ann": True, "cal": True, "dee": True, "eve": True, "fay": True}  # a .py assignment's rule
+    only_py = {s.student for s in discover([tmp_path / "class"], workdir=tmp_path, python=(FILE,)) if s.python}
+    assert only_py == {"ann", "cal", "dee", "eve", "fay", "gus"}  # a .py assignment's rule: bea.ipynb is no submission
 
 
 def test_a_mixed_class_is_graded_in_one_batch(made: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -238,15 +240,17 @@ def test_a_mixed_class_is_graded_in_one_batch(made: Path, tmp_path: Path, capsys
     assert main([*args, "--isolation", "process"]) == 0
     rows = {r["student"]: r for r in csv.DictReader(io.StringIO((out / "gradebook.csv").read_text()))}
     assert {s: float(r["score"]) for s, r in rows.items()} == {
-        "ann": 15, "bea": 15, "cal": 15, "dee": 15, "eve": 15, "fay": 0
+        "ann": 15, "bea": 15, "cal": 15, "dee": 15, "eve": 15, "fay": 0, "gus": 0
     }
+    assert rows["gus"]["error"].startswith("gus.py holds none of the files this assignment expects (ei_activations.py)")
+    assert rows["fay"]["error"] == ""
     reports = {s: json.loads((out / s / "report.json").read_text()) for s in rows}
     assert checks(reports["ann"]) == checks(reports["cal"])  # the same checks, whichever the reader
     assert (out / "ann" / "executed.ipynb").is_file() and (out / "cal" / "executed.ipynb").is_file()
     assert reports["eve"]["provenance"]["notebook_sha256"] == reports["cal"]["provenance"]["notebook_sha256"]
     capsys.readouterr()
     assert main([*args, "--isolation", "process"]) == 0  # a rerun finds every report up to date, of both kinds
-    assert "6 submissions, 6 already graded, 0 to grade" in capsys.readouterr().err
+    assert "7 submissions, 6 already graded, 1 to grade" in capsys.readouterr().err  # gus's has no report to keep
 
 
 # --------------------------------------------------------------------------- similarity and Gradescope
