@@ -60,6 +60,14 @@ def sigmoid_backward(dout: np.ndarray, x: np.ndarray) -> Grads:
     return (dout * s * (1.0 - s),)
 
 
+def _or_nan(compute: Callable[[], np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+    """A mistake's result, or NaN (which matches nothing) where the mistake cannot even be computed."""
+    try:
+        return compute()
+    except ValueError:
+        return np.full(shape, np.nan)
+
+
 # Each backward mistake, as a function of (dout, the inputs, the forward's output) -> the gradients it computes.
 LayerBug = Callable[..., Grads]
 LAYER_BUGS: dict[str, dict[str, LayerBug]] = {
@@ -69,8 +77,8 @@ LAYER_BUGS: dict[str, dict[str, LayerBug]] = {
             out.T @ dout,
             dout.sum(axis=0),
         ),
-        "missing_transpose": lambda dout, x, w, b, out: (  # dout @ w has a shape only when w is square
-            (dout @ w).reshape(x.shape),
+        "missing_transpose": lambda dout, x, w, b, out: (
+            _or_nan(lambda: (dout @ w).reshape(x.shape), x.shape),  # dout @ w exists only for a square w
             dout.T @ _flat(x),
             dout.sum(axis=0),
         ),
