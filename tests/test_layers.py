@@ -1,0 +1,166 @@
+"""The `layers` assignment (modular layers and graph gates): the reference against finite differences, the master
+at full marks over 20 seeds, the template at zero, and each bug of the example class losing points only where it
+should, with its diagnosis (assignments/layers/examples/README.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import FAST, by_id, lost
+
+from grader.assignment import load
+from grader.checks.layers import GATES, LAYERS
+from grader.grading import Grader
+from grader.sandbox.zygote import Zygote
+from reference import layers as ref
+from reference.numgrad import numerical_gradient, rel_error
+
+ROOT = Path(__file__).resolve().parent.parent
+ASSIGNMENT = ROOT / "assignments" / "layers"
+EXAMPLES = ASSIGNMENT / "examples"
+HIDDEN_SEED = 3
+
+# Problems that lose points, and the diagnosis expected on one failing check (from the examples' README).
+EXPECTED: dict[str, tuple[set[str], dict[str, str]]] = {
+    "alice": (set(), {}),
+    "bob": (
+        {"relu_backward", "two_layer_loss"},
+        {"relu_backward.dx": "mask is taken from the wrong tensor", "two_layer_loss.grad_W1": "upstream gradient"},
+    ),
+    "carol": ({"affine_backward", "two_layer_loss"}, {"affine_backward.dw": "the cache holds the layer's output"}),
+    "dave": (
+        {"affine_backward", "two_layer_loss"},
+        {"affine_backward.db": "db is dout itself", "two_layer_loss.grad_b1": "not summed over the batch"},
+    ),
+    "erin": ({"affine_backward", "two_layer_loss"}, {"affine_backward.dw": "a transpose is missing"}),
+    "frank": ({"sigmoid_backward"}, {"sigmoid_backward.dx": "derivative is taken at the output"}),
+    "grace": (
+        {"multiply_gate", "copy_gate"},
+        {"multiply_gate.arrays": "times the OTHER input", "copy_gate.scalars": "sums the upstream gradients"},
+    ),
+}
+# Checks that keep part of their points (right values in a wrong shape), and the share they keep.
+SHARES = {("erin", "affine_backward.dw"): 0.5, ("erin", "affine_backward.dw[hidden]"): 0.5}
+
+
+# --------------------------------------------------------------------------- the reference
+
+
+def _numeric(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray, dout: np.ndarray) -> np.ndarray:
+    """The gradient of sum(f(x) * dout) with respect to x, by central differences."""
+    return numerical_gradient(lambda v: float(np.sum(f(v) * dout)), np.array(x, dtype=np.float64))
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_reference_layer_backward_matches_finite_differences(name: str, seed: int) -> None:
+    layer = LAYERS[name]
+    args = layer.case(seed).args
+    dout = np.random.default_rng(seed).standard_normal(layer.forward(*args).shape)
+    grads = layer.backward(dout, *args)
+    for i, grad in enumerate(grads):
+
+        def f(v: np.ndarray, i: int = i) -> np.ndarray:
+            return layer.forward(*args[:i], v, *args[i + 1 :])
+
+        assert rel_error(grad, _numeric(f, args[i], dout)) < 1e-6
+
+
+@pytest.mark.parametrize("name", ["add_gate", "multiply_gate", "max_gate"])
+def test_reference_binary_gates_match_finite_differences(name: str) -> None:
+    rng = np.random.default_rng(7)
+    x, y, dout = (rng.standard_normal(5) for _ in range(3))
+    gate = getattr(ref, name)
+    _, dx, dy = gate(x, y, dout)
+    assert rel_error(dx, _numeric(lambda v: gate(v, y, dout)[0], x, dout)) < 1e-7
+    assert rel_error(dy, _numeric(lambda v: gate(x, v, dout)[0], y, dout)) < 1e-7
+
+
+def test_reference_copy_gate_and_neuron_match_finite_differences() -> None:
+    rng = np.random.default_rng(8)
+    x, d1, d2 = (rng.standard_normal(4) for _ in range(3))
+    _, _, dx = ref.copy_gate(x, d1, d2)
+    assert rel_error(dx, _numeric(lambda v: np.concatenate(ref.copy_gate(v, d1, d2)[:2]), x, np.r_[d1, d2])) < 1e-7
+    w, x = rng.standard_normal(3), rng.standard_normal(3)
+    f, dw, dx = ref.sigmoid_dot(w, x)
+    one = np.ones(())
+    assert rel_error(dw, _numeric(lambda v: ref.sigmoid_dot(v, x)[0], w, one)) < 1e-7
+    assert rel_error(dx, _numeric(lambda v: ref.sigmoid_dot(w, v)[0], x, one)) < 1e-7
+    assert ref.sigmoid_dot(*LECTURE)[0] == pytest.approx(0.731, abs=1e-3)
+
+
+LECTURE = (np.array([2.0, -3.0, -3.0]), np.array([-1.0, -2.0, 1.0]))
+
+
+def test_max_gate_ties_go_to_the_first_input_or_split() -> None:
+    x, y, dout = np.array([1.0, 2.0]), np.array([1.0, 3.0]), np.array([4.0, 5.0])
+    assert [list(g) for g in ref.max_gate(x, y, dout)[1:]] == [[4.0, 0.0], [0.0, 5.0]]
+    assert [list(g) for g in ref.max_gate_split(x, y, dout)[1:]] == [[2.0, 0.0], [2.0, 5.0]]
+    assert len(GATES["max_gate"].accepted) == 2
+
+
+# --------------------------------------------------------------------------- master, template, examples
+
+
+@pytest.fixture(scope="module")
+def reports(zygote: Zygote) -> dict[str, dict[str, Any]]:
+    grader = Grader(load(str(ASSIGNMENT)), FAST, hidden_seed=HIDDEN_SEED, zygote=zygote)
+    return {name: grader.grade_file(EXAMPLES / f"{name}.ipynb").result.to_dict() for name in EXPECTED}
+
+
+@pytest.mark.parametrize("student", sorted(EXPECTED))
+def test_example_loses_points_exactly_where_its_bugs_are(reports: dict[str, dict[str, Any]], student: str) -> None:
+    problems, diagnoses = EXPECTED[student]
+    report = reports[student]
+    assert set(lost(report)) == problems
+    tests = by_id(report)
+    for check_id, text in diagnoses.items():
+        assert tests[check_id]["status"] == "failed"
+        assert text in (tests[check_id]["diagnosis"] or ""), tests[check_id]
+
+
+@pytest.mark.parametrize(("student", "check_id"), sorted(SHARES))
+def test_right_values_in_a_transposed_shape_keep_their_share(
+    reports: dict[str, dict[str, Any]], student: str, check_id: str
+) -> None:
+    test = by_id(reports[student])[check_id]
+    assert test["score"] == pytest.approx(SHARES[student, check_id] * test["max_score"])
+
+
+def test_the_examples_scores_are_those_of_the_readme(reports: dict[str, dict[str, Any]]) -> None:
+    readme = (EXAMPLES / "README.md").read_text()
+    for name, report in reports.items():
+        assert f"| `{name}.ipynb` |" in readme
+        assert f"({report['score']:g}/100)" in readme, (name, report["score"])
+
+
+def test_a_backward_without_its_forward_says_it_could_not_get_a_cache(grade: Callable[..., dict[str, Any]]) -> None:
+    backward = "def affine_backward(dout, cache):\n    x, w, b = cache\n    return dout @ w.T, x.T @ dout, dout.sum(0)"
+    report = grade(["import numpy as np", backward], str(ASSIGNMENT), seed=HIDDEN_SEED)
+    test = by_id(report)["affine_backward.dw"]
+    assert test["score"] == 0
+    assert "could not get a cache from affine_forward()" in test["message"], test["message"]
+
+
+@pytest.mark.slow
+def test_master_scores_full_marks_over_20_seeds(zygote: Zygote) -> None:
+    assignment = load(str(ASSIGNMENT))
+    for seed in range(20):
+        grader = Grader(assignment, FAST, hidden_seed=seed, zygote=zygote)
+        report = grader.grade_file(assignment.master).result.to_dict()
+        assert report["score"] == pytest.approx(assignment.max_score), (
+            seed,
+            [t["id"] for t in report["tests"] if t["status"] != "passed"],
+        )
+
+
+def test_template_scores_zero_with_not_implemented_messages(zygote: Zygote) -> None:
+    assignment = load(str(ASSIGNMENT))
+    grader = Grader(assignment, FAST, hidden_seed=HIDDEN_SEED, zygote=zygote)
+    template = grader.grade_file(ROOT / "student_template" / assignment.template).result.to_dict()
+    assert template["score"] == 0
+    assert all("not implemented yet" in t["message"] for t in template["tests"] if t["status"] != "passed")
