@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from grader.assignment import Assignment
-from grader.checks import activations, gradcheck, layers, loss, mlp, numgrad  # noqa: F401  (importing them registers their checks)
+from grader.checks import activations, deep, gradcheck, layers, loss, mlp, numgrad  # noqa: F401  (importing them registers their checks)
 from grader.checks.base import (
     REGISTRY,
     CheckContext,
