@@ -296,7 +296,7 @@ class Sandbox:
     def record(self) -> ExecutionRecord:
         """The execution record so far (call it again after the checks: calls add restarts and events)."""
         cells = [self.records.get(i) or CellRecord(i, "not_run") for i, _ in self.cells]
-        isolation = {"level": self.zygote.isolation, "layers": self.layers}
+        isolation = dict(level=self.zygote.isolation, layers=self.layers)  # (keywords: "layers" is also an assignment)
         return ExecutionRecord(
             cells,
             isolation,

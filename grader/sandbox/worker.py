@@ -543,7 +543,7 @@ def child_main(
     watched = (int(request["memory_bytes"]), inherited) if memory == RSS_WATCHDOG else None
     WORKER = Worker(shell, req_fd, resp_fd, int(request["output_limit"]), guard, watched)
     try:
-        WORKER.send({"op": "hello", "pid": os.getpid(), "layers": layers})
+        WORKER.send(dict(op="hello", pid=os.getpid(), layers=layers))  # (keywords: "layers" is also an assignment)
         WORKER.serve()
     except BaseException as exc:  # the worker itself failed (out of memory, a broken channel): say so, exit non-zero
         with contextlib.suppress(BaseException):
