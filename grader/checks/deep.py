@@ -142,6 +142,16 @@ def _case(ctx: CheckContext, seed: int, reg: float | None = None, **kwargs: Any)
     return make_case(seed, a.hidden_layers, a.reg if reg is None else reg, a.activation, **kwargs)
 
 
+def _details(ctx: CheckContext, case: cases.Case) -> dict[str, Any]:
+    """The case as a report names it, its shapes in the student's convention (X and every W transposed in the
+    column convention)."""
+    details = case.details
+    if ctx.problem.binding.convention == "column":
+        turned = {k: v[::-1] if k == "X" or k.startswith("W") else v for k, v in details["shapes"].items()}
+        details["shapes"] = turned
+    return details
+
+
 def _shapes(case: cases.Case) -> dict[str, tuple[int, ...]]:
     return {k: v.shape for k, v in case.args[2].items()}
 
@@ -285,7 +295,7 @@ def _check_loss_value(ctx: CheckContext, case: cases.Case) -> None:
         hit = first_match(np.asarray(value), candidates, np.asarray(expected), ctx.tolerance())
         return message(hit, a.activation, l2_scale=_l2(ctx)) if hit else None
 
-    assert_loss_close(found, expected, ctx.tolerance(), case.details, diagnose, nonfinite_loss)
+    assert_loss_close(found, expected, ctx.tolerance(), _details(ctx, case), diagnose, nonfinite_loss)
 
 
 @check(KIND, "loss_value", "loss value (cross-entropy averaged over the mini-batch plus L2 penalty)", weight=3)
@@ -346,7 +356,7 @@ def _check_gradient(ctx: CheckContext, case: cases.Case, name: str) -> None:
             expected[name],
             ctx.tolerance(),
             f"d{name}",
-            case.details,
+            _details(ctx, case),
             lambda _: _localized(ctx, case, grads),
         )
     except CheckFailed as failure:
@@ -478,14 +488,20 @@ def check_large_scores(ctx: CheckContext) -> None:
     overflowed = not all(np.isfinite(g).all() for g in grads.values())
     unstable = message("softmax_no_max_shift") if overflowed else message("loss_unstable")
 
-    def diagnose(value: float) -> str | None:
+    def nonfinite(value: float) -> str | None:
+        """An overflow explains it only when the loss is right at moderate scores."""
         return None if identified is None else unstable if overflowed else nonfinite_loss(value)
 
     assert_loss_close(
-        found, expected, ctx.tolerance(), case.details, lambda _: None if identified is None else unstable, diagnose
+        found,
+        expected,
+        ctx.tolerance(),
+        _details(ctx, case),
+        lambda _: None if identified is None else unstable,
+        nonfinite,
     )
     for name, g in grads.items():
-        finite_or_fail(g, f"d{name}", case.details, message("softmax_no_max_shift"))
+        finite_or_fail(g, f"d{name}", _details(ctx, case), message("softmax_no_max_shift"))
 
 
 @check(KIND, "no_mutation", "does not modify X, y or params", role="property", mutation=True)
