@@ -164,3 +164,14 @@ def test_template_scores_zero_with_not_implemented_messages(zygote: Zygote) -> N
     template = grader.grade_file(ROOT / "student_template" / assignment.template).result.to_dict()
     assert template["score"] == 0
     assert all("not implemented yet" in t["message"] for t in template["tests"] if t["status"] != "passed")
+
+
+@pytest.mark.slow
+def test_master_notebook_runs_in_a_kernel_and_its_self_checks_pass_with_handles() -> None:
+    """The in-kernel self-check holds the caches in a dict and grades the backward problems the same way."""
+    from test_notebooks_execute import errors, execute, stream_text
+
+    notebook = execute(ASSIGNMENT / "solution.ipynb", allow_errors=False)
+    assert errors(notebook) == []
+    for function in ("max_gate", "affine_backward", "relu_backward", "sigmoid_backward", "two_layer_loss"):
+        assert "visible checks passed" in stream_text(notebook, f"{function}-check"), function
