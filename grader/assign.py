@@ -153,7 +153,8 @@ def module_source(cells: list[Any]) -> str:
     kept = []
     for cell in cells:
         source = _source(cell)
-        solution = SOLUTION.search(source) or cell.get("metadata", {}).get("jitgrade", {}).get("solution")
+        meta = cell.get("metadata", {}).get("jitgrade", {})
+        solution = SOLUTION.search(source) or isinstance(meta, dict) and meta.get("solution")
         hidden = HIDDEN_TAG in tags(cell) or is_self_check(cell)
         if cell.get("cell_type") == "code" and not hidden and (solution or _is_imports(source)):
             kept.append(HIDDEN.sub("", source).strip("\n"))
@@ -168,7 +169,7 @@ def write(master: Path, out: Path, name: str | None = None) -> list[Path]:
     written = [write_student_notebook(master, out, name)]
     assignment = _assignment_beside(master)
     try:
-        if assignment is not None and pyfiles.accepts_python(assignment):
+        if assignment is not None and pyfiles.formats(assignment) == pyfiles.EITHER:
             written.append(write_starter_module(master, out, assignment))
     except pyfiles.PyFilesError as exc:
         raise AssignError(str(exc)) from None

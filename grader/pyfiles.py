@@ -29,6 +29,7 @@ from typing import Any
 from grader import notebook as nb
 
 PYTHON, NOTEBOOK = "python", "notebook"  # [submission] format
+EITHER = (NOTEBOOK, PYTHON)  # format = ["notebook", "python"]: students hand in one or the other
 SUBMISSION_KEYS = ("format", "files", "helpers")
 MAX_FILE_BYTES = 1024 * 1024  # one .py file
 MAX_TOTAL_BYTES = 2 * 1024 * 1024  # every .py file of one submission together (the loader cell carries them,
@@ -110,7 +111,7 @@ def formats(assignment: Any) -> tuple[str, ...]:
         raise PyFilesError(NOT_PYTHON_FORMAT.format(where=where, formats=[NOTEBOOK, PYTHON], found=found))
     accepted = tuple(f for f in (NOTEBOOK, PYTHON) if f in listed)
     files = table.get("files")
-    if len(accepted) == 2 and (assignment.master.suffix != ".ipynb" or not isinstance(files, list) or len(files) != 1):
+    if accepted == EITHER and (assignment.master.suffix != ".ipynb" or not isinstance(files, list) or len(files) != 1):
         raise PyFilesError(EITHER_NEEDS_NOTEBOOK.format(where=where, master=assignment.master.name, files=files))
     return accepted
 
@@ -136,7 +137,7 @@ def reads_python(path: str | Path, assignment: Any) -> bool:
     for one accepting both, by what was handed in: a notebook (.ipynb), or a folder holding a notebook and none
     of the declared files, is a notebook; a .py file, a zip, or a folder holding a declared file is .py files."""
     accepted = formats(assignment)
-    if accepted != (NOTEBOOK, PYTHON):
+    if accepted != EITHER:
         return accepted == (PYTHON,)
     path = Path(path)
     if path.is_dir():
@@ -146,9 +147,13 @@ def reads_python(path: str | Path, assignment: Any) -> bool:
 
 def folder_is_python(folder: Path, files: tuple[str, ...]) -> bool:
     """Whether a submission folder is graded from its .py files: it holds one of the declared `files` (at its top,
-    or in one folder wrapping everything), or no notebook at all (whose error then names those files)."""
-    found = _folder_entries(folder, folder.name, ", ".join(files))
-    return any(p.name in files for p in _top_level(found).values()) or not any(p.suffix == ".ipynb" for p in found)
+    or in one folder wrapping everything), or no notebook at all, or too many files to look through (the .py
+    reader's error then says what to hand in)."""
+    try:
+        found = _folder_entries(folder, folder.name, ", ".join(files))
+    except PyFilesError:
+        return True
+    return any(name in files for name in _top_level(found)) or not any(p.suffix == ".ipynb" for p in found)
 
 
 def module_of(path: str) -> str:

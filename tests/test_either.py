@@ -124,8 +124,11 @@ def test_assign_writes_the_notebook_and_the_py_starter_made_from_its_student_cel
 def test_the_bundled_two_layer_templates_are_what_assign_makes_today(tmp_path: Path) -> None:
     assert main(["assign", str(EECS), "--out", str(tmp_path)]) == 0
     made = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
-    assert made == ["eecs498-two-layer.ipynb", "eecs498-two-layer/linear_classifier.py",
-                    "eecs498-two-layer/two_layer_net.py"]
+    assert made == [
+        "eecs498-two-layer.ipynb",
+        "eecs498-two-layer/linear_classifier.py",
+        "eecs498-two-layer/two_layer_net.py",
+    ]
     for name in made:
         assert (tmp_path / name).read_text() == (ROOT / "student_template" / name).read_text(), name
     assert (tmp_path / "eecs498-two-layer" / "linear_classifier.py").read_text() == (
@@ -154,9 +157,11 @@ def test_the_py_starter_scores_zero_and_each_check_says_to_write_the_function(gr
 
 
 def test_a_py_file_imports_the_course_helper_served_to_it(grader: Grader, tmp_path: Path) -> None:
-    text = master_module(DEMO / "solution.ipynb").replace(
-        "import numpy as np", f"import numpy as np\n{HELPER_IMPORT}"
-    ).replace("np.max(x, axis=-1, keepdims=True)", "row_max(x)")
+    text = (
+        master_module(DEMO / "solution.ipynb")
+        .replace("import numpy as np", f"import numpy as np\n{HELPER_IMPORT}")
+        .replace("np.max(x, axis=-1, keepdims=True)", "row_max(x)")
+    )
     rep = report(grader, write(tmp_path / "ivy" / FILE, text))
     assert rep["score"] == 15 and rep["root_causes"] == []
     (cause,) = report(grader, write(tmp_path / "jo" / FILE, text.replace("ei_course", "ei_kurs")))["root_causes"]
@@ -217,8 +222,9 @@ def mixed_class(root: Path, made: Path) -> Path:
 
 
 def test_a_mixed_class_is_discovered_each_by_what_was_handed_in(made: Path, tmp_path: Path) -> None:
-    found = discover([mixed_class(tmp_path, made)], workdir=tmp_path, preferred="either-demo.ipynb",
-                     python=(FILE,), notebooks=True)
+    found = discover(
+        [mixed_class(tmp_path, made)], workdir=tmp_path, preferred="either-demo.ipynb", python=(FILE,), notebooks=True
+    )
     kinds = {s.student: (s.python, s.path.name if s.path else None) for s in found}
     assert kinds == {
         "ann": (False, "either-demo.ipynb"),
@@ -240,7 +246,13 @@ def test_a_mixed_class_is_graded_in_one_batch(made: Path, tmp_path: Path, capsys
     assert main([*args, "--isolation", "process"]) == 0
     rows = {r["student"]: r for r in csv.DictReader(io.StringIO((out / "gradebook.csv").read_text()))}
     assert {s: float(r["score"]) for s, r in rows.items()} == {
-        "ann": 15, "bea": 15, "cal": 15, "dee": 15, "eve": 15, "fay": 0, "gus": 0
+        "ann": 15,
+        "bea": 15,
+        "cal": 15,
+        "dee": 15,
+        "eve": 15,
+        "fay": 0,
+        "gus": 0,
     }
     assert rows["gus"]["error"].startswith("gus.py holds none of the files this assignment expects (ei_activations.py)")
     assert rows["fay"]["error"] == ""
@@ -263,8 +275,9 @@ def test_similarity_compares_each_submission_in_its_own_form_template_left_out(d
     assert template[FILE] == (made / "either-demo" / FILE).read_text()
     assert extract.pieces(made / "either-demo" / FILE, demo) == []  # the untouched starter: nothing of the student's
     assert extract.pieces(made / "either-demo.ipynb", demo) == []
-    (piece,) = extract.pieces_of(FILE, pyfiles.pack({FILE: master_module(DEMO / "solution.ipynb").encode()}),
-                                 template, packed=True)
+    (piece,) = extract.pieces_of(
+        FILE, pyfiles.pack({FILE: master_module(DEMO / "solution.ipynb").encode()}), template, packed=True
+    )
     assert "np.exp" in piece.code and piece.boilerplate  # the signatures and docstrings are the template's
 
 
@@ -324,8 +337,9 @@ def test_two_layer_gradescope_grades_a_py_upload_and_a_notebook_upload(tmp_path:
         shutil.rmtree(root / "submission", ignore_errors=True)
         (root / "submission").mkdir()
         shutil.copy(upload, root / "submission" / upload.name)
-        run = subprocess.run(["bash", str(root / "source" / "run_autograder")], capture_output=True, text=True,
-                             env=env, timeout=600)
+        run = subprocess.run(
+            ["bash", str(root / "source" / "run_autograder")], capture_output=True, text=True, env=env, timeout=600
+        )
         assert run.returncode == 0, run.stderr
         scores.append(json.loads((root / "results" / "results.json").read_text())["score"])
     assert scores == [100, 70.5]

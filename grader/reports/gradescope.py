@@ -59,7 +59,7 @@ FIND_FILES = """\
 # the .py files {files}{either}
 SUBMISSION="$ROOT/submission"
 """
-EITHER = ", or the notebook when the upload holds none of them"
+NOTEBOOK_INSTEAD = ", or the notebook when the upload holds none of them"
 
 
 def results(report: dict[str, Any]) -> dict[str, Any]:
@@ -103,9 +103,11 @@ def bundle(assignment: Assignment) -> bytes:
         starter = pyfiles.starter_folder(assignment)
         starters = next((root / starter for root in template_roots() if (root / starter).is_dir()), None)
         if starters is not None:
-            files += [(f"student_template/{starter}/{p.relative_to(starters).as_posix()}", p)
-                      for p in sorted(starters.rglob("*.py"))]
-        either = EITHER if pyfiles.NOTEBOOK in pyfiles.formats(assignment) else ""
+            files += [
+                (f"student_template/{starter}/{p.relative_to(starters).as_posix()}", p)
+                for p in sorted(starters.rglob("*.py"))
+            ]
+        either = NOTEBOOK_INSTEAD if pyfiles.formats(assignment) == pyfiles.EITHER else ""
         find = FIND_FILES.format(files=", ".join(pyfiles.layout(assignment).files), either=either)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as archive:
