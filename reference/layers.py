@@ -137,7 +137,7 @@ def copy_gate(x: np.ndarray, dout1: np.ndarray, dout2: np.ndarray) -> Grads:
 def sigmoid_dot(w: np.ndarray, x: np.ndarray) -> Grads:
     """(f, df/dw, df/dx) of f = sigmoid(w . x), the lecture's small neuron (upstream gradient 1)."""
     s = float(_sigmoid(np.dot(w, x)))
-    return np.float64(s), s * (1.0 - s) * x, s * (1.0 - s) * w
+    return np.asarray(s), s * (1.0 - s) * x, s * (1.0 - s) * w
 
 
 GateBug = Callable[..., Grads]

@@ -312,7 +312,7 @@ class CheckContext:
         from grader.checks.values import call_failure
 
         binding = self.problem.binding
-        held = {"keep": keep} if keep else {}  # (sessions that hold nothing need not know the keyword)
+        held: dict[str, Any] = {"keep": keep} if keep else {}  # (sessions that hold nothing need not know the keyword)
         if function is not None or binding.canonical:
             name = function or binding.call
             try:
