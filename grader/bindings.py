@@ -284,7 +284,7 @@ class Binding:
 
     _canonical_x = _student_x  # the transpose is its own inverse
 
-    def _student_param(self, name: str, value: Any) -> Any:
+    def student_param(self, name: str, value: Any) -> Any:
         """A parameter (or its gradient) between the canonical and the student's convention: W transposed in the
         column convention, both ways (a transpose is its own inverse); biases as they are."""
         if self.convention == "column" and name.startswith("W") and isinstance(value, np.ndarray) and value.ndim == 2:
@@ -297,8 +297,8 @@ class Binding:
 
     def _pack(self, params: dict[str, np.ndarray]) -> Any:
         if self.params == "flat":
-            return np.concatenate([np.ravel(self._student_param(name, params[name])) for name in self.order(params)])
-        return {self.keys.get(name, name): self._student_param(name, value) for name, value in params.items()}
+            return np.concatenate([np.ravel(self.student_param(name, params[name])) for name in self.order(params)])
+        return {self.keys.get(name, name): self.student_param(name, value) for name, value in params.items()}
 
     def _grads(self, value: Any, params: Any, strict: bool = True, batch: int | None = None) -> Any:
         """A gradient (or parameters sent back) in the student's form as a canonical dict; strict: a form that
@@ -314,7 +314,7 @@ class Binding:
                 if not strict:
                     return value
                 found = flat.size if flat is not None else f"a {type(value).__name__}, not"
-                layout = ", ".join(f"{n} {self._student_param(n, params[n]).shape}" for n in layout_names)
+                layout = ", ".join(f"{n} {self.student_param(n, params[n]).shape}" for n in layout_names)
                 extra = (flat.size - expected) if flat is not None and batch is not None and batch > 1 else None
                 unsummed = any(n.startswith("b") and extra == ((batch or 1) - 1) * params[n].size for n in layout_names)
                 mistake = "bias_not_summed" if unsummed else None
@@ -324,8 +324,8 @@ class Binding:
             out, start = {}, 0
             for name in layout_names:
                 size = params[name].size
-                shape = self._student_param(name, params[name]).shape
-                out[name] = self._student_param(name, flat[start : start + size].reshape(shape))
+                shape = self.student_param(name, params[name]).shape
+                out[name] = self.student_param(name, flat[start : start + size].reshape(shape))
                 start += size
             return out
         if not isinstance(value, dict) or not (self.keys or self.convention == "column"):
@@ -339,7 +339,7 @@ class Binding:
                 raise UnreadableResult(
                     MISSING_KEY.format(function=self.function, key=key, name=name, found=sorted(map(str, value))[:8])
                 )
-            out[name] = self._student_param(name, value[key])
+            out[name] = self.student_param(name, value[key])
         return out
 
 

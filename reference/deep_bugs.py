@@ -114,7 +114,9 @@ def loss_and_grads(
             source = hs[k - 2]
         if "weight_grad_from_layer_above" in here(k):
             source = hs[k]
-        grads[f"W{k}"] = source.T @ delta + w_reg * ws[k - 1]
+        grads[f"W{k}"] = source.T @ delta
+        if w_reg:  # (an off-by-one dW has another shape than W: code that adds reg * W fails unless reg is 0)
+            grads[f"W{k}"] = grads[f"W{k}"] + w_reg * ws[k - 1]
         summed = delta.mean(axis=0) if "bias_mean" in bugs else delta.sum(axis=0)
         grads[f"b{k}"] = summed + bias_reg * bs[k - 1]
         if k > 1:

@@ -43,8 +43,9 @@ STEP = {"float64": (1e-5, 1e-5), "float32": (1e-2, 5e-2)}  # (finite-difference 
 
 _DERIVATIVE = {"relu": "1 where a > 0, else 0", "sigmoid": "h * (1 - h)", "tanh": "1 - h**2"}
 CAUSES = {
-    "derivative_of_input": "the activation derivative at layer {k} is evaluated at a instead of h: written in the "
-    "output it is g'(a^({k})) = {derivative} with h = h^({k}) = g(a^({k})), not the same formula of a^({k})",
+    "derivative_of_input": "the activation derivative at layer {k} is computed from a^({k}) instead of h^({k}): "
+    "g'(a^({k})) written in the output is {derivative} with h = h^({k}) = g(a^({k})); that formula applied to "
+    "a^({k}) is not the derivative",
     "derivative_of_output": "the activation derivative at layer {k} uses h instead of a: g' is applied to the output "
     "h^({k}) (g'(g(a))); it is g'(a^({k})), which in the output is {derivative}",
     "mask_from_upstream": "the ReLU mask at layer {k} is taken from the upstream gradient (dh > 0); it must come from "
@@ -350,10 +351,11 @@ def _check_gradient(ctx: CheckContext, case: cases.Case, name: str) -> None:
     loss, grads = _student(ctx, case)
     if _agrees(grads[name], expected[name], ctx.tolerance()):
         return
+    view = functools.partial(ctx.problem.binding.student_param, name)  # messages speak the student's convention
     try:
         assert_close(
-            grads[name],
-            expected[name],
+            view(grads[name]),
+            view(expected[name]),
             ctx.tolerance(),
             f"d{name}",
             _details(ctx, case),
@@ -433,9 +435,11 @@ def check_directional_derivatives(ctx: CheckContext) -> None:
     case = _case(ctx, derive_seed(ctx.probe_seed, ctx.problem.name, "directions"))
     x, y, params, reg = case.args
     _, grads = _answer(ctx, ctx.call(*case.args).value, case)
+    view = ctx.problem.binding.student_param  # shapes as the student's convention has them
     for name, g in grads.items():
         if g.shape != params[name].shape:
-            raise CheckFailed(WRONG_SHAPE.format(name=name, found=g.shape, expected=params[name].shape))
+            shapes = {"found": view(name, g).shape, "expected": view(name, params[name]).shape}
+            raise CheckFailed(WRONG_SHAPE.format(name=name, **shapes))
     names = list(params)
     sizes = np.cumsum([params[k].size for k in names])[:-1]
 
