@@ -218,6 +218,7 @@ def mixed_class(root: Path, made: Path) -> Path:
         zf.writestr(f"eve-hw/{FILE}", module)
     shutil.copy(made / "either-demo" / FILE, write(course / "fay" / "notes.txt", "").parent)  # the starter, untouched
     write(course / "gus.py", module)  # not the file's name: a .py file is graded under its own name
+    write(course / "hal.ipynb" / FILE, module)  # a folder named like a notebook: its task says .py files, not its name
     return course
 
 
@@ -234,9 +235,10 @@ def test_a_mixed_class_is_discovered_each_by_what_was_handed_in(made: Path, tmp_
         "eve": (True, "eve.zip"),
         "fay": (True, "fay"),
         "gus": (True, "gus.py"),
+        "hal": (True, "hal.ipynb"),
     }
     only_py = {s.student for s in discover([tmp_path / "class"], workdir=tmp_path, python=(FILE,)) if s.python}
-    assert only_py == {"ann", "cal", "dee", "eve", "fay", "gus"}  # a .py assignment's rule: bea.ipynb is no submission
+    assert only_py == {"ann", "cal", "dee", "eve", "fay", "gus", "hal"}  # a .py assignment's rule: bea.ipynb is no submission
 
 
 def test_a_mixed_class_is_graded_in_one_batch(made: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -253,6 +255,7 @@ def test_a_mixed_class_is_graded_in_one_batch(made: Path, tmp_path: Path, capsys
         "eve": 15,
         "fay": 0,
         "gus": 0,
+        "hal": 15,
     }
     assert rows["gus"]["error"].startswith("gus.py holds none of the files this assignment expects (ei_activations.py)")
     assert rows["fay"]["error"] == ""
@@ -262,7 +265,7 @@ def test_a_mixed_class_is_graded_in_one_batch(made: Path, tmp_path: Path, capsys
     assert reports["eve"]["provenance"]["notebook_sha256"] == reports["cal"]["provenance"]["notebook_sha256"]
     capsys.readouterr()
     assert main([*args, "--isolation", "process"]) == 0  # a rerun finds every report up to date, of both kinds
-    assert "7 submissions, 6 already graded, 1 to grade" in capsys.readouterr().err  # gus's has no report to keep
+    assert "8 submissions, 7 already graded, 1 to grade" in capsys.readouterr().err  # gus's has no report to keep
 
 
 # --------------------------------------------------------------------------- similarity and Gradescope
