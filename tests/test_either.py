@@ -238,7 +238,8 @@ def test_a_mixed_class_is_discovered_each_by_what_was_handed_in(made: Path, tmp_
         "hal": (True, "hal.ipynb"),
     }
     only_py = {s.student for s in discover([tmp_path / "class"], workdir=tmp_path, python=(FILE,)) if s.python}
-    assert only_py == {"ann", "cal", "dee", "eve", "fay", "gus", "hal"}  # a .py assignment's rule: bea.ipynb is no submission
+    # a .py assignment's rule: every folder and file is .py files, bea.ipynb is no submission
+    assert only_py == {"ann", "cal", "dee", "eve", "fay", "gus", "hal"}
 
 
 def test_a_mixed_class_is_graded_in_one_batch(made: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
