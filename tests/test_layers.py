@@ -175,3 +175,24 @@ def test_master_notebook_runs_in_a_kernel_and_its_self_checks_pass_with_handles(
     assert errors(notebook) == []
     for function in ("max_gate", "affine_backward", "relu_backward", "sigmoid_backward", "two_layer_loss"):
         assert "visible checks passed" in stream_text(notebook, f"{function}-check"), function
+
+
+def test_a_binding_that_reorders_the_results_keeps_the_cache_where_the_student_returns_it(tmp_path: Path) -> None:
+    """`returns = ["cache", "out"]`: the cache is the student's first item, and it is the one held as a handle."""
+    from grader.checks.runner import run_checks
+    from grader.selfcheck import KernelSession
+
+    definition = (ASSIGNMENT / "assignment.toml").read_text()
+    head = definition[: definition.index("[problems.")]
+    (tmp_path / "assignment.toml").write_text(
+        head + '[problems.affine_forward]\nkind = "affine_forward"\npoints = 6\n\n'
+        '[problems.affine_forward.binding]\nreturns = ["cache", "out"]\n'
+    )
+    namespace: dict[str, Any] = {"np": np}
+    exec(
+        "class Cache:\n    pass\n"
+        "def affine_forward(x, w, b):\n    return Cache(), x.reshape(len(x), -1) @ w + b\n",
+        namespace,
+    )
+    outcomes = run_checks(KernelSession(namespace), load(str(tmp_path)), HIDDEN_SEED)
+    assert all(o.status == "passed" for o in outcomes), [(o.id, o.message) for o in outcomes if o.status != "passed"]

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from grader.assignment import Assignment, Problem, Tolerance
-from grader.bindings import UnreadableResult
+from grader.bindings import SIGNATURES, UnreadableResult
 from grader.cases import Case
 from grader.checks import shapes
 from grader.sandbox.calls import DIRECT, Via
@@ -320,6 +320,9 @@ class CheckContext:
             except Exception as exc:  # every sandbox error becomes this check's verdict
                 raise call_failure(name, exc) from None
         lookup, bound_args, bound_kwargs, via = binding.request(args)
+        if keep and binding.returns is not None:  # the kept canonical results, at their places in the student's tuple
+            names = SIGNATURES[binding.kind][1]
+            held["keep"] = tuple(binding.returns.index(names[k]) for k in keep if names[k] in binding.returns)
         try:
             result = self.session.call(
                 lookup, *bound_args, echo_args=echo_args, functions=functions, via=via, **held, **bound_kwargs

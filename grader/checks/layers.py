@@ -142,11 +142,13 @@ def _dout(case: cases.Case, shape: tuple[int, ...]) -> np.ndarray:
     return np.random.default_rng([case.seed, 1]).standard_normal(shape)
 
 
-def _forward_out(ctx: CheckContext, layer: Layer, args: tuple[Any, ...], function: str) -> tuple[np.ndarray, Any]:
-    """The student's forward output (as an array) and cache (a handle) for these inputs."""
+def _forward_out(ctx: CheckContext, args: tuple[Any, ...], function: str | None = None) -> tuple[np.ndarray, Any]:
+    """The student's forward output (as an array) and cache (a handle) for these inputs: the graded problem's
+    function through its binding, or the named `function` (a backward's forward, called as it is)."""
     value = ctx.call(*args, function=function, keep=(1,)).value
-    out, cache = _tuple(value, 2, function, "(out, cache)")
-    return as_array(out, f"the output of {function}()"), cache
+    name = function or ctx.function
+    out, cache = _tuple(value, 2, name, "(out, cache)")
+    return as_array(out, f"the output of {name}()"), cache
 
 
 def _pair_grads(ctx: CheckContext, layer: Layer, case: cases.Case) -> tuple[np.ndarray, tuple[Any, ...]]:
@@ -157,7 +159,7 @@ def _pair_grads(ctx: CheckContext, layer: Layer, case: cases.Case) -> tuple[np.n
         dout = _dout(case, layer.forward(*case.args).shape)
         try:
             try:
-                _, cache = _forward_out(ctx, layer, case.args, forward)
+                _, cache = _forward_out(ctx, case.args, forward)
             except CheckFailed as failure:
                 raise CheckFailed(
                     NO_CACHE.format(forward=forward, backward=ctx.function, why=failure.message), status=failure.status
@@ -175,7 +177,7 @@ def _check_forward(ctx: CheckContext, layer: Layer) -> None:
     for seed in ctx.case_seeds():
         case = layer.case(seed)
         expected = layer.forward(*case.args)
-        found, _ = _forward_out(ctx, layer, case.args, ctx.function)
+        found, _ = _forward_out(ctx, case.args)
         assert_close(found, expected, ctx.tolerance(), f"the output of {ctx.function}()", case.details)
 
 
@@ -229,7 +231,7 @@ def _check_numeric(ctx: CheckContext, layer: Layer) -> Passed | None:
         def objective(v: np.ndarray, index: int = index) -> float:
             args = list(case.args)
             args[index] = v
-            out, _ = _forward_out(ctx, layer, tuple(args), forward)
+            out, _ = _forward_out(ctx, tuple(args), forward)
             if out.shape != dout.shape:
                 raise CheckFailed(f"{forward}() returned an output of shape {out.shape}, expected {dout.shape}")
             return float(np.sum(out * dout))
