@@ -7,6 +7,10 @@ compiled with its own file name, so tracebacks name ``q2_neural.py`` and its lin
 file, in load order) imports module k under its own name, so that ``if __name__ == "__main__":`` blocks do not
 run, and binds its public names as ``from module import *`` would, where the grader finds every function.
 A declared file that is missing (or not text) raises a clear ImportError wherever it is imported.
+
+An assignment may accept a notebook or its one declared file (``format = ["notebook", "python"]``): each
+submission is then read by what was handed in (:func:`reads_python`); one that holds both is graded from the
+file, and a note in its report names the notebook that was not graded.
 """
 
 from __future__ import annotations
