@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from grader import cases
-from grader.checks.base import CheckContext, CheckFailed, Passed, check
+from grader.checks.base import CheckContext, CheckFailed, check
 from grader.checks.diagnosis import first_match
 from grader.checks.values import as_array, assert_close, assert_unchanged, describe
 from reference import layers as ref
@@ -220,12 +220,12 @@ def _diagnoser(
     return diagnose
 
 
-def _check_numeric(ctx: CheckContext, layer: Layer) -> Passed | None:
+def _check_numeric(ctx: CheckContext, layer: Layer) -> None:
     """Each gradient against central differences of sum(forward(...) * dout) of the student's own forward."""
     forward = forward_name(ctx)
     case = layer.case(ctx.sub_seed("numeric"))
     dout, grads = _pair_grads(ctx, layer, case)
-    wrong: list[str] = []
+    wrong: dict[str, str] = {}  # gradient -> how it disagrees
     for index, name in enumerate(layer.inputs):
 
         def objective(v: np.ndarray, index: int = index) -> float:
@@ -238,20 +238,20 @@ def _check_numeric(ctx: CheckContext, layer: Layer) -> Passed | None:
 
         found = as_array(grads[index], f"d{name}", check_shape=False)
         if found.shape != case.args[index].shape:
-            wrong.append(
-                FD_UNREADABLE.format(name=f"d{name}", why=f"shape {found.shape}, not {case.args[index].shape}")
-            )
+            wrong[f"d{name}"] = FD_UNREADABLE.format(name=f"d{name}", why=f"shape {found.shape}, not the input's")
             continue
         directions, numeric = directional_derivatives(objective, case.args[index], 1, ctx.sub_seed(name), FD_STEP)
         analytic = float(np.tensordot(directions[0], found, found.ndim))
         if abs(analytic - numeric[0]) > FD_ATOL + FD_RTOL * max(abs(analytic), abs(numeric[0])):
-            wrong.append(FD_ONE.format(name=f"d{name}", found=analytic, expected=numeric[0], backward=ctx.function))
+            wrong[f"d{name}"] = FD_ONE.format(
+                name=f"d{name}", found=analytic, expected=numeric[0], backward=ctx.function
+            )
     if wrong:  # all or nothing: each gradient's own points are its reference check's
-        names = ", ".join(w.split(":")[0] for w in wrong)
         raise CheckFailed(
-            FD_INCONSISTENT.format(names=names, backward=ctx.function, forward=forward, worst="; ".join(wrong))
+            FD_INCONSISTENT.format(
+                names=", ".join(wrong), backward=ctx.function, forward=forward, worst="; ".join(wrong.values())
+            )
         )
-    return None
 
 
 def _register_layer(layer: Layer) -> None:
