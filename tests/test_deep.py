@@ -247,15 +247,15 @@ def _cells(activation: str = "sigmoid", loss: str | None = None) -> list[str]:
     return ["import numpy as np", ACTIVATION_CELLS[activation] or master["activation"], loss or master["deep_mlp_loss"]]
 
 
-DEPTHS = [(1, "relu", 0.0, 3), (2, "tanh", 0.05, 3), (3, "sigmoid", 0.0, 20), (5, "relu", 0.01, 3)]
+DEPTHS = [(1, "relu", 0.0), (2, "tanh", 0.05), (3, "sigmoid", 0.0), (5, "relu", 0.01)]
 
 
-@pytest.mark.parametrize(("layers", "activation", "reg", "seeds"), DEPTHS)
-def test_master_scores_full_marks_at_every_depth(
-    tmp_path: Path, grade: Any, layers: int, activation: str, reg: float, seeds: int
+@pytest.mark.parametrize(("layers", "activation", "reg"), DEPTHS)
+def test_master_scores_full_marks_over_20_seeds_at_every_depth(
+    tmp_path: Path, grade: Any, layers: int, activation: str, reg: float
 ) -> None:
     folder = str(_variant(tmp_path, hidden_layers=layers, activation=activation, reg=reg))
-    for seed in range(seeds):
+    for seed in range(20):
         report = grade(_cells(activation), folder, seed=seed)
         assert report["score"] == report["max_score"] == 100, (seed, helpers.lost(report))
 

@@ -93,7 +93,7 @@ def _l2(ctx: CheckContext) -> float:
 def _biases(rng: np.random.Generator, s: np.ndarray, activation: str) -> np.ndarray:
     """Biases of a layer whose pre-activation without them is s; for ReLU every pre-activation stays KINK_MARGIN
     away from 0 (finite differences never straddle a kink)."""
-    b = rng.standard_normal(s.shape[1]) * 0.5
+    b = np.asarray(rng.standard_normal(s.shape[1])) * 0.5
     for j in range(len(b) if activation == "relu" else 0):
         for _ in range(200):
             if np.abs(s[:, j] + b[j]).min() >= cases.KINK_MARGIN:
