@@ -20,8 +20,8 @@ Format, under ``[problems.<name>.binding]`` (every key optional; the defaults ar
     layout = ["W1", "b1", "W2", "b2"]   # (default: W1, b1, W2, b2, ... layer by layer, whatever the depth)
     keys = { W1 = "W1" }           # the student's dict key for each canonical parameter (default: the same)
     convention = "column"          # row (default): x a row per example, W (in, out), a = h @ W + b | column: x a
-                                   # column per example (X.T is passed), W (out, in), a = W h + b (torch's nn.Linear,
-                                   # CMU 10707); b as given, every W and dW transposed at the edge
+                                   # column per example (X.T is passed), W (out, in), a = W h + b (torch's nn.Linear)
+                                   # b as given, every W and dW transposed at the edge
     labels = "one_hot"             # int (default) | one_hot
     array = "torch"                # numpy (default) | torch (CPU tensors)
     dtype = "float32"              # floats as this dtype (default: as the case has them)
