@@ -196,3 +196,14 @@ def test_a_binding_that_reorders_the_results_keeps_the_cache_where_the_student_r
     )
     outcomes = run_checks(KernelSession(namespace), load(str(tmp_path)), HIDDEN_SEED)
     assert all(o.status == "passed" for o in outcomes), [(o.id, o.message) for o in outcomes if o.status != "passed"]
+
+
+def test_the_committed_template_is_up_to_date_and_holds_only_stubs() -> None:
+    from grader.assign import STUB, student_notebook
+
+    assignment = load(str(ASSIGNMENT))
+    template = ROOT / "student_template" / assignment.template
+    assert template.read_text() == student_notebook(assignment.master), f"{template} is stale: run jitgrade assign"
+    text = template.read_text()
+    assert "BEGIN SOLUTION" not in text and "Instructor notes" not in text
+    assert text.count(STUB) == len(assignment.problems)  # one stub per student function
