@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import numpy as np
 import pytest
 from conftest import FAST, by_id, lost
@@ -204,6 +205,6 @@ def test_the_committed_template_is_up_to_date_and_holds_only_stubs() -> None:
     assignment = load(str(ASSIGNMENT))
     template = ROOT / "student_template" / assignment.template
     assert template.read_text() == student_notebook(assignment.master), f"{template} is stale: run jitgrade assign"
-    text = template.read_text()
+    text = "\n".join(c.source for c in nbformat.read(template, as_version=4).cells)
     assert "BEGIN SOLUTION" not in text and "Instructor notes" not in text
     assert text.count(STUB) == len(assignment.problems)  # one stub per student function
