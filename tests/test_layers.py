@@ -191,8 +191,7 @@ def test_a_binding_that_reorders_the_results_keeps_the_cache_where_the_student_r
     )
     namespace: dict[str, Any] = {"np": np}
     exec(
-        "class Cache:\n    pass\n"
-        "def affine_forward(x, w, b):\n    return Cache(), x.reshape(len(x), -1) @ w + b\n",
+        "class Cache:\n    pass\ndef affine_forward(x, w, b):\n    return Cache(), x.reshape(len(x), -1) @ w + b\n",
         namespace,
     )
     outcomes = run_checks(KernelSession(namespace), load(str(tmp_path)), HIDDEN_SEED)
@@ -208,3 +207,78 @@ def test_the_committed_template_is_up_to_date_and_holds_only_stubs() -> None:
     text = "\n".join(c.source for c in nbformat.read(template, as_version=4).cells)
     assert "BEGIN SOLUTION" not in text and "Instructor notes" not in text
     assert text.count(STUB) == len(assignment.problems)  # one stub per student function
+
+
+# --------------------------------------------------------------------------- a corpus of one-function bugs (in-kernel)
+
+CORPUS = {
+    "relu_no_mask": (
+        "def relu_backward(dout, cache):\n    return dout * 1.0",
+        {"relu_backward", "two_layer_loss"},
+        ("relu_backward.dx", "the ReLU mask is missing"),
+    ),
+    "sigmoid_formula_on_input": (
+        "def sigmoid_forward(x):\n    return 1 / (1 + np.exp(-x)), x\n"
+        "def sigmoid_backward(dout, cache):\n    return dout * cache * (1 - cache)",
+        {"sigmoid_backward"},
+        ("sigmoid_backward.dx", "applied to the input x"),
+    ),
+    "db_averaged": (
+        "def affine_backward(dout, cache):\n    x, w, b = cache\n"
+        "    return (dout @ w.T).reshape(x.shape), x.reshape(len(x), -1).T @ dout, dout.mean(axis=0)",
+        {"affine_backward", "two_layer_loss"},
+        ("affine_backward.db", "db averages dout"),
+    ),
+    "dx_not_reshaped": (
+        "def affine_backward(dout, cache):\n    x, w, b = cache\n"
+        "    return dout @ w.T, x.reshape(len(x), -1).T @ dout, dout.sum(axis=0)",
+        {"affine_backward"},
+        ("affine_backward.dx[hidden]", "dx must have x's shape"),
+    ),
+    "add_without_dout": (
+        "def add_gate(x, y, dout):\n    return x + y, 1.0 + 0 * x, 1.0 + 0 * y",
+        {"add_gate"},
+        ("add_gate.arrays", "not multiplied by the upstream gradient"),
+    ),
+    "max_to_both": (
+        "def max_gate(x, y, dout):\n    return np.maximum(x, y), dout * 1.0, dout * 1.0",
+        {"max_gate"},
+        ("max_gate.arrays", "gives the gradient to both inputs"),
+    ),
+    "max_tie_to_both": (
+        "def max_gate(x, y, dout):\n    return np.maximum(x, y), dout * (x >= y), dout * (y >= x)",
+        {"max_gate"},
+        ("max_gate.ties", "on a tie the max gate gives the whole gradient to both inputs"),
+    ),
+    "fanout_averaged": (
+        "def copy_gate(x, dout1, dout2):\n    return x, x, (dout1 + dout2) / 2",
+        {"copy_gate"},
+        ("copy_gate.arrays", "it does not average them"),
+    ),
+    "neuron_swapped": (
+        "def sigmoid_dot(w, x):\n    s = 1 / (1 + np.exp(-(w @ x)))\n    return s, s * (1 - s) * w, s * (1 - s) * x",
+        {"sigmoid_dot"},
+        ("sigmoid_dot.arrays", "swapped"),
+    ),
+}
+
+
+MASTER_CODE = [
+    cell.source
+    for cell in nbformat.read(ASSIGNMENT / "solution.ipynb", as_version=4).cells
+    if cell.cell_type == "code" and "jitgrade-selfcheck" not in cell.metadata.get("tags", [])
+]
+
+
+@pytest.mark.parametrize("bug", sorted(CORPUS))
+def test_a_corpus_bug_loses_points_only_where_it_should_and_is_named(bug: str) -> None:
+    from grader.checks.runner import run_checks
+    from grader.selfcheck import KernelSession
+
+    source, problems, (check_id, diagnosis) = CORPUS[bug]
+    namespace: dict[str, Any] = {}
+    for code in [*MASTER_CODE, source]:  # the master's two_layer_loss calls the bug
+        exec(code, namespace)
+    outcomes = {o.id: o for o in run_checks(KernelSession(namespace), load(str(ASSIGNMENT)), HIDDEN_SEED)}
+    assert {o.problem for o in outcomes.values() if o.score < o.max_score} == problems
+    assert diagnosis in (outcomes[check_id].diagnosis or ""), (outcomes[check_id].message, outcomes[check_id].diagnosis)
