@@ -30,8 +30,8 @@ from reference.numgrad import directional_derivatives
 NOT_A_TUPLE = "{function}() should return a tuple {names}, but it returned {found}"
 NO_CACHE = "could not get a cache from {forward}(), which {backward}() is graded with: {why}"
 FD_INCONSISTENT = (
-    "{names} from {backward}() do not match central differences of sum({forward}(...) * dout) computed from your "
-    "own {forward}(): {worst}; a backward must differentiate exactly what its forward computes"
+    "central differences of sum({forward}(...) * dout), computed from your own {forward}(), disagree with "
+    "{backward}()'s {names}: {worst}; a backward must differentiate exactly what its forward computes"
 )
 FD_ONE = "{name}: along a random direction {found:.6g} from {backward}(), {expected:.6g} by finite differences"
 FD_UNREADABLE = "{name}: {why}"
