@@ -270,7 +270,7 @@ def test_template_scores_zero(grade: Any) -> None:
 LOOP = 'delta = (params[f"W{k}"].T @ delta) * g_prime(hs[k - 1])'
 WEIGHT = 'grads[f"W{k}"] = delta @ hs[k - 1].T + reg * params[f"W{k}"]'
 GRADS = {f"grad_{q}{k}" for q in "Wb" for k in range(1, 5)}
-CORPUS: list[tuple[str, str, float, Edit, set[str], str]] = [
+CORPUS: list[tuple[str, str, float, tuple[Edit, ...], set[str], str]] = [
     # (id, activation, reg, edit of the master's deep_mlp_loss, checks that lose points (visible ids), words said)
     (
         "derivative_of_output_everywhere",
@@ -312,16 +312,26 @@ CORPUS: list[tuple[str, str, float, Edit, set[str], str]] = [
         {"loss_value", "loss_without_reg"},
         "the loss is summed over the batch instead of averaged",
     ),
+    (
+        "penalty_without_half_and_its_exact_gradient",
+        "tanh",
+        0.05,
+        (Edit("penalty = 0.5 * reg *", "penalty = reg *"), Edit(WEIGHT, WEIGHT.replace("+ reg *", "+ 2 * reg *"))),
+        {"loss_value", "grad_W1", "grad_W2", "grad_W3", "grad_W4"},
+        "credit carried forward",
+    ),
 ]
 ALWAYS = {"gradient_matches_own_loss", "directional_derivatives", "square_layer", "batch_of_one"}
 
 
 @pytest.mark.parametrize(("bug_id", "activation", "reg", "edit", "loses", "said"), CORPUS, ids=[c[0] for c in CORPUS])
 def test_bug_loses_points_only_where_wrong_with_the_layer_and_cause(
-    tmp_path: Path, grade: Any, bug_id: str, activation: str, reg: float, edit: Edit, loses: set[str], said: str
+    tmp_path: Path, grade: Any, bug_id: str, activation: str, reg: float, edit: Any, loses: set[str], said: str
 ) -> None:
     folder = str(_variant(tmp_path, activation=activation, reg=reg))
-    loss = edit.apply(helpers.solution_sources("deep-mlp", UNITS)["deep_mlp_loss"])
+    loss = helpers.solution_sources("deep-mlp", UNITS)["deep_mlp_loss"]
+    for change in (edit,) if isinstance(edit, Edit) else edit:
+        loss = change.apply(loss)
     report = grade(_cells(activation, loss), folder)
     lost = {t["check"] for t in report["tests"] if t["score"] < t["max_score"] - 1e-9}
     assert loses <= lost and lost - loses <= ALWAYS, (bug_id, sorted(lost))
