@@ -20,7 +20,7 @@ import pytest
 from conftest import solution_cells, write_notebook
 
 from grader.assign import HIDDEN, SOLUTION, student_notebook
-from grader.assignment import MASTER_NOT_INSTALLED, PUBLIC_FILES, available, load
+from grader.assignment import MASTER_NOT_INSTALLED, PUBLIC_FILES, PUBLIC_FOLDERS, available, load
 from grader.notebook import HIDDEN_TAG
 from grader.reports import gradescope
 
@@ -98,7 +98,12 @@ def assignment_files(names: list[str]) -> set[str]:
     return out
 
 
-PUBLIC = {f"{a}/{f}" for a in ASSIGNMENTS for f in PUBLIC_FILES}
+PUBLIC = {f"{a}/{f}" for a in ASSIGNMENTS for f in PUBLIC_FILES} | {
+    str(p.relative_to(ROOT / "assignments"))
+    for a in ASSIGNMENTS
+    for folder in PUBLIC_FOLDERS
+    for p in (ROOT / "assignments" / a / folder).rglob("*.py")
+}  # the course helper modules students import are public too
 
 
 def test_the_scan_finds_what_a_leaking_package_would_ship() -> None:
