@@ -160,8 +160,9 @@ class Binding:
 
     @property
     def canonical(self) -> bool:
-        """Whether calls go through unchanged (the canonical API, as `mlp` declares it)."""
-        return self == Binding(self.kind, self.call, args=self.args)
+        """Whether calls go through unchanged (the canonical API, as `mlp` declares it: the kind's arguments in
+        their order; arguments reordered or left out go through the translation)."""
+        return self == Binding(self.kind, self.call, args=SIGNATURES.get(self.kind, ((), ()))[0])
 
     def passes(self, name: str) -> bool:
         """Whether the student's call receives the canonical value `name` at all."""

@@ -260,6 +260,51 @@ def test_master_scores_full_marks_over_20_seeds_at_every_depth(
         assert report["score"] == report["max_score"] == 100, (seed, helpers.lost(report))
 
 
+ROW_MASTER = """
+def deep_loss(params, X, y, reg=0.0):
+    depth = len(params) // 2
+    hs = [X]
+    for k in range(1, depth + 1):
+        a = hs[-1] @ params[f"W{k}"] + params[f"b{k}"]
+        if k < depth:
+            hs.append(g(a))
+    a = a - a.max(axis=1, keepdims=True)
+    log_f = a - np.log(np.exp(a).sum(axis=1, keepdims=True))
+    n = len(y)
+    loss = -log_f[np.arange(n), y].mean() + 0.5 * reg * sum((params[f"W{k}"] ** 2).sum() for k in range(1, depth + 1))
+    delta = np.exp(log_f)
+    delta[np.arange(n), y] -= 1
+    delta /= n
+    grads = {}
+    for k in range(depth, 0, -1):
+        grads[f"W{k}"] = hs[k - 1].T @ delta + reg * params[f"W{k}"]
+        grads[f"b{k}"] = delta.sum(axis=0)
+        if k > 1:
+            delta = (delta @ params[f"W{k}"].T) * g_prime(hs[k - 1])
+    return loss, grads
+"""
+
+
+def test_the_row_convention_grades_a_row_master_and_localizes_in_it(tmp_path: Path, grade: Any) -> None:
+    folder = _variant(tmp_path, hidden_layers=2, activation="tanh", reg=0.1)
+    text = (folder / "assignment.toml").read_text()
+    binding = 'convention = "column"\n'
+    assert text.count(binding) == 1
+    (folder / "assignment.toml").write_text(
+        text.replace(binding, 'call = "deep_loss"\nargs = ["params", "X", "y", "reg"]\n')
+    )
+    report = grade(_cells("tanh", ROW_MASTER), str(folder))
+    assert report["score"] == 100, helpers.lost(report)
+    wrong = ROW_MASTER.replace("* g_prime(hs[k - 1])", "* g_prime(hs[k - 1]) if k != 2 else delta @ params[f'W{k}'].T")
+    report = grade(_cells("tanh", wrong), str(folder))
+    test = helpers.by_id(report)["deep_mlp_loss.grad_W1"]
+    assert (
+        "layers 2 and 3 are right; layer 1's dW and db are wrong: the activation derivative at layer 1 is missing"
+        in (test["diagnosis"] or "")
+    ), test
+    assert helpers.by_id(report)["deep_mlp_loss.grad_W2"]["score"] > 0
+
+
 def test_template_scores_zero(grade: Any) -> None:
     template = json.loads((ROOT / "student_template" / "deep-mlp.ipynb").read_text())
     cells = ["".join(c["source"]) for c in template["cells"] if c["cell_type"] == "code"]
