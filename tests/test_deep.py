@@ -127,6 +127,38 @@ def test_layer_mistakes_against_a_hand_written_backward_pass() -> None:
         np.testing.assert_allclose(grads[name], n * reference[name], rtol=1e-12)
 
 
+def test_the_other_mistakes_against_a_hand_written_relu_net() -> None:
+    """One hidden ReLU layer written out: the mask of the upstream gradient, dW from the layer's own output, the
+    bias gradient averaged, and the L2 gradient mistakes."""
+    x, y, p = _problem(4, (4, 6, 3))
+    n, reg = len(y), 0.3
+    a1 = x @ p["W1"] + p["b1"]
+    h1 = np.maximum(a1, 0)
+    z = h1 @ p["W2"] + p["b2"]
+    f = np.exp(z - z.max(axis=1, keepdims=True))
+    d2 = (f / f.sum(axis=1, keepdims=True) - np.eye(3)[y]) / n
+    dh1 = d2 @ p["W2"].T
+    d1 = dh1 * (a1 > 0)
+
+    def grads(mistake: str, layers: Any = None) -> dict[str, np.ndarray]:
+        return deep_bugs.loss_and_grads(x, y, p, "relu", "mean", reg, [mistake], layers)[1]
+
+    masked = dh1 * (dh1 > 0)
+    np.testing.assert_allclose(grads("mask_from_upstream", [1])["W1"], x.T @ masked + reg * p["W1"], rtol=1e-12)
+    above = deep_bugs.loss_and_grads(x, y, p, "relu", "mean", 0.0, ["weight_grad_from_layer_above"], [1])[1]
+    np.testing.assert_allclose(above["W1"], h1.T @ d1, rtol=1e-12)
+    assert above["W1"].shape == (6, 6)
+    np.testing.assert_allclose(grads("bias_mean")["b1"], d1.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(grads("bias_mean")["b2"], d2.mean(axis=0), rtol=1e-12)
+    for mistake, factor in (("reg_missing", 0.0), ("reg_factor_2", 2.0), ("reg_grad_half", 0.5)):
+        np.testing.assert_allclose(grads(mistake)["W2"], h1.T @ d2 + factor * reg * p["W2"], rtol=1e-12)
+        np.testing.assert_allclose(grads(mistake)["b2"], d2.sum(axis=0), rtol=1e-12)
+    with pytest.raises(IndexError):
+        deep_bugs.loss_and_grads(x, y, p, "relu", "mean", 0.0, ["weight_grad_from_layer_above"], [2])
+    with pytest.raises(ValueError):
+        deep_bugs.loss_and_grads(x, y, p, "relu", "mean", 0.0, ["upstream_not_transposed"], [1])  # W2 is 6 x 3
+
+
 # ------------------------------------------------------------------ bindings: depth and the column convention
 
 
