@@ -64,6 +64,15 @@ CAUSES = {
     "bias_not_summed": "db{k} is not summed over the mini-batch: it is the sum of layer {k}'s pre-activation "
     "gradients over the examples",
 }
+# The L2 mistakes in the words of a net of any depth (grader.checks.diagnosis speaks of W1 and W2); the others as
+# the diagnosis says them.
+L2_WORDS = {
+    "reg_missing_from_loss": "the L2 penalty {penalty} is missing from the loss",
+    "reg_without_half": "the L2 penalty lacks its factor 0.5: it is {penalty}",
+    "reg_extra_half": "the L2 penalty has a factor 0.5 too many: in this assignment it is {penalty}",
+    "reg_on_biases": "the biases are regularized: the L2 penalty applies to the weights W1 ... W{depth} only",
+    "reg_missing": "the regularization gradient {gradient} is missing from every dW",
+}
 EVERY_LAYER = " (the same mistake is made at every layer below it too)"
 UNKNOWN_CAUSE = "the grader does not recognize the mistake: compare that layer's backward step with the recursion"
 LOCALIZED = "{right}layer {k}{output}'s {which} {verb} wrong: {cause}"
@@ -73,6 +82,18 @@ NOT_CONSISTENT = (
     "(L(θ + εv) - L(θ - εv)) / 2ε = {numeric:.8g} but grads · v = {analytic:.8g} (relative error {error:.2g}, "
     "tolerance {tolerance:g}); the backward pass does not differentiate your forward pass"
 )
+
+
+def words(mistake: str, activation: str, l2_scale: float, depth: int) -> str:
+    """A known mistake (or '+'-joined pair) as a message, the L2 ones over every layer's weights."""
+    penalty = f"{l2_scale:g} * reg * (sum(W1**2) + ... + sum(W{depth}**2))"
+    gradient = "reg * W" if l2_scale == 0.5 else f"{2 * l2_scale:g} * reg * W"
+    return "; and ".join(
+        L2_WORDS[m].format(penalty=penalty, gradient=gradient, depth=depth)
+        if m in L2_WORDS
+        else message(m, activation, l2_scale=l2_scale)
+        for m in mistake.split("+")
+    )
 
 
 def _depth(assignment: Assignment) -> int:
@@ -260,7 +281,7 @@ def localize(
             derivative=_DERIVATIVE[activation],
         )
         if cause in CAUSES
-        else message(cause, activation, l2_scale=l2_scale)
+        else words(cause, activation, l2_scale, depth)
         if cause
         else UNKNOWN_CAUSE
     )
@@ -294,7 +315,7 @@ def _check_loss_value(ctx: CheckContext, case: cases.Case) -> None:
     def diagnose(value: float) -> str | None:
         candidates = (("+".join(c), variant(c)) for c in _loss_mistakes(ctx))
         hit = first_match(np.asarray(value), candidates, np.asarray(expected), ctx.tolerance())
-        return message(hit, a.activation, l2_scale=_l2(ctx)) if hit else None
+        return words(hit, a.activation, _l2(ctx), _depth(a)) if hit else None
 
     assert_loss_close(found, expected, ctx.tolerance(), _details(ctx, case), diagnose, nonfinite_loss)
 
