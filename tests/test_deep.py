@@ -337,6 +337,21 @@ def test_the_row_convention_grades_a_row_master_and_localizes_in_it(tmp_path: Pa
     assert helpers.by_id(report)["deep_mlp_loss.grad_W2"]["score"] > 0
 
 
+def test_float32_is_graded_with_the_float32_tolerance_and_a_wider_finite_difference_step(
+    tmp_path: Path, grade: Any
+) -> None:
+    folder = _variant(tmp_path, hidden_layers=2, activation="tanh", reg=0.05)
+    text = (folder / "assignment.toml").read_text()
+    (folder / "assignment.toml").write_text(
+        text.replace('convention = "column"\n', 'convention = "column"\ndtype = "float32"\n')
+    )
+    report = grade(_cells("tanh"), str(folder))
+    assert report["score"] == 100, helpers.lost(report)
+    loss = helpers.solution_sources("deep-mlp", UNITS)["deep_mlp_loss"].replace("    delta /= n  #", "    #")
+    report = grade(_cells("tanh", loss), str(folder))
+    assert "the same factor N" in (helpers.by_id(report)["deep_mlp_loss.grad_W1"]["diagnosis"] or "")
+
+
 def test_template_scores_zero(grade: Any) -> None:
     template = json.loads((ROOT / "student_template" / "deep-mlp.ipynb").read_text())
     cells = ["".join(c["source"]) for c in template["cells"] if c["cell_type"] == "code"]
