@@ -73,7 +73,6 @@ DERIVED = ("dimensions", "input_size", "hidden_size", "output_size", "none")
 CANONICAL_L2 = 0.5  # the reference's penalty: 0.5 * reg * sum(W**2)
 PARAMS = ("W1", "b1", "W2", "b2")  # a two-layer net's; a deeper one goes on to W3, b3, ...
 PARAM = re.compile(r"[Wb][1-9][0-9]*")  # a parameter's canonical name: Wk or bk, layer k counted from 1
-CANONICAL_REGULARIZED = ("W1", "W2")  # the reference's penalty: the weights (of every layer), never the biases
 KEYS = (
     "call",
     "class",
