@@ -252,7 +252,7 @@ class Binding:
                     out.append({k: original[k] if _same(after.get(k), given[k]) else after.get(k) for k in original})
                     continue
             changed = name in sent and not _same(after, sent[name])
-            out.append(self._canonical_x(after) if changed and name == "X" else after if changed else original)
+            out.append(self._canonical_x(after) if changed and name in ("X", "y") else after if changed else original)
         return tuple(out)
 
     # ----------------------------------------------------------------- translation
