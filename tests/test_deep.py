@@ -406,6 +406,14 @@ CORPUS: list[tuple[str, str, float, Any, set[str], Any]] = [
         "the loss is summed over the batch instead of averaged",
     ),
     (
+        "modifies_X",
+        "sigmoid",
+        0.0,
+        Edit("    return loss, grads", "    X *= 1.5\n    return loss, grads"),
+        {"no_mutation"},
+        "modified its input X in place",
+    ),
+    (
         "penalty_without_half_and_its_exact_gradient",
         "tanh",
         0.05,
