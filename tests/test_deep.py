@@ -406,6 +406,14 @@ CORPUS: list[tuple[str, str, float, Any, set[str], Any]] = [
         "the loss is summed over the batch instead of averaged",
     ),
     (
+        "no_max_shift",
+        "tanh",
+        0.0,
+        Edit("shifted = a - a.max(axis=0, keepdims=True)", "shifted = a"),
+        {"large_scores"},
+        "log p = (z - max z) - log(sum(exp(z - max z)))",
+    ),
+    (
         "modifies_X",
         "sigmoid",
         0.0,
