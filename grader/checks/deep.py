@@ -21,7 +21,7 @@ from grader import cases
 from grader.assignment import MAX_HIDDEN_LAYERS, Assignment, Tolerance
 from grader.checks import ownloss
 from grader.checks.base import CheckContext, CheckFailed, check, derive_seed
-from grader.checks.diagnosis import _applies, bug_sets, first_match, message, nonfinite_loss
+from grader.checks.diagnosis import applies, bug_sets, first_match, message, nonfinite_loss
 from grader.checks.mlp import LARGE_SCORES
 from grader.checks.values import (
     as_float,
@@ -215,7 +215,7 @@ def _shape_cause(found: np.ndarray, expected: np.ndarray, name: str, n: int, tol
 
 def _candidates(activation: str, reduction: str, l2_scale: float, layer: int) -> list[tuple[str, Any]]:
     """(mistake, layers it is made at) to try: the same-everywhere mistakes, then each layer mistake at `layer`."""
-    same = [(b, None) for b in deep_bugs.GRADIENT_BUGS if _applies(b, activation, reduction, l2_scale)]
+    same = [(b, None) for b in deep_bugs.GRADIENT_BUGS if applies(b, activation, reduction, l2_scale)]
     return same + [(b, (layer,)) for b in deep_bugs.LAYER_BUGS if deep_bugs.applies(b, activation)]
 
 
@@ -300,7 +300,7 @@ def localize(
 
 def _loss_mistakes(ctx: CheckContext) -> list[tuple[str, ...]]:
     a = ctx.assignment
-    return bug_sets(b for b in deep_bugs.LOSS_BUGS if _applies(b, a.activation, a.reduction, _l2(ctx)))
+    return bug_sets(b for b in deep_bugs.LOSS_BUGS if applies(b, a.activation, a.reduction, _l2(ctx)))
 
 
 def _check_loss_value(ctx: CheckContext, case: cases.Case) -> None:

@@ -163,7 +163,7 @@ def diagnose_gradient(
     # transpose's order
     if name.startswith("W") and found.shape == expected.shape and is_close(found, expected.T.reshape(found.shape), tol):
         return message("transposed", shape=expected.shape)
-    names = [b for b in bugs.GRADIENT_BUGS if _applies(b, activation, reduction, l2_scale)]
+    names = [b for b in bugs.GRADIENT_BUGS if applies(b, activation, reduction, l2_scale)]
     best: tuple[int, int, tuple[str, ...]] | None = None
     for rank, combo in enumerate(bug_sets(names)):
         variant = bugs.two_layer_loss_and_grads(x, y, params, activation, reduction, float(reg), combo)[1]
@@ -211,10 +211,10 @@ def diagnose_loss(
 def loss_mistake_sets(activation: str, reduction: str, l2_scale: float = 0.5) -> list[tuple[str, ...]]:
     """The known mistakes of the two-layer loss (forward pass included) possible in this configuration:
     single ones, then compatible pairs."""
-    return bug_sets(b for b in bugs.LOSS_BUGS if _applies(b, activation, reduction, l2_scale))
+    return bug_sets(b for b in bugs.LOSS_BUGS if applies(b, activation, reduction, l2_scale))
 
 
-def _applies(bug: str, activation: str, reduction: str, l2_scale: float = 0.5) -> bool:
+def applies(bug: str, activation: str, reduction: str, l2_scale: float = 0.5) -> bool:
     """Whether a mistake is possible at all in this configuration (the L2 ones: in its convention only)."""
     for scale, mistakes in _L2_MISTAKES.items():
         if bug in mistakes:
