@@ -16,7 +16,8 @@ Format, under ``[problems.<name>.binding]`` (every key optional; the defaults ar
     attribute = "params"           # ... whose attribute receives the parameters before the call
     args = ["X", "y"]              # positional arguments, by value name (default: the kind's canonical order)
     kwargs = { reg = "reg" }       # keyword arguments: student's name = value name
-    params = "flat"                # dict (default) | flat: one vector packed in `layout` order, row-major
+    params = "flat"                # dict (default) | flat: one vector packed in `layout` order, row-major |
+                                   # layers: a list of (W, b) pairs, one per layer (the gradient comes back alike)
     layout = ["W1", "b1", "W2", "b2"]   # (default: W1, b1, W2, b2, ... layer by layer, whatever the depth)
     keys = { W1 = "W1" }           # the student's dict key for each canonical parameter (default: the same)
     convention = "column"          # row (default): x a row per example, W (in, out), a = h @ W + b | column: x a
@@ -96,7 +97,7 @@ KEYS = (
 )
 VERDICT_WORDS = {"gradcheck": ("fail", "pass")}  # kinds graded by what they print: (fail, pass)
 CHOICES = {
-    "params": ("dict", "flat"),
+    "params": ("dict", "flat", "layers"),
     "labels": ("int", "one_hot"),
     "array": ("numpy", "torch"),
     "convention": ("row", "column"),
@@ -106,6 +107,10 @@ NOT_A_TUPLE = "{function}() should return a tuple ({names}); it returned {found}
 FLAT_SIZE = (
     "{function}() returned a flat gradient of {found} entries; the parameters' layout ({layout}) has {expected}: "
     "return the gradient packed like the parameters vector"
+)
+LAYERS_FORM = (
+    "{function}() should return the gradient as a list of {count} (dW, db) pairs, one per layer like the parameters; "
+    "it returned {found}"
 )
 MISSING_KEY = "{function}() returned a gradient dict without the key {key!r} (for {name}); it has {found}"
 
@@ -296,6 +301,8 @@ class Binding:
         return self.layout or tuple(sorted(params, key=lambda n: (int(n[1:]), n[0] == "b")))
 
     def _pack(self, params: dict[str, np.ndarray]) -> Any:
+        if self.params == "layers":
+            return [tuple(self.student_param(n, params[n]) for n in pair) for pair in _layers(params)]
         if self.params == "flat":
             return np.concatenate([np.ravel(self.student_param(name, params[name])) for name in self.order(params)])
         return {self.keys.get(name, name): self.student_param(name, value) for name, value in params.items()}
@@ -306,6 +313,21 @@ class Binding:
         `batch` is the number of examples: a flat gradient whose bias block has one row per example is named."""
         if not isinstance(params, dict):
             return value
+        if self.params == "layers":
+            pairs = _layers(params)
+            readable = isinstance(value, (list, tuple)) and len(value) == len(pairs)
+            if readable and all(isinstance(v, (list, tuple)) and len(v) == 2 for v in value):
+                return {
+                    n: self.student_param(n, v)
+                    for pair, got in zip(pairs, value, strict=True)
+                    for n, v in zip(pair, got, strict=True)
+                }
+            if not strict:
+                return value
+            shown = f"a {type(value).__name__}" + (
+                f" of {len(value)} items" if isinstance(value, (list, tuple)) else ""
+            )
+            raise UnreadableResult(LAYERS_FORM.format(function=self.function, count=len(pairs), found=shown))
         if self.params == "flat":
             layout_names = self.order(params)
             flat = np.asarray(value) if isinstance(value, np.ndarray) else None
@@ -343,12 +365,19 @@ class Binding:
         return out
 
 
+def _layers(params: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(W1, b1), (W2, b2), ...: the parameters' names layer by layer."""
+    return [(f"W{k}", f"b{k}") for k in range(1, sum(n.startswith("W") for n in params) + 1)]
+
+
 def _cast(value: Any, dtype: str) -> Any:
-    """Float arrays (also inside a dict) as `dtype`."""
+    """Float arrays (also inside dicts, lists and tuples) as `dtype`."""
     if isinstance(value, np.ndarray) and value.dtype.kind == "f":
         return value.astype(dtype)
     if isinstance(value, dict):
         return {k: _cast(v, dtype) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_cast(v, dtype) for v in value)
     return value
 
 

@@ -472,3 +472,44 @@ def test_example_is_graded_as_its_readme_says(student: str, zygote: Any) -> None
         assert said in (test["diagnosis"] or ""), test
     readme = (ROOT / "assignments" / "deep-mlp" / "examples" / "README.md").read_text()
     assert f"| {report['score']:g}/100" in readme, report["score"]
+
+
+def test_parameters_as_a_list_of_layers_by_hand() -> None:
+    """params = "layers": [(W1, b1), (W2, b2), ...] in the student's convention; the gradient comes back alike."""
+    from grader import bindings
+
+    rng = np.random.default_rng(11)
+    params = _params(rng, (4, 6, 5, 3))
+    b = bindings.parse("p", "deep_mlp_loss", {"params": "layers", "convention": "column"}, "test")
+    _, args, _, _ = b.request((np.zeros((2, 4)), np.array([0, 1]), params, 0.0))
+    assert [len(pair) for pair in args[2]] == [2, 2, 2]
+    for k, (w, bias) in enumerate(args[2], start=1):
+        assert np.array_equal(w, params[f"W{k}"].T) and bias is params[f"b{k}"]
+    _, grads = b.result((0.0, [(w * 2, bias * 3) for w, bias in args[2]]), (np.zeros((2, 4)), None, params, 0.0))
+    for k in (1, 2, 3):
+        np.testing.assert_array_equal(grads[f"W{k}"], params[f"W{k}"] * 2)
+        np.testing.assert_array_equal(grads[f"b{k}"], params[f"b{k}"] * 3)
+    with pytest.raises(bindings.UnreadableResult, match=r"a list of 3 \(dW, db\) pairs.*it returned a list of 2"):
+        b.result((0.0, [(1, 2), (3, 4)]), (np.zeros((2, 4)), None, params, 0.0))
+
+
+LAYERS_WRAPPER = """
+def deep_layers_loss(X, y, layers, reg=0.0):
+    params = {}
+    for k, (w, b) in enumerate(layers, start=1):
+        params[f"W{k}"], params[f"b{k}"] = w, b
+    loss, grads = deep_mlp_loss(X, y, params, reg)
+    return loss, [(grads[f"W{k}"], grads[f"b{k}"]) for k in range(1, len(layers) + 1)]
+"""
+
+
+def test_parameters_as_a_list_of_layers_end_to_end(tmp_path: Path, grade: Any) -> None:
+    folder = _variant(tmp_path, hidden_layers=2, activation="relu", reg=0.1)
+    text = (folder / "assignment.toml").read_text()
+    binding = 'convention = "column"\n'
+    assert text.count(binding) == 1
+    (folder / "assignment.toml").write_text(
+        text.replace(binding, binding + 'call = "deep_layers_loss"\nparams = "layers"\n')
+    )
+    report = grade([*_cells("relu"), LAYERS_WRAPPER], str(folder))
+    assert report["score"] == 100, helpers.lost(report)
