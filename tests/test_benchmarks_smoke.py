@@ -58,3 +58,15 @@ def test_bench_reference_quick_writes_every_row_with_medians_samples_and_a_statu
         assert rows[with_target]["target"] is not None and rows[with_target]["status"] in {"PASS", "MISS"}
     assert rows["start_warm"]["target"]["kind"] == "max_seconds"
     assert rows["numgrad_full"]["target"] == {"kind": "min_speedup", "value": 20.0, "description": ">= 20x faster"}
+
+
+@pytest.mark.slow
+def test_bench_deep_quick_compares_the_deep_check_with_the_mlp_check(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "bench_deep.py"), "--quick", "--json", str(out)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads(out.read_text())["results"]["check_deep"]
+    assert row["baseline"]["label"] == "jitgrade check of the mlp master" and row["status"] in ("PASS", "MISS")
