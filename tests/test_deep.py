@@ -427,7 +427,13 @@ CORPUS: list[tuple[str, str, float, Any, set[str], Any]] = [
         0.05,
         (Edit("penalty = 0.5 * reg *", "penalty = reg *"), Edit(WEIGHT, WEIGHT.replace("+ reg *", "+ 2 * reg *"))),
         {"loss_value", "grad_W1", "grad_W2", "grad_W3", "grad_W4"},
-        {"grad_W1": "credit carried forward", "loss_value": "it is 0.5 * reg * (sum(W1**2) + ... + sum(W4**2))"},
+        {
+            "grad_W1": "credit carried forward",
+            # the carried-credit message names the mistake in the deep net's words, every layer's weights
+            "grad_W2": "known mistake (the L2 penalty lacks its factor 0.5: it is 0.5 * reg * (sum(W1**2) + ... + "
+            "sum(W4**2))",
+            "loss_value": "it is 0.5 * reg * (sum(W1**2) + ... + sum(W4**2))",
+        },
     ),
 ]
 ALWAYS = {"gradient_matches_own_loss", "directional_derivatives", "square_layer", "batch_of_one"}

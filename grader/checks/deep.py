@@ -343,7 +343,7 @@ def _known_losses(ctx: CheckContext) -> list[ownloss.KnownLoss]:
             args[0], args[1], args[2], a.activation, a.reduction, float(args[3]), combo
         )
 
-    return [ownloss.KnownLoss("+".join(c), compute(c)) for c in [(), *_loss_mistakes(ctx)]]
+    return ownloss.known_losses(_loss_mistakes(ctx), compute, lambda m: words(m, a.activation, _l2(ctx), _depth(a)))
 
 
 def _verdict(ctx: CheckContext) -> ownloss.Verdict:

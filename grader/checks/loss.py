@@ -112,7 +112,7 @@ def _known_losses(reduction: str) -> list[ownloss.KnownLoss]:
 
         return run
 
-    return [ownloss.KnownLoss("+".join(c), compute(c)) for c in [(), *((m,) for m in mistakes)]]
+    return ownloss.known_losses([(m,) for m in mistakes], compute, message)
 
 
 def _verdict(ctx: CheckContext) -> ownloss.Verdict:

@@ -159,7 +159,7 @@ def _known_losses(ctx: CheckContext) -> list[ownloss.KnownLoss]:
         )
 
     mistakes = loss_mistake_sets(a.activation, a.reduction, _l2(ctx))
-    return [ownloss.KnownLoss("+".join(c), compute(c)) for c in [(), *mistakes]]
+    return ownloss.known_losses(mistakes, compute, lambda m: message(m, a.activation, l2_scale=_l2(ctx)))
 
 
 def _verdict(ctx: CheckContext) -> ownloss.Verdict:

@@ -28,7 +28,6 @@ import numpy as np
 
 from grader import cases
 from grader.checks.base import CheckContext, CheckFailed
-from grader.checks.diagnosis import message
 from grader.checks.values import same_values
 
 FRESH_PROBLEMS = 3
@@ -58,6 +57,7 @@ class KnownLoss:
 
     name: str
     compute: Callable[[tuple[Any, ...]], tuple[float, Gradients]]
+    words: str = ""  # the mistake as the kind's diagnoses say it (empty for the reference)
 
 
 @dataclass(frozen=True)
@@ -74,13 +74,19 @@ class Verdict:
         return self.exact and self.loss not in (None, REFERENCE)
 
 
-def describe(loss: str, activation: str, l2_scale: float = 0.5) -> str:
+def known_losses(
+    mistakes: Iterable[tuple[str, ...]],
+    compute: Callable[[tuple[str, ...]], Callable[[tuple[Any, ...]], tuple[float, Gradients]]],
+    words: Callable[[str], str],
+) -> list[KnownLoss]:
+    """The reference loss, then each known mistake (a tuple of names: one, or a compatible pair), each with its
+    exact gradient (`compute(mistake)`) and its words (`words("a+b")`, as the kind's diagnoses say it)."""
+    return [KnownLoss("+".join(m), compute(m), words("+".join(m)) if m else "") for m in [(), *mistakes]]
+
+
+def describe(loss: KnownLoss) -> str:
     """'the reference loss', or the known mistake in the words of the diagnosis."""
-    return (
-        "the reference loss"
-        if loss == REFERENCE
-        else f"a loss with a known mistake ({message(loss, activation, l2_scale=l2_scale)})"
-    )
+    return "the reference loss" if loss.name == REFERENCE else f"a loss with a known mistake ({loss.words})"
 
 
 def matches(
@@ -139,9 +145,7 @@ def _judge(
     return Verdict(
         losses[0].name,
         False,
-        NOT_OWN_GRADIENT.format(
-            what=what, loss=describe(losses[0].name, ctx.assignment.activation, ctx.problem.binding.l2_scale)
-        ),
+        NOT_OWN_GRADIENT.format(what=what, loss=describe(losses[0])),
     )
 
 
@@ -173,9 +177,7 @@ def carry(
     assert found.loss is not None
     share = ctx.assignment.carried_credit
     return CheckFailed(
-        CARRIED.format(
-            name=name, loss=describe(found.loss, ctx.assignment.activation, ctx.problem.binding.l2_scale), share=share
-        ),
+        CARRIED.format(name=name, loss=describe(next(k for k in known if k.name == found.loss)), share=share),
         details={**failure.details, "carried_forward": found.loss},
         credit=share,
     )
