@@ -17,7 +17,7 @@ Format, under ``[problems.<name>.binding]`` (every key optional; the defaults ar
     args = ["X", "y"]              # positional arguments, by value name (default: the kind's canonical order)
     kwargs = { reg = "reg" }       # keyword arguments: student's name = value name
     params = "flat"                # dict (default) | flat: one vector packed in `layout` order, row-major |
-                                   # layers: a list of (W, b) pairs, one per layer (the gradient comes back alike)
+                                   # per_layer: a list of (W, b) pairs, one per layer (the gradient alike)
     layout = ["W1", "b1", "W2", "b2"]   # (default: W1, b1, W2, b2, ... layer by layer, whatever the depth)
     keys = { W1 = "W1" }           # the student's dict key for each canonical parameter (default: the same)
     convention = "column"          # row (default): x a row per example, W (in, out), a = h @ W + b | column: x a
@@ -97,7 +97,7 @@ KEYS = (
 )
 VERDICT_WORDS = {"gradcheck": ("fail", "pass")}  # kinds graded by what they print: (fail, pass)
 CHOICES = {
-    "params": ("dict", "flat", "layers"),
+    "params": ("dict", "flat", "per_layer"),
     "labels": ("int", "one_hot"),
     "array": ("numpy", "torch"),
     "convention": ("row", "column"),
@@ -301,7 +301,7 @@ class Binding:
         return self.layout or tuple(sorted(params, key=lambda n: (int(n[1:]), n[0] == "b")))
 
     def _pack(self, params: dict[str, np.ndarray]) -> Any:
-        if self.params == "layers":
+        if self.params == "per_layer":
             return [tuple(self.student_param(n, params[n]) for n in pair) for pair in _layers(params)]
         if self.params == "flat":
             return np.concatenate([np.ravel(self.student_param(name, params[name])) for name in self.order(params)])
@@ -313,7 +313,7 @@ class Binding:
         `batch` is the number of examples: a flat gradient whose bias block has one row per example is named."""
         if not isinstance(params, dict):
             return value
-        if self.params == "layers":
+        if self.params == "per_layer":
             pairs = _layers(params)
             readable = isinstance(value, (list, tuple)) and len(value) == len(pairs)
             if readable and all(isinstance(v, (list, tuple)) and len(v) == 2 for v in value):

@@ -481,12 +481,12 @@ def test_example_is_graded_as_its_readme_says(student: str, zygote: Any) -> None
 
 
 def test_parameters_as_a_list_of_layers_by_hand() -> None:
-    """params = "layers": [(W1, b1), (W2, b2), ...] in the student's convention; the gradient comes back alike."""
+    """params = "per_layer": [(W1, b1), (W2, b2), ...] in the student's convention; the gradient comes back alike."""
     from grader import bindings
 
     rng = np.random.default_rng(11)
     params = _params(rng, (4, 6, 5, 3))
-    b = bindings.parse("p", "deep_mlp_loss", {"params": "layers", "convention": "column"}, "test")
+    b = bindings.parse("p", "deep_mlp_loss", {"params": "per_layer", "convention": "column"}, "test")
     _, args, _, _ = b.request((np.zeros((2, 4)), np.array([0, 1]), params, 0.0))
     assert [len(pair) for pair in args[2]] == [2, 2, 2]
     for k, (w, bias) in enumerate(args[2], start=1):
@@ -515,7 +515,7 @@ def test_parameters_as_a_list_of_layers_end_to_end(tmp_path: Path, grade: Any) -
     binding = 'convention = "column"\n'
     assert text.count(binding) == 1
     (folder / "assignment.toml").write_text(
-        text.replace(binding, binding + 'call = "deep_layers_loss"\nparams = "layers"\n')
+        text.replace(binding, binding + 'call = "deep_layers_loss"\nparams = "per_layer"\n')
     )
     report = grade([*_cells("relu"), LAYERS_WRAPPER], str(folder))
     assert report["score"] == 100, helpers.lost(report)

@@ -440,4 +440,10 @@ def test_checks_that_code_computing_nothing_passes_are_declared_properties() -> 
         # a gradient checker that reports nothing has every one of these: only telling right from wrong is a value
         "gradcheck.central", "gradcheck.every_entry", "gradcheck.restores_x", "gradcheck.random_state",
         "gradcheck.evaluates_x", "gradcheck.budget",
+        # a deep net's: consistency of the student's own loss and gradients, stability, inputs left alone
+        "deep_mlp_loss.gradient_matches_own_loss", "deep_mlp_loss.directional_derivatives",
+        "deep_mlp_loss.large_scores", "deep_mlp_loss.no_mutation",
+        # a layer's: the backward pass differentiates the student's own forward (zeros differentiate zeros)
+        "affine_backward.numeric", "relu_backward.numeric", "sigmoid_backward.numeric",
+        "affine_forward.no_mutation", "relu_forward.no_mutation", "sigmoid_forward.no_mutation",
     }
