@@ -178,6 +178,7 @@ class Tamper:
     edited: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     reordered: list[str] = field(default_factory=list)
+    unit: str = "cell"  # what the lists name: locked cells of a notebook, or declared files of a .py submission
 
 
 def tamper(notebook: Notebook, template: Notebook) -> Tamper:

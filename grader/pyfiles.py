@@ -418,7 +418,7 @@ class PythonSubmission(nb.Notebook):
 
     def tamper(self) -> nb.Tamper:
         """The submission held against the declared files: those not handed in are named."""
-        return nb.Tamper(from_template=True, missing=list(self.missing))
+        return nb.Tamper(from_template=True, missing=list(self.missing), unit="file")
 
 
 def _named(definitions: nb.CellDefinitions, file: str) -> nb.CellDefinitions:

@@ -131,7 +131,7 @@ class SubmissionResult:
             "problems": self.problem_scores(),
             "error": self.error,
             "root_causes": self.root_causes,
-            "tamper": dataclasses.asdict(self.tamper) if self.tamper is not None else None,
+            "tamper": _tamper(self.tamper),
             "execution": self._execution_dict(),
             "provenance": {
                 "schema_version": SCHEMA_VERSION,
@@ -195,3 +195,13 @@ class SubmissionResult:
             "edited_locked_cells": self.tamper.edited if self.tamper is not None else [],
             "seconds": round(ex.seconds, 3),
         }
+
+
+def _tamper(tamper: Tamper | None) -> dict[str, Any] | None:
+    """The report's tamper entry; `unit` only for a .py submission's files (a notebook's entry is as it always was)."""
+    if tamper is None:
+        return None
+    entry = dataclasses.asdict(tamper)
+    if entry["unit"] == "cell":
+        del entry["unit"]
+    return entry

@@ -344,3 +344,17 @@ def test_the_package_ships_an_assignments_helpers_but_not_its_master_folder() ->
     shipped = [f"assignments/cs/{folder}/past/builtins.py" for folder in PUBLIC_FOLDERS]
     assert not any(spec.match_file(path) for path in shipped)
     assert spec.match_file("assignments/cs/solution/q1_softmax.py") and spec.match_file("assignments/cs/notes.md")
+
+
+def test_missing_files_are_named_as_files_not_as_deleted_cells() -> None:
+    """A .py submission's tamper record names files (unit "file"): the note asks for them by name."""
+    from grader.reports.views import tamper_notes
+
+    notes, warning = tamper_notes({"tamper": {"from_template": True, "edited": [], "missing": ["q2_neural.py"],
+                                              "reordered": [], "unit": "file"}})
+    assert warning and notes == [
+        "files the assignment expects that were not handed in: q2_neural.py (hand them in by these names)"
+    ]
+    notes, _ = tamper_notes({"tamper": {"from_template": True, "edited": [], "missing": ["c1"], "reordered": [],
+                                        "unit": "cell"}})
+    assert notes == ["read-only cells that were deleted: c1 (copy them back from the course template)"]

@@ -80,7 +80,9 @@ def render(report: dict[str, Any], stream: TextIO | None = None, width: int | No
             parts.append(f"timeouts in cells {ex['timeouts']}")
         if ex["crashes"]:
             parts.append(f"crashes in cells {ex['crashes']}")
-        console.print(f"\nNotebook: {', '.join(parts)} · isolation: {isolation_label(ex)}")
+        files = (report.get("tamper") or {}).get("unit") == "file"
+        label = "Files (run as a loader cell, then one cell per file)" if files else "Notebook"
+        console.print(f"\n{label}: {', '.join(parts)} · isolation: {isolation_label(ex)}")
         if ex["import_attempts"]:
             console.print(f"[yellow]Blocked imports:[/] {escape(', '.join(ex['import_attempts']))}")
         notes, warning = tamper_notes(report)

@@ -12,10 +12,13 @@ HIDDEN_OUTPUT = (
 )
 ROOT_CAUSES = "Cells that failed (fix these first: the checks below that name a cell fail because of it)"
 NOT_FROM_TEMPLATE = "this notebook was not made from the course template; locked-cell checks do not apply"
-TAMPER_NOTES = {  # tamper key -> what it means, for the cell ids listed there
-    "edited": "read-only cells whose text was changed: {cells} (copy them back from the course template)",
-    "missing": "read-only cells that were deleted: {cells} (copy them back from the course template)",
-    "reordered": "read-only cells moved out of the template's order: {cells} (move them back)",
+TAMPER_NOTES = {  # tamper unit -> key -> what it means, for the cell ids (or file names) listed there
+    "cell": {
+        "edited": "read-only cells whose text was changed: {cells} (copy them back from the course template)",
+        "missing": "read-only cells that were deleted: {cells} (copy them back from the course template)",
+        "reordered": "read-only cells moved out of the template's order: {cells} (move them back)",
+    },
+    "file": {"missing": "files the assignment expects that were not handed in: {cells} (hand them in by these names)"},
 }
 
 
@@ -53,5 +56,6 @@ def tamper_notes(report: dict[str, Any]) -> tuple[list[str], bool]:
         return [], False
     if not tamper["from_template"]:
         return [NOT_FROM_TEMPLATE], False
-    notes = [note.format(cells=", ".join(tamper[key])) for key, note in TAMPER_NOTES.items() if tamper[key]]
+    wording = TAMPER_NOTES[tamper.get("unit", "cell")]
+    notes = [note.format(cells=", ".join(tamper[key])) for key, note in wording.items() if tamper[key]]
     return notes, bool(notes)
