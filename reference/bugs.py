@@ -225,11 +225,15 @@ def consistent_loss_and_grads(
 
     What a student computes whose backward pass is right for the (wrong) loss they wrote.
     """
-    unknown = set(loss_bugs) - set(LOSS_BUGS)
+    return two_layer_loss_and_grads(x, y, params, activation, reduction, reg, with_exact_gradient(loss_bugs, LOSS_BUGS))
+
+
+def with_exact_gradient(loss_bugs: Collection[str], known: Collection[str]) -> list[str]:
+    """The loss mistakes (each one of `known`), with the gradient mistakes that make each one's gradient exact."""
+    unknown = set(loss_bugs) - set(known)
     if unknown:
         raise ValueError(f"not loss mistakes: {sorted(unknown)}")
-    implied = [EXACT_GRADIENT_OF[b] for b in loss_bugs if b in EXACT_GRADIENT_OF]
-    return two_layer_loss_and_grads(x, y, params, activation, reduction, reg, [*loss_bugs, *implied])
+    return [*loss_bugs, *(EXACT_GRADIENT_OF[b] for b in loss_bugs if b in EXACT_GRADIENT_OF)]
 
 
 def consistent_cross_entropy(
