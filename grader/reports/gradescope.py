@@ -1,8 +1,10 @@
 """Gradescope: results.json for one submission, and the autograder bundle (setup.sh, run_autograder).
 
 Student code runs in the autograder's container, so the bundle holds only what grading needs:
-jitgrade's code and the assignment's public files (grader.assignment.PUBLIC_FILES, helpers/) and student
-notebook or .py starter files; never its master notebook, examples, notes, the tests or a .git folder.
+jitgrade's code, the reference solution it grades with (reference/, installed as jitgrade-reference from
+instructor/, which students' jitgrade does not ship), the assignment's public files (grader.assignment.PUBLIC_FILES,
+helpers/) and student notebook or .py starter files; never its master notebook, examples, notes, the tests or a
+.git folder.
 run_autograder grades the upload's notebook, or for an assignment accepting .py files the upload folder itself
 (its .py files, or its notebook when it holds none of them: grader.pyfiles.reads_python).
 
@@ -33,7 +35,8 @@ apt-get update
 apt-get install -y --no-install-recommends python3 python3-venv python3-pip bubblewrap
 python3 -m venv /autograder/jitgrade-venv
 /autograder/jitgrade-venv/bin/pip install --upgrade pip
-/autograder/jitgrade-venv/bin/pip install /autograder/source/jitgrade
+# jitgrade, and the reference it grades with (instructor/ builds jitgrade-reference from jitgrade/reference/)
+/autograder/jitgrade-venv/bin/pip install /autograder/source/jitgrade /autograder/source/jitgrade/instructor
 # Compile the reference once, so that grading a submission never pays Numba compilation.
 /autograder/jitgrade-venv/bin/python -c "import reference, numpy as np; s = reference.MLPSpec((3, 4, 2)); \\
 reference.loss_and_grads(np.ones((2, 3)), np.array([0, 1]), reference.init_params(s, 0), s)"
@@ -83,8 +86,8 @@ def bundle(assignment: Assignment) -> bytes:
     if not (project / "pyproject.toml").is_file():
         raise FileNotFoundError("building a Gradescope bundle needs jitgrade's source tree (pyproject.toml)")
     files: list[tuple[str, Path]] = [
-        ("pyproject.toml", project / "pyproject.toml"),
-        ("README.md", project / "README.md"),
+        (name, project / name)
+        for name in ("pyproject.toml", "README.md", "instructor/pyproject.toml", "instructor/README.md")
     ]
     for package in ("grader", "reference"):
         files += [
