@@ -1,6 +1,8 @@
 """What ships: students install jitgrade too, so the wheel, the sdist, an editable install and the
-Gradescope bundle hold no master notebook, no example submission and no solution code; an installed
-wheel still does what students use it for, and tells instructors where the masters are."""
+Gradescope bundle hold no master notebook, no example submission and no solution code, and jitgrade's
+wheel and sdist no reference solution either (instructors install it as jitgrade-reference, built from
+instructor/); an installed wheel still does what students use it for, and tells instructors where the
+masters are and what grading needs."""
 
 from __future__ import annotations
 
@@ -30,6 +32,13 @@ PRIVATE_PARTS = {"examples", "tests", ".git"}
 MARKER = re.compile(r"^[ \t]*### (BEGIN|END) (SOLUTION|HIDDEN)[ \t]*$", re.MULTILINE)  # as assign.py reads them
 RUN = 600  # seconds for a build or a command of a fresh install (its first Numba compilation included)
 CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+REFERENCE = ROOT / "reference"
+# What only a module computing an MLP defines: the reference's kernels by name, or a Numba JIT
+MLP_CODE = re.compile(
+    r"^[ \t]*(def (loss_and_grads|two_layer_loss_and_grads|_loss_and_grads|affine_backward|relu_backward"
+    r"|softmax_cross_entropy|log_softmax|mlp_numerical_gradient)\(|@(numba\.)?n?jit\b)|numba\.njit",
+    re.MULTILINE,
+)
 
 
 # --------------------------------------------------------------------------- what counts as a secret
@@ -106,6 +115,27 @@ PUBLIC = {f"{a}/{f}" for a in ASSIGNMENTS for f in PUBLIC_FILES} | {
 }  # the course helper modules students import are public too
 
 
+def mlp_code(files: dict[str, bytes]) -> list[str]:
+    """Which .py files (archive name -> bytes) could compute an MLP: they define the reference's kernels or JIT."""
+    found = []
+    for name, data in files.items():
+        hit = MLP_CODE.search(data.decode("utf-8", "replace")) if name.endswith(".py") else None
+        if hit:
+            found.append(f"{name}: {hit.group(0).strip()}")
+    return found
+
+
+def test_the_scan_finds_the_reference_a_leaking_package_would_ship() -> None:
+    modules = {f"grader/_vendored/{p.name}": p.read_bytes() for p in REFERENCE.glob("*.py")}
+    computing = {n for n in modules if not n.endswith(("/__init__.py", "/warmup.py"))}  # these only import
+    assert {hit.split(":")[0] for hit in mlp_code(modules)} == computing, "every module that computes is found"
+    assert mlp_code({"grader/fast.py": b"import numba\n\n@numba.njit(cache=True)\ndef f(x):\n    return x\n"})
+    assert mlp_code({"grader/fast.py": b"f = numba.njit(cache=True)(g)\n"})
+    assert mlp_code({"grader/scoring.py": (ROOT / "grader" / "scoring.py").read_bytes()}) == []  # imports numba
+    starters = {str(p): p.read_bytes() for p in (ROOT / "student_template").rglob("*.py")}
+    assert starters and mlp_code(starters) == []  # the students' .py starter files
+
+
 def test_the_scan_finds_what_a_leaking_package_would_ship() -> None:
     master = load("mlp").master
     copied = {"grader/_bundled/notes.py": "\n".join(solution_cells()).encode()}
@@ -119,18 +149,29 @@ def test_the_scan_finds_what_a_leaking_package_would_ship() -> None:
 # --------------------------------------------------------------------------- wheel, sdist, editable install
 
 
-@pytest.fixture(scope="module")
-def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel and the sdist, each built from the source tree (no isolation: no network needed)."""
-    out = tmp_path_factory.mktemp("dist")
+def build(project: Path, out: Path, *kinds: str) -> Path:
+    """Build a project's archives of these kinds ("--wheel", "--sdist") into out (no isolation: no network)."""
     run = subprocess.run(
-        [sys.executable, "-m", "build", "--no-isolation", "--sdist", "--wheel", "--outdir", str(out), str(ROOT)],
+        [sys.executable, "-m", "build", "--no-isolation", *kinds, "--outdir", str(out), str(project)],
         capture_output=True,
         text=True,
         timeout=RUN,
     )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     return out
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """jitgrade's wheel and sdist, each built from the source tree: what students install."""
+    return build(ROOT, tmp_path_factory.mktemp("dist"), "--sdist", "--wheel")
+
+
+@pytest.fixture(scope="module")
+def instructor_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """jitgrade-reference's wheel, built from instructor/: what instructors install beside jitgrade."""
+    (wheel,) = build(ROOT / "instructor", tmp_path_factory.mktemp("instructor"), "--wheel").glob("*.whl")
+    return wheel
 
 
 def archive_files(path: Path) -> dict[str, bytes]:
@@ -147,8 +188,23 @@ def test_the_wheel_and_the_sdist_hold_nothing_private(dist: Path, kind: str) -> 
     (archive,) = dist.glob(kind)
     files = archive_files(archive)
     assert leaks(files) == []
+    assert [n for n in files if "reference" in PurePosixPath(n).parts] == [], "the reference solution never ships"
+    assert mlp_code(files) == [], "no module of jitgrade can compute an MLP (that is the reference's, for instructors)"
     assert assignment_files(list(files)) == PUBLIC, "exactly the public files of every assignment ship"
     assert any(n.endswith("student_template/mlp.ipynb") for n in files), "students' template notebooks ship"
+
+
+def metadata(wheel: Path) -> str:
+    (text,) = (data.decode() for n, data in archive_files(wheel).items() if n.endswith(".dist-info/METADATA"))
+    return text
+
+
+def test_the_instructor_wheel_holds_the_reference_and_nothing_else(dist: Path, instructor_wheel: Path) -> None:
+    shipped = {n for n in archive_files(instructor_wheel) if ".dist-info/" not in n}
+    assert shipped == {f"reference/{p.name}" for p in REFERENCE.glob("*.py")}, "no grader/, assignments/, template"
+    (version,) = re.findall(r"^Version: (\S+)$", metadata(next(dist.glob("*.whl"))), re.MULTILINE)
+    assert f"\nVersion: {version}\n" in metadata(instructor_wheel), "the two packages are versioned together"
+    assert f"Requires-Dist: jitgrade=={version}" in metadata(instructor_wheel), "and installed together"
 
 
 def test_an_editable_install_copies_nothing_into_site_packages(tmp_path: Path) -> None:
@@ -160,13 +216,11 @@ def test_an_editable_install_copies_nothing_into_site_packages(tmp_path: Path) -
     assert [Path(n).suffix for n in installed] == [".pth"], installed
 
 
-# --------------------------------------------------------------------------- an installed wheel
+# --------------------------------------------------------------------------- installed wheels
 
 
-@pytest.fixture(scope="module")
-def installed(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A virtual environment with only the wheel installed (its dependencies come from this one's)."""
-    venv = tmp_path_factory.mktemp("student") / "venv"
+def install(venv: Path, *wheels: Path) -> Path:
+    """A virtual environment with only these wheels installed (their dependencies come from this one's)."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=RUN)
     python = venv / "bin" / "python"
     site = subprocess.run(
@@ -177,17 +231,24 @@ def installed(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     ).stdout.strip()
     ours = [p for p in sys.path if p.endswith("site-packages")]  # not the source tree: the .pth files are not read
     Path(site, "dependencies.pth").write_text("\n".join(ours) + "\n")
-    (wheel,) = dist.glob("*.whl")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q", str(wheel)],
-        check=True,
-        capture_output=True,
-        timeout=RUN,
-    )
+    pip = [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q"]
+    subprocess.run([*pip, *map(str, wheels)], check=True, capture_output=True, timeout=RUN)
     return venv
 
 
-def student(venv: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+@pytest.fixture(scope="module")
+def students(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What a student has: `pip install jitgrade`, the wheel alone."""
+    return install(tmp_path_factory.mktemp("student") / "venv", *dist.glob("*.whl"))
+
+
+@pytest.fixture(scope="module")
+def instructors(dist: Path, instructor_wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What an instructor or an autograder has: `pip install jitgrade ./instructor`, both wheels."""
+    return install(tmp_path_factory.mktemp("instructor") / "venv", *dist.glob("*.whl"), instructor_wheel)
+
+
+def run_in(venv: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         args,
         capture_output=True,
@@ -198,20 +259,52 @@ def student(venv: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-def test_an_installed_wheel_lists_and_grades_without_any_master(installed: Path, tmp_path: Path) -> None:
-    where = student(installed, "python", "-c", "import grader; print(grader.__file__)", cwd=tmp_path)
-    assert where.stdout.startswith(str(installed)), where
-    listing = student(installed, "jitgrade", "list", cwd=tmp_path)
-    assert listing.returncode == 0 and set(ASSIGNMENTS) <= set(re.findall(r"^(\S+)", listing.stdout, re.MULTILINE))
+def check_master(venv: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess, dict]:
+    """`jitgrade check` of a notebook holding the master's solution cells: the run and its JSON report."""
     notebook = write_notebook(tmp_path / "mlp.ipynb", solution_cells())
-    run = student(
-        installed, "jitgrade", "check", str(notebook), "-a", "mlp", "--json", "report.json", "-q", cwd=tmp_path
-    )
-    report = json.loads((tmp_path / "report.json").read_text())
+    run = run_in(venv, "jitgrade", "check", str(notebook), "-a", "mlp", "--json", "report.json", "-q", cwd=tmp_path)
+    assert (tmp_path / "report.json").is_file(), run.stderr[-2000:]
+    return run, json.loads((tmp_path / "report.json").read_text())
+
+
+def test_a_students_install_holds_no_reference(students: Path, tmp_path: Path) -> None:
+    where = run_in(students, "python", "-c", "import grader; print(grader.__file__)", cwd=tmp_path)
+    assert where.stdout.startswith(str(students)), where
+    imported = run_in(students, "python", "-c", "import reference", cwd=tmp_path)
+    assert imported.returncode == 1 and "No module named 'reference'" in imported.stderr, imported
+
+
+def test_a_students_install_lists_and_self_checks_the_visible_cases(students: Path, tmp_path: Path) -> None:
+    listing = run_in(students, "jitgrade", "list", cwd=tmp_path)
+    assert listing.returncode == 0 and set(ASSIGNMENTS) <= set(re.findall(r"^(\S+)", listing.stdout, re.MULTILINE))
+    run, report = check_master(students, tmp_path)
+    # REPLAY (grader.truth): the visible checks replay the values recorded in selfcheck.npz and pass
+    visible = [t for t in report["tests"] if t["visibility"] == "visible"]
+    assert visible and all(t["status"] == "passed" for t in visible), [t["output"] for t in visible]
+    assert run.returncode == 0 and report["score"] == sum(t["max_score"] for t in visible), run.stderr[-2000:]
+
+
+@pytest.mark.parametrize("command", ["grade", "gradescope"])
+def test_a_students_install_refuses_to_grade_without_the_reference(
+    students: Path, tmp_path: Path, command: str
+) -> None:
+    from grader.truth import REFERENCE_MISSING
+
+    target = {"grade": ["grade", str(ROOT / "assignments" / "mlp" / "examples"), "-a", "mlp", "--out", "grades"]}
+    args = target.get(command, ["gradescope", "mlp", "-o", "autograder.zip"])
+    refused = run_in(students, "jitgrade", *args, cwd=tmp_path)
+    assert refused.returncode == 2 and REFERENCE_MISSING.split("{")[0].strip() in refused.stderr, refused.stderr
+    assert not (tmp_path / "grades").exists() and not (tmp_path / "autograder.zip").exists()
+
+
+def test_an_instructors_install_grades_with_the_reference(instructors: Path, tmp_path: Path) -> None:
+    where = run_in(instructors, "python", "-c", "import reference; print(reference.__file__)", cwd=tmp_path)
+    assert where.stdout.startswith(str(instructors)), where
+    run, report = check_master(instructors, tmp_path)
     assert run.returncode == 0 and report["score"] == report["max_score"] == 100, run.stderr[-2000:]
 
 
-def test_an_installed_wheel_runs_the_self_checks(installed: Path, tmp_path: Path) -> None:
+def test_an_installed_wheel_runs_the_self_checks(students: Path, tmp_path: Path) -> None:
     code = (
         "import numpy as np\n"
         "from grader.selfcheck import checker\n"
@@ -219,17 +312,17 @@ def test_an_installed_wheel_runs_the_self_checks(installed: Path, tmp_path: Path
         "check = checker('mlp')\n"
         "check('sigmoid')\n"
     )
-    run = student(installed, "python", "-c", code, cwd=tmp_path)
+    run = run_in(students, "python", "-c", code, cwd=tmp_path)
     assert run.returncode == 0 and "sigmoid: all" in run.stdout and "passed" in run.stdout, run.stderr[-2000:]
 
 
-def test_an_installed_wheel_sends_instructors_to_their_course_repository(installed: Path, tmp_path: Path) -> None:
-    refused = student(installed, "jitgrade", "assign", "mlp", "--out", "out", cwd=tmp_path)
+def test_an_installed_wheel_sends_instructors_to_their_course_repository(students: Path, tmp_path: Path) -> None:
+    refused = run_in(students, "jitgrade", "assign", "mlp", "--out", "out", cwd=tmp_path)
     expected = MASTER_NOT_INSTALLED.split("{master}")[-1].format(name="mlp")
     assert refused.returncode == 2 and "not installed with jitgrade" in refused.stderr
     assert expected in refused.stderr, refused.stderr
     course = shutil.copytree(ROOT / "assignments" / "mlp", tmp_path / "course" / "mlp")
-    made = student(installed, "jitgrade", "assign", str(course), "--out", "out", cwd=tmp_path)
+    made = run_in(students, "jitgrade", "assign", str(course), "--out", "out", cwd=tmp_path)
     assert made.returncode == 0, made.stderr
     assert (tmp_path / "out" / "mlp.ipynb").read_text() == student_notebook(load("mlp").master)
 
@@ -257,6 +350,21 @@ def test_the_gradescope_bundle_holds_only_what_grading_needs(bundled: tuple[str,
     assert leaks(files) == []
     assert assignment_files(list(files)) == {f"{folder}/{f}" for f in PUBLIC_FILES}
     tops = {PurePosixPath(n).parts[1] for n in files if n.startswith("jitgrade/")}
-    assert tops <= {"pyproject.toml", "README.md", "grader", "reference", "assignments", "student_template"}, tops
+    shipped = {"pyproject.toml", "README.md", "instructor", "grader", "reference", "assignments", "student_template"}
+    assert tops <= shipped, tops
+    assert {f"jitgrade/reference/{p.name}" for p in REFERENCE.glob("*.py")} <= set(files), "the grader grades with it"
+    assert {"jitgrade/instructor/pyproject.toml", "jitgrade/instructor/README.md"} <= set(files)
     script = files["run_autograder"].decode()
     assert f" -a {folder} " in script, "run_autograder must name the assignment as the installed copy finds it"
+    setup = files["setup.sh"].decode()
+    assert "pip install /autograder/source/jitgrade /autograder/source/jitgrade/instructor" in setup, setup
+    assert "import reference" in setup, "the reference is compiled once when the image is built"
+
+
+def test_the_gradescope_bundles_instructor_project_builds_the_reference(tmp_path: Path) -> None:
+    with zipfile.ZipFile(io.BytesIO(gradescope.bundle(load("mlp")))) as zf:
+        zf.extractall(tmp_path / "source")
+    (wheel,) = build(tmp_path / "source" / "jitgrade" / "instructor", tmp_path / "dist", "--wheel").glob("*.whl")
+    assert {n for n in archive_files(wheel) if ".dist-info/" not in n} == {
+        f"reference/{p.name}" for p in REFERENCE.glob("*.py")
+    }
