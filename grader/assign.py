@@ -29,7 +29,8 @@ from typing import Any
 import nbformat
 from nbconvert.preprocessors import ClearOutputPreprocessor, Preprocessor
 
-from grader import pyfiles
+from grader import pyfiles, truth
+from grader.assignment import EXPECTED
 from grader.notebook import HIDDEN_TAG, is_self_check, tags
 
 STUB = 'raise NotImplementedError("Replace this line with your solution")'
@@ -167,7 +168,7 @@ def write(master: Path, out: Path, name: str | None = None) -> list[Path]:
     if master.is_dir():
         return [write_student_files(master, out, name)]
     written = [write_student_notebook(master, out, name)]
-    assignment = _assignment_beside(master)
+    assignment = assignment_beside(master)
     try:
         if assignment is not None and pyfiles.formats(assignment) == pyfiles.EITHER:
             written.append(write_starter_module(master, out, assignment))
@@ -231,7 +232,7 @@ def _write_starters(target: Path, texts: dict[str, str], declared: pyfiles.Layou
     return target
 
 
-def _assignment_beside(master: Path) -> Any:
+def assignment_beside(master: Path) -> Any:
     """The assignment whose definition lies next to the master, if any (and valid)."""
     from grader.assignment import DEFINITION, AssignmentError, load
 
@@ -245,5 +246,31 @@ def _assignment_beside(master: Path) -> Any:
 
 def _template_name(master: Path) -> str:
     """The template file name from the assignment next to the master, else the master's name."""
-    assignment = _assignment_beside(master)
+    assignment = assignment_beside(master)
     return assignment.template if assignment is not None else master.name
+
+
+def record_expected(assignment: Any) -> truth.Table:
+    """The reference's answers on the visible cases, as the checks ask for them while grading the master and every
+    example submission (which exercise the diagnoses of common mistakes): what a students' install replays."""
+    from grader.grading import Grader
+    from grader.submissions import discover
+
+    python = pyfiles.layout(assignment).files if pyfiles.accepts_python(assignment) else ()
+    notebooks = pyfiles.NOTEBOOK in pyfiles.formats(assignment)
+    found = [assignment.master]
+    if assignment.examples is not None:
+        examples = discover([assignment.examples], preferred=assignment.template, python=python, notebooks=notebooks)
+        found += [s.path for s in examples if s.path is not None]
+    table = truth.Table()
+    with truth.recording(table), Grader(assignment, include_hidden=False) as grader:
+        for path in found:
+            grader.grade_file(path)
+    return table
+
+
+def write_expected(assignment: Any) -> Path:
+    """Record the visible cases' expected values into the assignment's folder (public: it ships with jitgrade)."""
+    target = Path(assignment.directory) / EXPECTED
+    record_expected(assignment).save(target)
+    return target

@@ -28,7 +28,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 DEFINITION = "assignment.toml"
-PUBLIC_FILES = (DEFINITION,)  # everything else in an assignment folder is private (pyproject.toml mirrors this)
+EXPECTED = "selfcheck.npz"  # the reference's answers on the visible cases, for installs without it (grader.truth)
+PUBLIC_FILES = (DEFINITION, EXPECTED)  # every other file of an assignment folder is private (pyproject.toml mirrors it)
 PUBLIC_FOLDERS = ("helpers",)  # ... but these: course helper modules students import (grader.pyfiles), public too
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 REDUCTIONS = ("mean", "sum")

@@ -77,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     assign.add_argument("master", help="the master notebook, or an assignment name or folder holding its master")
     assign.add_argument("--out", required=True, metavar="DIR")
     assign.add_argument("--name", help="file name of the student notebook (default: the assignment's template)")
+    assign.add_argument(
+        "--no-expected",
+        action="store_true",
+        help="do not record the visible checks' expected values into the assignment folder (selfcheck.npz, what an "
+        "install without the reference solution self-checks with; recording grades the master and the examples)",
+    )
 
     bundle = sub.add_parser("gradescope", help="build the Gradescope autograder zip")
     bundle.add_argument("assignment")
@@ -151,6 +157,11 @@ def _write_formats(report: dict[str, Any], args: argparse.Namespace) -> None:
         files.write_atomic(args.html, html.feedback(report))
 
 
+NOT_RECORDED = (
+    "{name}: the visible checks' expected values were not recorded (selfcheck.npz): the reference solution is not "
+    "installed here, so students' installs will run only the checks that need no expected value; record them "
+    "where it is (`pip install jitgrade ./instructor`)"
+)
 NO_ASSIGNMENT = "{path}: no assignment given and none in the notebook's metadata; pass -a NAME"
 NO_ASSIGNMENT_FILES = "{path}: .py files name no assignment; pass -a NAME (the assignment's name or folder)"
 
@@ -183,11 +194,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     zygote = Zygote(isolation=args.isolation, hidden_paths=hidden, preload=assignment.preload)
     if notebook is not None:
         zygote.launch()  # overlaps the interpreter start-up with the imports below
+    from grader import truth
     from grader.grading import Grader, new_seed
     from grader.scoring import SubmissionResult
 
-    seed = None if args.visible_only else (args.seed if args.seed is not None else new_seed())
-    grader = Grader(assignment, limits, seed, include_hidden=not args.visible_only, zygote=zygote)
+    visible_only = args.visible_only or not truth.available()  # hidden cases need the reference (instructors)
+    seed = None if visible_only else (args.seed if args.seed is not None else new_seed())
+    grader = Grader(assignment, limits, seed, include_hidden=not visible_only, zygote=zygote)
     if notebook is not None:
         grader.start()
     try:
@@ -370,10 +383,12 @@ def cmd_grade(args: argparse.Namespace) -> int:
     """
     from concurrent.futures.process import BrokenProcessPool
 
-    from grader import executors
+    from grader import executors, truth
     from grader.reports import files, gradebook
     from grader.sandbox.zygote import ZygoteError
 
+    if not truth.available():
+        raise UsageError(truth.REFERENCE_MISSING.format(command="grade"))
     _check_options(args)
     assignment = _load_assignment(args.assignment)
     out = Path(args.out)
@@ -568,14 +583,21 @@ def cmd_similarity(args: argparse.Namespace) -> int:
 def cmd_assign(args: argparse.Namespace) -> int:
     """Write the student notebook for a master notebook (and its .py starter when the assignment accepts .py
     files too), or the starter files for a master folder of .py files; print each path written."""
-    from grader import assign
+    from grader import assign, truth
 
     try:
-        written = assign.write(assign.master_of(args.master), Path(args.out), args.name)
+        master = assign.master_of(args.master)
+        written = assign.write(master, Path(args.out), args.name)
     except assign.AssignError as exc:
         raise UsageError(str(exc)) from None
     for path in written:
         print(path)
+    assignment = assign.assignment_beside(master)
+    if assignment is not None and not args.no_expected:
+        if truth.available():
+            print(assign.write_expected(assignment))
+        else:
+            print(NOT_RECORDED.format(name=assignment.name), file=sys.stderr)
     return EXIT_OK
 
 

@@ -11,10 +11,11 @@ from grader.checks import shapes
 from grader.checks.base import CheckContext, CheckFailed, Passed, check
 from grader.checks.diagnosis import diagnose_with, message
 from grader.checks.values import as_array, assert_close, assert_unchanged, case_label, conform, finite_or_fail
-from reference import bugs
-from reference import sigmoid as ref_sigmoid
-from reference import sigmoid_grad as ref_sigmoid_grad
-from reference import softmax as ref_softmax
+from grader.truth import bugs, reference
+
+ref_sigmoid = reference.sigmoid
+ref_sigmoid_grad = reference.sigmoid_grad
+ref_softmax = reference.softmax
 
 OVERFLOW_WARNING = "overflow"
 

@@ -77,7 +77,7 @@ class Outcome:
     problem: str
     check: str
     title: str
-    status: str  # passed | failed | error
+    status: str  # passed | failed | error | skipped (needs the reference, which this install lacks: grader.truth)
     score: float
     max_score: float
     hidden: bool

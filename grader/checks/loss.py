@@ -20,8 +20,9 @@ from grader.checks.values import (
     assert_unchanged,
     finite_or_fail,
 )
-from reference import bugs
-from reference import softmax_cross_entropy as ref_cross_entropy
+from grader.truth import bugs, reference
+
+ref_cross_entropy = reference.softmax_cross_entropy
 
 
 def _loss_and_dz(ctx: CheckContext, case: cases.Case) -> tuple[float, np.ndarray]:

@@ -37,13 +37,15 @@ from grader.checks.values import (
     finite_or_fail,
     is_close,
 )
-from reference import MLPSpec, bugs, forward, loss_and_grads
+from grader.truth import bugs, reference
+
+MLPSpec, forward, loss_and_grads = reference.MLPSpec, reference.forward, reference.loss_and_grads
 
 PARAMS = ("W1", "b1", "W2", "b2")
 LARGE_SCORES = 1000.0  # the largest |score| of the stability check: exp overflows beyond about 709.8
 
 
-def _spec(ctx: CheckContext, case: cases.Case) -> MLPSpec:
+def _spec(ctx: CheckContext, case: cases.Case) -> Any:
     x, _, params, reg = case.args
     return MLPSpec(
         (x.shape[1], params["W1"].shape[1], params["W2"].shape[1]),

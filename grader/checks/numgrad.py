@@ -15,7 +15,9 @@ from grader import cases
 from grader.assignment import Tolerance
 from grader.checks.base import CheckContext, CheckFailed, check
 from grader.checks.values import as_array, assert_close, assert_unchanged, close_mask
-from reference import MLPSpec, loss, loss_and_grads
+from grader.truth import reference
+
+MLPSpec, loss, loss_and_grads = reference.MLPSpec, reference.loss, reference.loss_and_grads
 
 DEFAULT_STEP = 1e-5
 # Central differences with h = 1e-5 on these smooth functions: truncation ~h^2 * |f'''| / 6

@@ -1,0 +1,171 @@
+"""The reference's recorded answers (grader.truth): what an install without the reference solution self-checks with.
+
+Students install jitgrade without `reference/` (a complete solution); their `jitgrade check` and in-notebook
+checker replay the answers recorded from the reference on the visible cases (assignments/<name>/selfcheck.npz).
+These tests hold the recording to its promise: replayed, the master and every example get the visible verdicts,
+scores, messages and diagnoses the reference gives them, and an input never recorded is "checked by the grader
+only", never a wrong verdict.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from grader import truth
+from grader.assignment import EXPECTED, available, load
+from grader.grading import Grader
+
+STALE = (
+    "{name}: the recorded expected values (assignments/{name}/selfcheck.npz) no longer give the reference's "
+    "verdicts; re-record them: jitgrade assign {name} --out student_template"
+)
+
+
+# --------------------------------------------------------------------------- digests and the table format
+
+
+def test_a_digest_tells_apart_what_a_check_could_pass() -> None:
+    x = np.arange(6, dtype=np.float64).reshape(2, 3)
+    base = truth.digest("reference.softmax", (x,), {}, {})
+    variants = [
+        (x.astype(np.float32),),  # dtype
+        (x.reshape(3, 2),),  # shape
+        (x + np.nextafter(0.0, 1.0),),  # one ulp somewhere
+        (x, 1.0),  # an extra argument
+        (x, 1),  # an int is not a float
+        (x, True),  # nor a bool
+    ]
+    digests = {truth.digest("reference.softmax", args, {}, {}) for args in variants}
+    assert base not in digests and len(digests) == len(variants)
+    assert truth.digest("reference.sigmoid", (x,), {}, {}) != base  # another function
+    assert truth.digest("reference.softmax", (np.asfortranarray(x),), {}, {}) == base  # memory layout is not a value
+    assert truth.digest("f", ({"b": 1.0, "a": x},), {}, {}) == truth.digest("f", ({"a": x, "b": 1.0},), {}, {})
+    with pytest.raises(truth.Unkeyable):
+        truth.digest("f", (lambda v: v,), {}, {})
+
+
+def test_a_table_gives_back_exactly_what_was_recorded(tmp_path: Path) -> None:
+    table = truth.Table()
+    values = {
+        "loss": (0.1 + 0.2, {"W1": np.eye(3, dtype=np.float32), "b1": np.zeros(3)}),
+        "scalars": [np.float64(np.pi), 3, True, None, "text", float("nan"), -0.0],
+        "keys": {1: "one", ("a", 2): np.int64(7)},
+    }
+    for name, value in values.items():
+        table.calls[name] = table.encode(value)
+    path = tmp_path / EXPECTED
+    table.save(path)
+    first = path.read_bytes()
+    table.save(path)
+    assert path.read_bytes() == first, "the same answers must give the same bytes (a re-recording diffs clean)"
+    back = truth.Table.load(path)
+    loss, grads = back.decode(back.calls["loss"])
+    assert loss == 0.1 + 0.2 and grads["W1"].dtype == np.float32 and np.array_equal(grads["W1"], np.eye(3))
+    pi, three, yes, none, text, nan, zero = back.decode(back.calls["scalars"])
+    assert type(pi) is np.float64 and pi == np.pi and (three, yes, none, text) == (3, True, None, "text")
+    assert np.isnan(nan) and np.signbit(zero)
+    assert back.decode(back.calls["keys"]) == {1: "one", ("a", 2): 7}
+    grads["W1"][0, 0] = 5.0  # a check may modify what it is given: the next answer is unchanged
+    assert back.decode(back.calls["loss"])[1]["W1"][0, 0] == 1.0
+
+
+def test_a_table_is_never_unpickled(tmp_path: Path) -> None:
+    path = tmp_path / EXPECTED
+    np.savez(path, index=np.array([{"format": 1}], dtype=object))  # an object array needs pickle to load
+    with pytest.raises(ValueError):
+        truth.Table.load(path)
+    path.write_bytes(b"not a zip")
+    with pytest.raises(ValueError):
+        truth.Table.load(path)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("index.npy", b"\x93NUMPY garbage")
+    with pytest.raises(ValueError):
+        truth.Table.load(path)
+
+
+# --------------------------------------------------------------------------- recording and replaying calls
+
+
+def test_replayed_calls_answer_as_the_reference_did_and_only_for_recorded_inputs() -> None:
+    from reference import MLPSpec, init_params, loss_and_grads
+
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    y = np.array([0, 1, 1, 0])
+    params = dict(init_params(MLPSpec((3, 5, 2)), 1, bias_scale=0.1))
+    table = truth.Table()
+    with truth.recording(table):
+        spec = truth.reference.MLPSpec((3, 5, 2), "relu", "mean", 0.1)
+        loss, grads = truth.reference.loss_and_grads(x, y, params, spec)
+        names = truth.bugs.GRADIENT_BUGS
+    assert (loss, set(grads)) == (loss_and_grads(x, y, params, MLPSpec((3, 5, 2), "relu", "mean", 0.1))[0], set(params))
+    with truth.replaying(table):
+        spec = truth.reference.MLPSpec((3, 5, 2), "relu", "mean", 0.1)
+        again, grads_again = truth.reference.loss_and_grads(x, y, params, spec)
+        assert again == loss and all(np.array_equal(grads[k], grads_again[k]) for k in grads)
+        assert names == truth.bugs.GRADIENT_BUGS
+        with pytest.raises(truth.NotLocal, match="checked by the grader only"):
+            truth.reference.loss_and_grads(x + 1e-9, y, params, spec)  # an input not recorded
+        with pytest.raises(truth.NotLocal):
+            truth.reference.loss_and_grads(x, y, params, truth.reference.MLPSpec((3, 5, 2), "tanh", "mean", 0.1))
+        with pytest.raises(truth.NotLocal):
+            list(truth.bugs.LOSS_BUGS)  # a constant not recorded: not an endless sequence of stand-ins
+        with pytest.raises(truth.NotLocal):
+            truth.reference.directional_derivatives(lambda t: 0.0, x, 1, 0, 1e-6)  # a function cannot be recorded
+
+
+def test_without_the_reference_or_a_table_a_check_is_the_graders() -> None:
+    from grader.checks.base import plan
+    from grader.checks.runner import run_check
+
+    assignment = load("mlp")
+    planned = next(p for p in plan(assignment, include_hidden=False) if p.problem.name == "softmax")
+
+    class Unused:
+        def call(self, *args: Any, **kwargs: Any) -> Any:
+            return np.zeros(3)
+
+        def seed(self, value: int) -> None:
+            pass
+
+    with truth.replaying(truth.Table()):
+        outcome = run_check(planned, Unused(), assignment, assignment.visible_seed, {})
+    assert outcome.status == "skipped" and outcome.score == 0 and "grader only" in outcome.message
+
+
+# --------------------------------------------------------------------------- the recorded tables of the assignments
+
+
+def _verdicts(grader: Grader, paths: list[Path]) -> list[list[tuple[Any, ...]]]:
+    return [
+        [(o.id, o.status, round(o.score, 9), o.message, o.diagnosis) for o in grader.grade_file(p).result.outcomes]
+        for p in paths
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", available())
+def test_replaying_the_recorded_table_gives_the_references_verdicts(name: str) -> None:
+    assignment = load(name)
+    paths = [assignment.master]
+    if assignment.examples is not None:
+        paths += [p for p in sorted(assignment.examples.iterdir()) if p.suffix == ".ipynb" or p.is_dir()]
+    table = truth.Table.load(assignment.directory / EXPECTED)
+    with Grader(assignment, include_hidden=False) as grader:
+        expected = _verdicts(grader, paths)
+        with truth.replaying(table):
+            replayed = _verdicts(grader, paths)
+    assert replayed == expected, STALE.format(name=name)
+    assert all(status != "skipped" for status in (o[1] for o in expected[0])), "the master's checks all replay"
+
+
+def test_recording_keeps_only_values_never_code(tmp_path: Path) -> None:
+    table = truth.Table.load(Path(load("mlp").directory) / EXPECTED)
+    trees = [*table.calls.values(), *table.constants.values()]
+    text = repr(trees)
+    assert "def " not in text and "lambda" not in text
+    assert all(a.dtype.kind in "biuf" for a in table.arrays)
