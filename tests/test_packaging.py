@@ -22,7 +22,7 @@ import pytest
 from conftest import solution_cells, write_notebook
 
 from grader.assign import HIDDEN, SOLUTION, student_notebook
-from grader.assignment import MASTER_NOT_INSTALLED, PUBLIC_FILES, PUBLIC_FOLDERS, available, load
+from grader.assignment import EXPECTED, MASTER_NOT_INSTALLED, PUBLIC_FILES, PUBLIC_FOLDERS, available, load
 from grader.notebook import HIDDEN_TAG
 from grader.reports import gradescope
 
@@ -364,6 +364,14 @@ def test_the_gradescope_bundle_holds_only_what_grading_needs(bundled: tuple[str,
     setup = files["setup.sh"].decode()
     assert "pip install /autograder/source/jitgrade /autograder/source/jitgrade/instructor" in setup, setup
     assert "import reference" in setup, "the reference is compiled once when the image is built"
+
+
+def test_the_gradescope_bundle_of_a_folder_without_recorded_values_grades_with_the_reference(tmp_path: Path) -> None:
+    course = shutil.copytree(ROOT / "assignments" / "mlp", tmp_path / "hw3", ignore=shutil.ignore_patterns(EXPECTED))
+    with zipfile.ZipFile(io.BytesIO(gradescope.bundle(load(course)))) as zf:
+        names = set(zf.namelist())
+    assert "jitgrade/assignments/hw3/assignment.toml" in names and "jitgrade/reference/mlp.py" in names
+    assert not [n for n in names if n.endswith(EXPECTED)], "the autograder has the reference: no table needed"
 
 
 def test_the_gradescope_bundles_instructor_project_builds_the_reference(tmp_path: Path) -> None:

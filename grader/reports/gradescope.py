@@ -25,6 +25,12 @@ from typing import Any
 from grader import pyfiles
 from grader.assignment import PUBLIC_FILES, PUBLIC_FOLDERS, Assignment, template_roots
 
+NO_SOURCE_TREE = (
+    "building a Gradescope bundle needs jitgrade's source tree (the bundle packs jitgrade and the reference "
+    "solution from it), but {project} has no {missing}: run `jitgrade gradescope` from the course's copy of the "
+    "jitgrade repository installed with `pip install -e .`"
+)
+SOURCE_TREE = ("pyproject.toml", "reference", "instructor/pyproject.toml")  # what setup.sh installs from
 TEST_KEYS = ("name", "number", "score", "max_score", "status", "output", "visibility")
 TOP_KEYS = ("score", "max_score", "output", "visibility", "stdout_visibility")
 
@@ -83,8 +89,9 @@ def _add(archive: zipfile.ZipFile, name: str, data: bytes, executable: bool = Fa
 def bundle(assignment: Assignment) -> bytes:
     """The autograder zip: setup.sh, run_autograder, and jitgrade's source with this assignment's public files."""
     project = Path(__file__).resolve().parents[2]
-    if not (project / "pyproject.toml").is_file():
-        raise FileNotFoundError("building a Gradescope bundle needs jitgrade's source tree (pyproject.toml)")
+    missing = [name for name in SOURCE_TREE if not (project / name).exists()]
+    if missing:
+        raise FileNotFoundError(NO_SOURCE_TREE.format(project=project, missing=", ".join(missing)))
     files: list[tuple[str, Path]] = [
         (name, project / name)
         for name in ("pyproject.toml", "README.md", "instructor/pyproject.toml", "instructor/README.md")
@@ -96,7 +103,8 @@ def bundle(assignment: Assignment) -> bytes:
             if p.is_file() and p.suffix in (".py", ".json", ".html", ".j2", ".css")
         ]
     folder = assignment.directory.name  # the name the installed copy finds it by (the definition's may differ)
-    files += [(f"assignments/{folder}/{name}", assignment.directory / name) for name in PUBLIC_FILES]
+    shipped = [assignment.directory / name for name in PUBLIC_FILES]  # selfcheck.npz may be unrecorded: unread here
+    files += [(f"assignments/{folder}/{p.name}", p) for p in shipped if p.is_file()]
     public = sorted(p for name in PUBLIC_FOLDERS for p in (assignment.directory / name).rglob("*.py"))
     files += [(f"assignments/{folder}/{p.relative_to(assignment.directory).as_posix()}", p) for p in public]
     if assignment.template_path is not None:
