@@ -8,10 +8,8 @@ from reference.activations import log_softmax, relu, relu_grad, sigmoid, sigmoid
 from reference.losses import REDUCTIONS, check_labels, softmax_cross_entropy
 from reference.mlp import ACTIVATIONS, MLPSpec, Params, forward, init_params, loss, loss_and_grads
 from reference.numgrad import (
-    directional_derivatives,
     mlp_numerical_gradient,
     numerical_gradient,
-    random_directions,
     rel_error,
     sample_indices,
     sampled_numerical_gradient,
@@ -23,7 +21,6 @@ __all__ = [
     "MLPSpec",
     "Params",
     "check_labels",
-    "directional_derivatives",
     "forward",
     "init_params",
     "log_softmax",
@@ -31,7 +28,6 @@ __all__ = [
     "loss_and_grads",
     "mlp_numerical_gradient",
     "numerical_gradient",
-    "random_directions",
     "rel_error",
     "relu",
     "relu_grad",

@@ -88,27 +88,6 @@ def sample_indices(size: int, count: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(size, size=count, replace=False)).astype(np.int64)
 
 
-def random_directions(shape: tuple[int, ...], count: int, seed: int) -> np.ndarray:
-    """`count` random unit directions shaped like x, stacked on a new first axis (seeded)."""
-    v = np.random.default_rng(seed).standard_normal((count, *shape))
-    norms = np.sqrt((v.reshape(count, -1) ** 2).sum(axis=1))
-    return v / norms.reshape((count,) + (1,) * len(shape))
-
-
-def directional_derivatives(
-    f: ScalarFunction, x: np.ndarray, count: int, seed: int, h: float = 1e-5
-) -> tuple[np.ndarray, np.ndarray]:
-    """Central differences of f along `count` random unit directions v: (f(x+hv) - f(x-hv)) / 2h.
-
-    Returns (directions, derivatives); compare with np.tensordot(directions, analytic, x.ndim).
-    Costs 2*count evaluations whatever the size of x (gradcheck's fast mode).
-    """
-    x = np.asarray(x, dtype=np.float64)
-    directions = random_directions(x.shape, count, seed)
-    values = np.array([(float(f(x + h * v)) - float(f(x - h * v))) / (2.0 * h) for v in directions])
-    return directions, values
-
-
 def rel_error(a: np.ndarray, b: np.ndarray, floor: float = 1e-12) -> float:
     """max_i |a_i - b_i| / max(floor, |a_i| + |b_i|): 0 for equal arrays, near 1 for unrelated ones."""
     a = np.asarray(a, dtype=np.float64)

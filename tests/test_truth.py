@@ -115,7 +115,7 @@ def test_replayed_calls_answer_as_the_reference_did_and_only_for_recorded_inputs
         with pytest.raises(truth.NotLocal):
             list(truth.bugs.LOSS_BUGS)  # a constant not recorded: not an endless sequence of stand-ins
         with pytest.raises(truth.NotLocal):
-            truth.reference.directional_derivatives(lambda t: 0.0, x, 1, 0, 1e-6)  # a function cannot be recorded
+            truth.reference.numerical_gradient(lambda t: 0.0, x)  # a function argument cannot be recorded
 
 
 def test_without_the_reference_or_a_table_a_check_is_the_graders() -> None:

@@ -22,6 +22,7 @@ from grader.assignment import MAX_HIDDEN_LAYERS, Assignment, Tolerance
 from grader.checks import ownloss
 from grader.checks.base import CheckContext, CheckFailed, check, derive_seed
 from grader.checks.diagnosis import applies, bug_sets, first_match, message, nonfinite_loss
+from grader.checks.directions import directional_derivatives
 from grader.checks.mlp import LARGE_SCORES
 from grader.checks.values import (
     as_float,
@@ -36,8 +37,6 @@ from grader.checks.values import (
 from grader.truth import NotLocal, deep_bugs, reference
 
 MLPSpec, forward, loss_and_grads = reference.MLPSpec, reference.forward, reference.loss_and_grads
-directional_derivatives = reference.directional_derivatives
-
 KIND = "deep_mlp_loss"
 GRADIENT_WEIGHTS = {"W": 8.0, "b": 4.0}  # split evenly among the layers: a deeper net keeps the same share
 WIDTHS = (2, 13)  # batch size and layer widths are drawn distinct from this range (extended for deep nets)

@@ -23,11 +23,9 @@ import numpy as np
 from grader import cases
 from grader.checks.base import CheckContext, CheckFailed, check
 from grader.checks.diagnosis import first_match
+from grader.checks.directions import directional_derivatives
 from grader.checks.values import as_array, assert_close, assert_unchanged, describe
 from grader.truth import layers as ref
-from grader.truth import reference
-
-directional_derivatives = reference.directional_derivatives
 
 NOT_A_TUPLE = "{function}() should return a tuple {names}, but it returned {found}"
 NO_CACHE = "could not get a cache from {forward}(), which {backward}() is graded with: {why}"

