@@ -22,6 +22,7 @@ import numpy as np
 from grader.assignment import Assignment, load
 from grader.checks.base import Outcome
 from grader.checks.runner import run_checks
+from grader.reports.views import grader_only
 from grader.sandbox import calls, protocol
 from grader.sandbox.calls import DIRECT, Via
 from grader.sandbox.exceptions import ChannelBroken, MissingFunction, NotImplementedByStudent, StudentError
@@ -116,14 +117,21 @@ def format_outcomes(problem: str, outcomes: list[Outcome]) -> str:
     """A few lines for the notebook: the points, then each failed check with its cause."""
     score = sum(o.score for o in outcomes)
     total = sum(o.max_score for o in outcomes)
-    failed = [o for o in outcomes if o.status != "passed"]
+    failed = [o for o in outcomes if o.status not in ("passed", "skipped")]
     if not failed:
-        return f"{problem}: all {len(outcomes)} visible checks passed ({score:g}/{total:g} points)"
-    lines = [f"{problem}: {len(failed)} of {len(outcomes)} visible checks failed ({score:g}/{total:g} points)"]
+        ran = sum(o.status == "passed" for o in outcomes)
+        lines = [f"{problem}: all {ran} visible checks passed ({score:g}/{total:g} points)"]
+    else:
+        lines = [f"{problem}: {len(failed)} of {len(outcomes)} visible checks failed ({score:g}/{total:g} points)"]
     for o in failed:
         lines.append(f"  ✗ {o.title}: {o.message}")
         if o.diagnosis:
             lines.append(f"    Likely cause: {o.diagnosis}")
+    elsewhere = grader_only(
+        [{"outcome": o.status, "problem": o.problem, "check": o.check, "max_score": o.max_score} for o in outcomes]
+    )
+    if elsewhere:
+        lines.append(f"  · {elsewhere}")
     return "\n".join(lines)
 
 

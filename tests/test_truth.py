@@ -9,9 +9,12 @@ only", never a wrong verdict.
 
 from __future__ import annotations
 
+import json
+import shutil
 import zipfile
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree as ET
 
 import numpy as np
 import pytest
@@ -169,3 +172,52 @@ def test_recording_keeps_only_values_never_code(tmp_path: Path) -> None:
     text = repr(trees)
     assert "def " not in text and "lambda" not in text
     assert all(a.dtype.kind in "biuf" for a in table.arrays)
+
+
+# --------------------------------------------------------------------------- a students' install, in this process
+
+
+@pytest.fixture
+def students_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process as a `pip install jitgrade` without the reference: truth.available() says no."""
+    monkeypatch.setattr(truth, "available", lambda: False)
+
+
+def test_a_students_check_runs_the_visible_cases_from_the_recording(
+    students_install: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from grader.cli import main
+
+    assignment = load("mlp")
+    report_path = tmp_path / "report.json"
+    junit = tmp_path / "junit.xml"
+    code = main(["check", str(assignment.master), "-a", "mlp", "--json", str(report_path), "--junit", str(junit)])
+    report = json.loads(report_path.read_text())
+    assert code == 0 and report["tests"], capsys.readouterr()
+    assert all(t["visibility"] == "visible" for t in report["tests"]), "hidden cases need the reference"
+    assert {t["outcome"] for t in report["tests"]} == {"passed"} and report["score"] == report["max_score"]
+    assert report["provenance"]["hidden_seed"] is None
+
+
+def test_a_students_check_names_the_grader_only_checks(
+    students_install: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from grader.cli import main
+
+    course = tmp_path / "course"
+    shutil.copytree(load("mlp").directory, course, ignore=shutil.ignore_patterns(EXPECTED, "examples"))
+    code = main(["check", str(load("mlp").master), "-a", str(course), "--junit", str(tmp_path / "junit.xml")])
+    out = capsys.readouterr().out
+    assert code == 1 and "run only in your instructor's grading" in out, out
+    skipped = ET.parse(tmp_path / "junit.xml").getroot().findall(".//skipped")
+    assert skipped and all("checked by the grader only" in s.get("message", "") for s in skipped)
+
+
+def test_a_students_install_refuses_to_grade_a_class(
+    students_install: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from grader.cli import main
+
+    code = main(["grade", str(load("mlp").master), "-a", "mlp", "--out", str(tmp_path / "out")])
+    assert code == 2 and "needs the reference solution" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -41,7 +41,9 @@ def render(report: dict[str, Any]) -> str:
             assert props is not None
             for key in ("score", "max_score"):
                 ET.SubElement(props, "property", name=key, value=f"{t[key]:g}")
-            if t["outcome"] != "passed":
+            if t["outcome"] == "skipped":  # an install without the reference: the grader runs it
+                ET.SubElement(case, "skipped", message=t["output"])
+            elif t["outcome"] != "passed":
                 tag = "error" if t["outcome"] == "error" else "failure"
                 ET.SubElement(case, tag, message=t["name"]).text = t["output"]
     ET.indent(root)

@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from grader.reports import sanitize
-from grader.reports.views import ROOT_CAUSES, failed_tests, root_causes, tamper_notes
+from grader.reports.views import ROOT_CAUSES, failed_tests, grader_only, root_causes, tamper_notes
 
 SAME_CAUSE = "the same as above: cell {cell} failed (see the top of this report)"
 
@@ -73,6 +73,9 @@ def render(report: dict[str, Any], stream: TextIO | None = None, width: int | No
     if hidden:
         names = ", ".join(f"{t['problem']}.{t['check']}" for t in hidden)
         console.print(f"[red]✗[/] also failed on hidden inputs (details for instructors only): {escape(names)}")
+    elsewhere = grader_only(report["tests"])
+    if elsewhere:
+        console.print(f"[yellow]·[/] {escape(elsewhere)}")
     ex = report.get("execution")
     if ex:
         parts = [f"{ex['cells_run']} cells run", f"{ex['cell_errors']} with errors"]

@@ -22,6 +22,13 @@ TAMPER_NOTES = {  # tamper unit -> key -> what it means, for the cell ids (or fi
 }
 
 
+GRADER_ONLY = (
+    "{count} check(s) worth {points:g} points run only in your instructor's grading (this install of jitgrade holds "
+    "no reference solution, only the expected values recorded for the visible cases, and these checks need "
+    "others): {names}"
+)
+
+
 def student_view(report: dict[str, Any]) -> dict[str, Any]:
     """A sanitized copy of the report (every front end shows students this) with the messages, diagnoses
     and details of hidden checks removed."""
@@ -39,8 +46,21 @@ def student_view(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def failed_tests(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """Tests that did not earn all their points."""
-    return [t for t in report["tests"] if t["status"] != "passed" or t["score"] < t["max_score"] - 1e-9]
+    """Tests that did not earn all their points (not those this install could not run: see grader_only)."""
+    return [
+        t
+        for t in report["tests"]
+        if t.get("outcome") != "skipped" and (t["status"] != "passed" or t["score"] < t["max_score"] - 1e-9)
+    ]
+
+
+def grader_only(tests: list[dict[str, Any]]) -> str | None:
+    """One sentence on the checks an install without the reference solution could not run (None: there are none)."""
+    skipped = [t for t in tests if t.get("outcome") == "skipped"]
+    if not skipped:
+        return None
+    names = ", ".join(f"{t['problem']}.{t['check']}" for t in skipped)
+    return GRADER_ONLY.format(count=len(skipped), points=sum(t["max_score"] for t in skipped), names=names)
 
 
 def root_causes(report: dict[str, Any]) -> list[str]:
