@@ -25,6 +25,7 @@ from grader.assign import HIDDEN, SOLUTION, student_notebook
 from grader.assignment import EXPECTED, MASTER_NOT_INSTALLED, PUBLIC_FILES, PUBLIC_FOLDERS, available, load
 from grader.notebook import HIDDEN_TAG
 from grader.reports import gradescope
+from grader.truth import REFERENCE_MISSING
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENTS = available()
@@ -288,18 +289,19 @@ def test_a_students_install_lists_and_self_checks_the_visible_cases(students: Pa
     assert run.returncode == 0 and report["score"] == sum(t["max_score"] for t in ran) > 0, run.stderr[-2000:]
 
 
-@pytest.mark.parametrize("command", ["grade", "gradescope"])
-def test_a_students_install_refuses_to_grade_without_the_reference(
-    students: Path, tmp_path: Path, command: str
-) -> None:
-    from grader.truth import REFERENCE_MISSING
-
-    target = {"grade": ["grade", str(ROOT / "assignments" / "mlp" / "examples"), "-a", "mlp", "--out", "grades"]}
-    args = target.get(command, ["gradescope", "mlp", "-o", "autograder.zip"])
-    refused = run_in(students, "jitgrade", *args, cwd=tmp_path)
-    expected = REFERENCE_MISSING.format(command=command)
+def test_a_students_install_refuses_to_grade_without_the_reference(students: Path, tmp_path: Path) -> None:
+    examples = str(ROOT / "assignments" / "mlp" / "examples")
+    refused = run_in(students, "jitgrade", "grade", examples, "-a", "mlp", "--out", "grades", cwd=tmp_path)
+    expected = REFERENCE_MISSING.format(command="grade")
     assert refused.returncode == 2 and expected in " ".join(refused.stderr.split()), refused.stderr
-    assert not (tmp_path / "grades").exists() and not (tmp_path / "autograder.zip").exists()
+    assert not (tmp_path / "grades").exists()
+
+
+def test_a_students_install_builds_no_gradescope_bundle(students: Path, tmp_path: Path) -> None:
+    """The bundle packs jitgrade and the reference from the source tree: an install has neither."""
+    refused = run_in(students, "jitgrade", "gradescope", "mlp", "-o", "autograder.zip", cwd=tmp_path)
+    assert refused.returncode == 2 and "`pip install -e .`" in refused.stderr, refused.stderr  # the editable checkout
+    assert not (tmp_path / "autograder.zip").exists()
 
 
 def test_an_instructors_install_grades_with_the_reference(instructors: Path, tmp_path: Path) -> None:
