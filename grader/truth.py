@@ -58,8 +58,14 @@ class Unkeyable(Exception):
 
 @functools.cache
 def available() -> bool:
-    """Whether the reference solution is installed (instructors) rather than only recorded tables (students)."""
-    return importlib.util.find_spec("reference") is not None
+    """Whether the reference solution is installed (instructors) rather than only recorded tables (students).
+
+    Only jitgrade's own reference counts: the package installed beside ``grader`` (both in site-packages, or both
+    in the checkout), never a module of that name that a submission's folder puts first on sys.path."""
+    spec = importlib.util.find_spec("reference")
+    if spec is None or spec.origin is None:
+        return False
+    return Path(spec.origin).resolve().parent.parent == Path(__file__).resolve().parent.parent
 
 
 # --------------------------------------------------------------------------- digests and encodings

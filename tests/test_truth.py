@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -221,3 +223,19 @@ def test_a_students_install_refuses_to_grade_a_class(
     code = main(["grade", str(load("mlp").master), "-a", "mlp", "--out", str(tmp_path / "out")])
     assert code == 2 and "needs the reference solution" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_only_jitgrades_own_reference_counts_as_installed(tmp_path: Path) -> None:
+    """A folder holding a `reference` package of its own (a submission's, say) does not make a students' install
+    believe the reference is there: it would grade with the student's answers."""
+    fake = tmp_path / "reference"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("def softmax(x):\n    return x\n")
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "from grader import truth\n"
+        "print(truth.available())\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert run.stdout.strip() == "False", run.stderr
+    assert truth.available(), "this checkout's reference, beside grader/, counts"
