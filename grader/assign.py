@@ -21,12 +21,15 @@ The output is deterministic: the same master always gives the same bytes.
 from __future__ import annotations
 
 import ast
+import dataclasses
+import functools
 import hashlib
 import re
 from pathlib import Path
 from typing import Any
 
 import nbformat
+import numpy as np
 from nbconvert.preprocessors import ClearOutputPreprocessor, Preprocessor
 
 from grader import pyfiles, truth
@@ -254,7 +257,7 @@ def record_expected(assignment: Any) -> truth.Table:
     """The reference's answers on the visible cases, as the checks ask for them while grading the master and every
     example submission (which exercise the diagnoses of common mistakes): what a students' install replays."""
     from grader.grading import Grader
-    from grader.submissions import discover
+    from grader.submissions import discover, read_submission
 
     python = pyfiles.layout(assignment).files if pyfiles.accepts_python(assignment) else ()
     notebooks = pyfiles.NOTEBOOK in pyfiles.formats(assignment)
@@ -266,7 +269,52 @@ def record_expected(assignment: Any) -> truth.Table:
     with truth.recording(table), Grader(assignment, include_hidden=False) as grader:
         for path in found:
             grader.grade_file(path)
+        master = read_submission(assignment.master, assignment)
+        for right in range(MAX_RIGHT_CALLS + 1):  # until wrong answers from a later call on need nothing new
+            recorded = len(table.calls)
+            grader.grade(master, f"wrong from call {right}", through=functools.partial(Skewed, right=right))
+            if len(table.calls) == recorded:
+                break
     return table
+
+
+MAX_RIGHT_CALLS = 16  # a check grades at most this many forms and cases before the one a mistake shows in
+
+
+class Skewed:
+    """The checks' view of a worker whose answers are right for the first `right` calls of each check and then off,
+    unevenly (see _skew): each value check then fails where a mistake first shows (a later input form, a later
+    case) and asks the reference for every known mistake's answer there, which a students' install needs to name
+    the likely cause of any wrong answer (not only those of the example submissions)."""
+
+    def __init__(self, session: Any, right: int = 0) -> None:
+        self.session = session
+        self.right = right
+        self.calls = 0  # calls since the check began
+
+    def call(self, *args: Any, **kwargs: Any) -> Any:
+        result = self.session.call(*args, **kwargs)
+        self.calls += 1
+        return result if self.calls <= self.right else dataclasses.replace(result, value=_skew(result.value))
+
+    def seed(self, value: int) -> None:
+        """Each check begins by seeding the worker (grader.checks.runner): its calls are counted from there."""
+        self.calls = 0
+        self.session.seed(value)
+
+
+def _skew(value: Any) -> Any:
+    """Each entry moved by its own amount: no factor, sign, transpose or known mistake explains the difference, so
+    the diagnoses try every candidate instead of stopping at a localization."""
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+        return value * (1.37 + 0.29 * np.cos(np.arange(value.size))).reshape(value.shape) + 0.11
+    if isinstance(value, float):
+        return value * 1.37 + 0.11
+    if isinstance(value, (tuple, list)):
+        return type(value)(_skew(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _skew(v) for k, v in value.items()}
+    return value
 
 
 def write_expected(assignment: Any) -> Path:

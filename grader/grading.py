@@ -13,7 +13,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from typing import Any
 from grader import notebook as nb
 from grader import pyfiles
 from grader.assignment import Assignment
-from grader.checks.base import Outcome, derive_seed
+from grader.checks.base import Outcome, Session, derive_seed
 from grader.sandbox.limits import Limits
 from grader.sandbox.session import CellRecord, ExecutionRecord, Sandbox
 from grader.sandbox.zygote import Zygote
@@ -134,8 +134,11 @@ class Grader:
             )
         return self.grade(notebook, name)
 
-    def grade(self, notebook: nb.Notebook, student: str) -> Graded:
-        """Execute one notebook (or .py submission) in a fresh worker and run every check against it."""
+    def grade(
+        self, notebook: nb.Notebook, student: str, through: Callable[[Session], Session] | None = None
+    ) -> Graded:
+        """Execute one notebook (or .py submission) in a fresh worker and run every check against it (`through`:
+        how the checks see the worker, e.g. recording's every-answer-wrong view, grader.assign)."""
         started = time.monotonic()
         cells = notebook.code_cells()
         labels: dict[int, str] = {}
@@ -154,7 +157,7 @@ class Grader:
             from grader.checks.runner import run_checks  # the Numba reference loads while the notebook ran
 
             seed = None if self.hidden_seed is None else submission_seed(self.hidden_seed, notebook.sha256)
-            outcomes = run_checks(sandbox, self.assignment, seed)
+            outcomes = run_checks(through(sandbox) if through else sandbox, self.assignment, seed)
             record = sandbox.record()  # with the restarts and events the calls caused
         if isinstance(notebook, pyfiles.PythonSubmission) and notebook.notes:
             record = dataclasses.replace(record, events=[*notebook.notes, *record.events])

@@ -204,6 +204,7 @@ class _Mode:
     recording: Table | None = None  # reference installed and answers kept here
     replaying: Table | None = None  # reference absent: answers come from here
     missing: str = ""  # reference absent and no table: why every call is NotLocal
+    missed: list[str] = field(default_factory=list)  # every NotLocal raised in this mode (see unanswered)
 
 
 _IDLE = _Mode()
@@ -221,6 +222,28 @@ def _mode(mode: _Mode) -> Iterator[None]:
         yield
     finally:
         _MODE.reset(token)
+
+
+def recording_now() -> bool:
+    """Whether the reference's answers are being recorded (checks may then ask for more than they need)."""
+    return _current().recording is not None
+
+
+@contextlib.contextmanager
+def unanswered() -> Iterator[None]:
+    """Around a call of student code that may call back into the grader (a checker evaluating the grader's f):
+    an answer missing inside it is raised here as NotLocal, even when the error it gave the student's code was
+    caught there, or turned into a failure of the call."""
+    missed = _current().missed
+    before = len(missed)
+    try:
+        yield
+    except Exception:
+        if len(missed) > before:
+            raise NotLocal(missed[before]) from None
+        raise
+    if len(missed) > before:
+        raise NotLocal(missed[before])
 
 
 @contextlib.contextmanager
@@ -351,15 +374,16 @@ class Recorded:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         mode = self._mode()
         table = mode.replaying
-        if table is None:
-            raise NotLocal(mode.missing)
         try:
             key = digest(self.path, args, kwargs, {})
         except Unkeyable as exc:
-            raise NotLocal(NOT_RECORDED.format(call=f"{self.path} of a {exc}")) from None
-        if key not in table.calls:
-            raise NotLocal(NOT_RECORDED.format(call=self.path.removeprefix("reference.")))
-        return table.decode(table.calls[key])
+            why = NOT_RECORDED.format(call=f"{self.path} of a {exc}")
+        else:
+            if table is not None and key in table.calls:
+                return table.decode(table.calls[key])
+            why = mode.missing or NOT_RECORDED.format(call=self.path.removeprefix("reference."))
+        mode.missed.append(why)
+        raise NotLocal(why)
 
 
 class Opaque:

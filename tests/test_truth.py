@@ -239,3 +239,33 @@ def test_only_jitgrades_own_reference_counts_as_installed(tmp_path: Path) -> Non
     run = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert run.stdout.strip() == "False", run.stderr
     assert truth.available(), "this checkout's reference, beside grader/, counts"
+
+
+@pytest.mark.slow
+def test_a_students_install_says_what_the_grader_says_of_every_known_bug(tmp_path: Path) -> None:
+    """The bug corpus (tests/bugs/), checked with recorded answers only: each check's verdict, points and
+    diagnosis are the grader's, or the check says it is the grader's; never another verdict or cause. The recording
+    reaches causes no example submission shows (its every-answer-wrong passes), so nearly all are named."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bugs import conftest_helpers
+    from bugs import mlp as mlp_bugs
+    from bugs import mlp_sigmoid as sigmoid_bugs
+
+    helpers = conftest_helpers()
+    same = differ = 0
+    for name, corpus in (("mlp", mlp_bugs.BUGS), ("mlp-sigmoid", sigmoid_bugs.BUGS)):
+        assignment = load(name)
+        table = truth.Table.load(assignment.directory / EXPECTED)
+        master = helpers.solution_sources(name)
+        with Grader(assignment, include_hidden=False) as grader:
+            for bug in corpus:
+                cells = helpers.solution_cells(name, bug.sources(master))
+                path = helpers.write_notebook(tmp_path / f"{bug.id}.ipynb", cells, name)
+                (full,) = _verdicts(grader, [path])
+                with truth.replaying(table):
+                    (replayed,) = _verdicts(grader, [path])
+                wrong = [(f, r) for f, r in zip(full, replayed, strict=True) if f != r and r[1] != "skipped"]
+                assert not wrong, f"{name}:{bug.id}: the students' install says otherwise: {wrong}"
+                same += full == replayed
+                differ += full != replayed
+    assert same >= 0.9 * (same + differ), f"only {same} of {same + differ} bugs get the grader's whole verdict locally"

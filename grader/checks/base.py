@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from grader import truth
 from grader.assignment import Assignment, Problem, Tolerance
 from grader.bindings import SIGNATURES, UnreadableResult
 from grader.cases import Case
@@ -316,7 +317,10 @@ class CheckContext:
         if function is not None or binding.canonical:
             name = function or binding.call
             try:
-                return self.session.call(name, *args, echo_args=echo_args, functions=functions, **held, **kwargs)
+                with truth.unanswered():
+                    return self.session.call(name, *args, echo_args=echo_args, functions=functions, **held, **kwargs)
+            except truth.NotLocal:
+                raise
             except Exception as exc:  # every sandbox error becomes this check's verdict
                 raise call_failure(name, exc) from None
         lookup, bound_args, bound_kwargs, via = binding.request(args)
@@ -324,12 +328,15 @@ class CheckContext:
             names = SIGNATURES[binding.kind][1]
             held["keep"] = tuple(binding.returns.index(names[k]) for k in keep if names[k] in binding.returns)
         try:
-            result = self.session.call(
-                lookup, *bound_args, echo_args=echo_args, functions=functions, via=via, **held, **bound_kwargs
-            )
+            with truth.unanswered():
+                result = self.session.call(
+                    lookup, *bound_args, echo_args=echo_args, functions=functions, via=via, **held, **bound_kwargs
+                )
             return dataclasses.replace(
                 result, value=binding.result(result.value, args), args_after=binding.echoed(result.args_after, args)
             )
+        except truth.NotLocal:
+            raise
         except UnreadableResult as exc:
             from grader.checks.diagnosis import message
 

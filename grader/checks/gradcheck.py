@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from grader import truth
 from grader.checks.base import CheckContext, CheckFailed, Passed, check
 from grader.checks.numgrad import LEFT_PERTURBED, ONE_SIDED, KnownFunction, as_point, skipped_entries
 from grader.checks.values import call_failure
@@ -183,7 +184,10 @@ def observe(
     f = protocol.DrawsRandom(recorder.drawn) if draws else recorder
     name = ctx.problem.binding.call  # a checker's binding may only rename it: called as is, so that its errors show
     try:
-        result = ctx.session.call(name, f, fn.x.copy(), echo_args=True, functions=[f])
+        with truth.unanswered():
+            result = ctx.session.call(name, f, fn.x.copy(), echo_args=True, functions=[f])
+    except truth.NotLocal:
+        raise
     except StudentError as exc:
         if recorder.refusal is None and exc.ename == "AssertionError":
             return Observation(recorder, FAILED, f"raised AssertionError: {exc.evalue[:120]}")

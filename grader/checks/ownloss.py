@@ -20,13 +20,14 @@ exact gradient, on the fresh problems and on the graded case itself; it is cappe
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from grader import cases
+from grader import cases, truth
 from grader.checks.base import CheckContext, CheckFailed
 from grader.checks.values import same_values
 from grader.truth import NotLocal
@@ -81,8 +82,29 @@ def known_losses(
     words: Callable[[str], str],
 ) -> list[KnownLoss]:
     """The reference loss, then each known mistake (a tuple of names: one, or a compatible pair), each with its
-    exact gradient (`compute(mistake)`) and its words (`words("a+b")`, as the kind's diagnoses say it)."""
-    return [KnownLoss("+".join(m), compute(m), words("+".join(m)) if m else "") for m in [(), *mistakes]]
+    exact gradient (`compute(mistake)`) and its words (`words("a+b")`, as the kind's diagnoses say it).
+
+    While the reference's answers are recorded (grader.truth), computing one of them on some inputs computes all
+    of them there: a students' install replaying the record then knows whichever loss a submission turns out to
+    have, on every fresh problem and graded case, not only the losses of the submissions recorded."""
+    computes = [compute(m) for m in [(), *mistakes]]
+    expanded: list[tuple[Any, ...]] = []  # the inputs every known loss was computed on (kept alive: keyed by id)
+
+    def eager(own: Callable[[tuple[Any, ...]], tuple[float, Gradients]]) -> Callable[..., tuple[float, Gradients]]:
+        def run(args: tuple[Any, ...]) -> tuple[float, Gradients]:
+            if truth.recording_now() and all(args is not seen for seen in expanded):
+                expanded.append(args)
+                for other in computes:
+                    with contextlib.suppress(Exception):  # a mistake that cannot be made here is asked for nowhere
+                        other(args)
+            return own(args)
+
+        return run
+
+    return [
+        KnownLoss("+".join(m), eager(c), words("+".join(m)) if m else "")
+        for m, c in zip([(), *mistakes], computes, strict=True)
+    ]
 
 
 def describe(loss: KnownLoss) -> str:
@@ -155,6 +177,8 @@ def carried_at(
 ) -> bool:
     """Credit is carried forward on this graded case: the verdict carries, and here too the student's loss is
     that known mistake and every gradient its exact gradient."""
+    if truth.recording_now():  # record every known loss here too (known_losses computes them all on one call)
+        known[0].compute(args)
     if not found.carries:
         return False
     return any(matches(k.compute(args), loss, grads, ctx) for k in known if k.name == found.loss)
