@@ -269,3 +269,19 @@ def test_a_students_install_says_what_the_grader_says_of_every_known_bug(tmp_pat
                 same += full == replayed
                 differ += full != replayed
     assert same >= 0.9 * (same + differ), f"only {same} of {same + differ} bugs get the grader's whole verdict locally"
+
+
+def test_jitgrade_assign_records_what_is_committed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`jitgrade assign` writes the recording next to assignment.toml; for a bundled assignment it is the committed
+    one (the same calls and constants; values equal to the last bits BLAS may round differently on another CPU)."""
+    from grader.cli import main
+
+    course = shutil.copytree(load("mlp-sigmoid").directory, tmp_path / "course")
+    (course / EXPECTED).unlink()
+    assert main(["assign", str(course), "--out", str(tmp_path / "out")]) == 0
+    assert str(course / EXPECTED) in capsys.readouterr().out.split()
+    made, committed = truth.Table.load(course / EXPECTED), truth.Table.load(load("mlp-sigmoid").directory / EXPECTED)
+    assert made.constants == committed.constants and made.calls.keys() == committed.calls.keys()
+    assert [a.shape for a in made.arrays] == [a.shape for a in committed.arrays]
+    for new, old in zip(made.arrays, committed.arrays, strict=True):
+        np.testing.assert_allclose(new, old, rtol=1e-12, atol=1e-300)
