@@ -16,6 +16,7 @@ import contextvars
 import functools
 import hashlib
 import importlib
+import importlib.metadata
 import importlib.util
 import io
 import json
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 
 TABLE_FORMAT = 1
+REFERENCE_DISTRIBUTION = "jitgrade-reference"  # instructor/pyproject.toml
 INDEX = "index"  # the npz member holding the JSON index (calls, constants); arrays are the members "a<n>"
 NOT_RECORDED = (
     "checked by the grader only: this check needs the reference's answer for an input it was not recorded for "
@@ -60,12 +62,20 @@ class Unkeyable(Exception):
 def available() -> bool:
     """Whether the reference solution is installed (instructors) rather than only recorded tables (students).
 
-    Only jitgrade's own reference counts: the package installed beside ``grader`` (both in site-packages, or both
-    in the checkout), never a module of that name that a submission's folder puts first on sys.path."""
+    Only jitgrade's own reference counts: the package beside ``grader`` (both in site-packages, or both in the
+    checkout) or the one the jitgrade-reference distribution installed, never a module of that name that a
+    submission's folder puts first on sys.path."""
     spec = importlib.util.find_spec("reference")
     if spec is None or spec.origin is None:
         return False
-    return Path(spec.origin).resolve().parent.parent == Path(__file__).resolve().parent.parent
+    origin = Path(spec.origin).resolve()
+    if origin.parent.parent == Path(__file__).resolve().parent.parent:
+        return True
+    try:
+        installed = importlib.metadata.distribution(REFERENCE_DISTRIBUTION).locate_file("reference/__init__.py")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return origin == Path(str(installed)).resolve()
 
 
 # --------------------------------------------------------------------------- digests and encodings

@@ -285,3 +285,34 @@ def test_jitgrade_assign_records_what_is_committed(tmp_path: Path, capsys: pytes
     assert [a.shape for a in made.arrays] == [a.shape for a in committed.arrays]
     for new, old in zip(made.arrays, committed.arrays, strict=True):
         np.testing.assert_allclose(new, old, rtol=1e-12, atol=1e-300)
+
+
+@pytest.mark.parametrize(
+    ("installed", "counts"),
+    [("the same file", True), ("another file", False), (None, False)],
+)
+def test_a_reference_elsewhere_counts_only_as_jitgrade_references_own_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, installed: str | None, counts: bool
+) -> None:
+    """jitgrade and jitgrade-reference installed in two places (a --user install beside a system one) still grade;
+    a `reference` from anywhere else does not."""
+    import importlib.machinery
+    import importlib.metadata
+    import importlib.util
+
+    found = tmp_path / "elsewhere" / "reference" / "__init__.py"
+    spec = importlib.machinery.ModuleSpec("reference", None, origin=str(found))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: spec)
+
+    class Distribution:
+        def locate_file(self, path: str) -> Path:
+            return found if installed == "the same file" else tmp_path / "site-packages" / path
+
+    def distribution(name: str) -> Distribution:
+        assert name == truth.REFERENCE_DISTRIBUTION
+        if installed is None:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return Distribution()
+
+    monkeypatch.setattr(importlib.metadata, "distribution", distribution)
+    assert truth.available.__wrapped__() is counts
