@@ -24,6 +24,8 @@ Where the check's time goes, measured from outside the grader (nothing in grader
   function (what any cached Numba code pays);
 - which packages the check process imports, and what each costs (`python -X importtime`, one
   run, self time summed per top-level package; importtime itself slows imports down a little);
+- the students' install: the same check in a process told that the reference is not installed, so that
+  it replays the recorded visible expectations and never imports Numba (what `pip install jitgrade` runs);
 - what-if rows: the instrumented check with a change one could make in grader/, applied by the
   driver, each against the unchanged instrumented check of the same run: gc.freeze() right
   before interpreter shutdown (whose final collections otherwise traverse every object Numba and
@@ -79,6 +81,15 @@ WHAT_IF = {
     "lazy": "no eager warm_up(): kernels load on first use",
     "freeze,lazy": "gc.freeze() before exit + kernels load on first use",
 }
+
+# `jitgrade check` as `pip install jitgrade` runs it: the same grader, told that the reference is not installed (as
+# in a students' install, where it is not), so the checks replay the assignment's recorded values (grader.truth).
+STUDENTS_DRIVER = """\
+import sys
+from grader import cli, truth
+truth.available = lambda: False
+sys.exit(cli.main(["check", sys.argv[1], "-q"]))
+"""
 
 # The driver of the phase breakdown: `jitgrade check NOTEBOOK -q` through grader.cli.main, with
 # timestamps taken by wrappers that a post-import hook puts around a few grader functions (so
@@ -360,6 +371,9 @@ def bench(report: Report, quick: bool) -> None:
         cwd = str(scratch)
         driver = scratch / "check_phases.py"
         driver.write_text(PHASE_DRIVER)
+        students = scratch / "students_check.py"
+        students.write_text(STUDENTS_DRIVER)
+        students_cmd = [python, str(students), notebook]
         check_cmd = [*jitgrade_command(), "check", notebook, "-q"]
         nbconvert_cmd = [*jupyter_command(), "nbconvert", "--to", "notebook", "--execute", "--stdout", notebook]
         kernel_cmd = [python, "-c", "import floor_kernel; floor_kernel.one_more(1.0)"]
@@ -384,12 +398,13 @@ def bench(report: Report, quick: bool) -> None:
             command_probe([python, "-c", "import numpy"], env, cwd),
             command_probe([python, "-c", "import numba"], env, cwd),
             command_probe(kernel_cmd, kernel_env, cwd),
+            command_probe(students_cmd, env, cwd),
             stamped_probe(driver_cmd, env, cwd, phase_runs, phase_stamps),
             stamped_probe([python, "-c", WARM_UP_ALONE], env, cwd, alone_runs, last_json_line),
         ]
         probes += [stamped_probe(driver_cmd, {**env, "JITGRADE_BENCH_WHAT_IF": name}, cwd, runs, phase_stamps)
                    for name, runs in what_if_runs.items()]
-        check, nbconvert, numpy_floor, numba_floor, kernel_floor, *_ = sample_interleaved(
+        check, nbconvert, numpy_floor, numba_floor, kernel_floor, students_check, *_ = sample_interleaved(
             probes, rounds=2 if quick else 7, warmup=0
         )
     finally:
@@ -398,6 +413,9 @@ def bench(report: Report, quick: bool) -> None:
     report.add("check_e2e", "jitgrade check solution.ipynb -q (warm)", check, baseline=nbconvert,
                baseline_label="jupyter nbconvert --execute", target=CHECK_TARGET)
     report.add("nbconvert_execute", "floor: jupyter nbconvert --execute", nbconvert)
+    report.add("check_students_install", "jitgrade check as students install it (no reference: replayed, no Numba)",
+               students_check, baseline=check, baseline_label="jitgrade check (reference installed)",
+               target=CHECK_TARGET)
     report.add("import_numpy", "floor: python -c 'import numpy'", numpy_floor)
     report.add("import_numba", "floor: python -c 'import numba'", numba_floor, baseline=numpy_floor,
                baseline_label="python -c 'import numpy'")

@@ -8,6 +8,7 @@ Gradescope's results.json, so the canonical report can be handed to Gradescope a
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import platform
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -31,13 +32,11 @@ SCORING_RULE = (
 
 
 def _versions() -> dict[str, str]:
-    import numba
-    import numpy
-
+    """The versions a grade depends on (read from package metadata: a students' check never imports Numba)."""
     return {
         "jitgrade": grader.__version__,
-        "numpy": numpy.__version__,
-        "numba": numba.__version__,
+        "numpy": importlib.metadata.version("numpy"),
+        "numba": importlib.metadata.version("numba"),
         "python": platform.python_version(),
     }
 
