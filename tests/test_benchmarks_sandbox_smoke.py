@@ -29,6 +29,7 @@ SANDBOX_ROWS = {
 }
 CHECK_ROWS = {
     "check_e2e",
+    "check_students_install",
     "nbconvert_execute",
     "import_numpy",
     "import_numba",
