@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 TABLE_FORMAT = 1
-REFERENCE_DISTRIBUTION = "jitgrade-reference"  # instructor/pyproject.toml
+REFERENCE_DISTRIBUTION = "jitgrade-reference"  # instructor/pyproject.toml (grader.sandbox.zygote hides its files)
 INDEX = "index"  # the npz member holding the JSON index (calls, constants); arrays are the members "a<n>"
 NOT_RECORDED = (
     "checked by the grader only: this check needs the reference's answer for an input it was not recorded for "

@@ -26,6 +26,7 @@ from typing import Any
 from grader.assignment import assignment_roots
 from grader.sandbox import confine
 from grader.sandbox.limits import Limits
+from grader.truth import REFERENCE_DISTRIBUTION
 
 _HERE = Path(__file__).resolve().parent
 _RUNTIME_FILES = ("worker.py", "protocol.py", "confine.py", "calls.py")
@@ -97,7 +98,7 @@ def grader_private_paths() -> list[str]:
     if spec is not None and spec.origin is not None:
         paths.append(str(Path(spec.origin).resolve().parent))
     paths += [str(p.resolve()) for p in assignment_roots()]
-    paths += installed_distribution_paths()
+    paths += installed_distribution_paths() + installed_distribution_paths(REFERENCE_DISTRIBUTION)
     checkout = _HERE.parent.parent / ".git"  # a source checkout's history holds every solution ever committed
     if checkout.exists():
         paths.append(str(checkout.resolve()))

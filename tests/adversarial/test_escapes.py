@@ -748,6 +748,46 @@ def test_an_installed_copy_of_the_grader_is_unreadable(installed_copy: Path, iso
     assert_refused(result)
 
 
+@pytest.fixture
+def installed_reference(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A site folder at the END of sys.path holding an installed jitgrade-reference (the reference solution's own
+    distribution, instructor/): the import system finds the checkout's reference first, so only the distribution's
+    record says this copy is the grader's."""
+    top = Path(f"/var/tmp/jitgrade-reference-site-{uuid.uuid4().hex[:10]}")
+    site = top / "lib" / "python3" / "site-packages"
+    module = site / "reference" / "mlp.py"
+    module.parent.mkdir(parents=True)
+    module.write_text("# REFERENCE-SOLUTION\ndef loss_and_grads(x, y, params, spec): ...\n")
+    (site / "reference" / "__init__.py").write_text("")
+    info = site / "jitgrade_reference-9.9.9.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: jitgrade-reference\nVersion: 9.9.9\n")
+    (info / "RECORD").write_text("reference/__init__.py,,\nreference/mlp.py,,\n"
+                                 "jitgrade_reference-9.9.9.dist-info/METADATA,,\n"
+                                 "jitgrade_reference-9.9.9.dist-info/RECORD,,\n")
+    for folder in [top, *top.rglob("*")]:
+        folder.chmod(0o755 if folder.is_dir() else 0o644)
+    monkeypatch.setattr(sys, "path", [*sys.path, str(site)])
+    yield module
+    subprocess.run(["rm", "-rf", str(top)], check=False)
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_an_installed_copy_of_the_reference_is_unreadable(installed_reference: Path, isolation: str) -> None:
+    """The reference solution installed as its own distribution (jitgrade-reference, on Gradescope and instructors'
+    machines) is as unreadable as the grader, wherever on sys.path it lies."""
+    z = start_zygote(isolation)
+    try:
+        result = attack(z, f"MODULE = {str(installed_reference)!r}\n"
+                        "attempt('read_reference', lambda: open(MODULE).read())\n"
+                        "attempt('read_record', lambda: open(MODULE.rsplit('/', 2)[0] + "
+                        "'/jitgrade_reference-9.9.9.dist-info/RECORD').read())\n")
+    finally:
+        z.close()
+    assert "REFERENCE-SOLUTION" not in json.dumps(result)
+    assert_refused(result)
+
+
 def test_no_installed_master_is_readable(zygote: Zygote) -> None:
     """Whatever copies of the distribution this environment holds, none of their files can be opened."""
     from grader.sandbox.zygote import installed_distribution_paths
