@@ -30,9 +30,10 @@ from typing import Any
 
 import numpy as np
 
-TABLE_FORMAT = 1
+TABLE_FORMAT = 2
 REFERENCE_DISTRIBUTION = "jitgrade-reference"  # instructor/pyproject.toml (grader.sandbox.zygote hides its files)
-INDEX = "index"  # the npz member holding the JSON index (calls, constants); arrays are the members "a<n>"
+INDEX = "index"  # the npz member holding the JSON index: calls, constants, and where each array lies in DATA
+DATA = "data"  # the npz member holding every distinct array's bytes, one after the other (one member, no overhead)
 NOT_RECORDED = (
     "checked by the grader only: this check needs the reference's answer for an input it was not recorded for "
     "({call}); jitgrade as students install it holds no reference solution, only the values recorded for the "
@@ -131,14 +132,21 @@ class Table:
     calls: dict[str, Any] = field(default_factory=dict)
     constants: dict[str, Any] = field(default_factory=dict)
     arrays: list[np.ndarray] = field(default_factory=list)
+    distinct: dict[bytes, int] = field(default_factory=dict)  # an array's digest -> its place in arrays (stored once)
     objects: dict[int, str] = field(default_factory=dict)  # id(opaque result) -> its key, while recording
     kept: list[Any] = field(default_factory=list)  # those results, alive as long as their ids are keys
 
     def encode(self, value: Any, path: str = "") -> Any:
         """A JSON-able tree for a result or constant (arrays stored aside, functions by path)."""
         if isinstance(value, np.ndarray | np.generic):
-            self.arrays.append(np.array(value))
-            return {"a": len(self.arrays) - 1, "scalar": isinstance(value, np.generic)}
+            array = np.array(value)  # 0-d for a scalar; stored in C order (tobytes) whatever its layout
+            if array.dtype.kind not in "biuf":
+                raise Unkeyable(f"array of dtype {array.dtype}")
+            seen = hashlib.blake2b(f"{array.dtype.str}{array.shape}".encode() + array.tobytes()).digest()
+            if seen not in self.distinct:
+                self.distinct[seen] = len(self.arrays)
+                self.arrays.append(array)
+            return {"a": self.distinct[seen], "scalar": isinstance(value, np.generic)}
         if value is None or isinstance(value, (bool, int, str)):
             return value
         if isinstance(value, float):
@@ -174,36 +182,53 @@ class Table:
         return Opaque(tree["o"])
 
     def save(self, path: Path) -> None:
-        """Write the table as an npz (arrays) with a JSON index: no pickles, readable with allow_pickle=False, and
-        the same bytes for the same answers (fixed member dates), so that a re-recorded table diffs as unchanged."""
-        index = json.dumps({"format": TABLE_FORMAT, "calls": self.calls, "constants": self.constants}, sort_keys=True)
+        """Write the table as an npz of two uint8 members, a JSON index and the arrays' bytes: no pickles, readable
+        with allow_pickle=False, and the same bytes for the same answers (fixed member dates), so that a re-recorded
+        table diffs as unchanged."""
+        layout, offset = [], 0
+        for array in self.arrays:
+            layout.append([array.dtype.str, list(array.shape), offset])
+            offset += array.nbytes
+        index = {"format": TABLE_FORMAT, "calls": self.calls, "constants": self.constants, "arrays": layout}
         members = {
-            INDEX: np.frombuffer(index.encode(), dtype=np.uint8),
-            **{f"a{i}": a for i, a in enumerate(self.arrays)},
+            INDEX: np.frombuffer(json.dumps(index, sort_keys=True).encode(), dtype=np.uint8),
+            DATA: np.frombuffer(b"".join(a.tobytes() for a in self.arrays), dtype=np.uint8),
         }
         buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        with zipfile.ZipFile(buffer, "w") as archive:
             for name, array in members.items():
                 info = zipfile.ZipInfo(f"{name}.npy", date_time=(2020, 1, 1, 0, 0, 0))
                 info.compress_type = zipfile.ZIP_DEFLATED
                 with archive.open(info, "w") as member:
-                    np.lib.format.write_array(member, np.asarray(array), allow_pickle=False)
+                    np.lib.format.write_array(member, array, allow_pickle=False)
         partial = path.with_name(f".{path.name}.partial")  # readers (other processes) never see half a table
         partial.write_bytes(buffer.getvalue())
         os.replace(partial, path)
 
     @classmethod
     def load(cls, path: Path) -> Table:
-        """Read a saved table; ValueError when it is not one."""
+        """Read a saved table; ValueError when it is not one (or not of this format)."""
         try:
             with np.load(path, allow_pickle=False) as data:
                 index = json.loads(data[INDEX].tobytes())
-                arrays = [data[f"a{i}"] for i in range(len(data.files) - 1)]
-        except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+                if index.get("format") != TABLE_FORMAT:
+                    raise ValueError(f"format {index.get('format')}, while this jitgrade reads {TABLE_FORMAT}")
+                raw = data[DATA].tobytes()
+                arrays = [_array(raw, *entry) for entry in index["arrays"]]
+        except (OSError, KeyError, TypeError, ValueError, zipfile.BadZipFile) as exc:
             raise ValueError(f"{path} is not a table of recorded expected values: {exc}") from exc
-        if index.get("format") != TABLE_FORMAT:
-            raise ValueError(f"{path} has format {index.get('format')}, this jitgrade reads {TABLE_FORMAT}")
         return cls(index["calls"], index["constants"], arrays)
+
+
+def _array(raw: bytes, dtype: str, shape: list[int], offset: int) -> np.ndarray:
+    """One stored array, its place in the data checked (a numeric dtype, within the bytes stored)."""
+    kind = np.dtype(dtype)
+    if kind.kind not in "biuf" or offset < 0 or any(n < 0 for n in shape):
+        raise ValueError(f"an array of dtype {dtype} and shape {shape} at {offset}")
+    count = int(np.prod(shape, dtype=np.int64))
+    if offset + count * kind.itemsize > len(raw):
+        raise ValueError(f"an array of {count} {dtype} at {offset} beyond the {len(raw)} bytes stored")
+    return np.frombuffer(raw, dtype=kind, count=count, offset=offset).reshape(shape)
 
 
 # --------------------------------------------------------------------------- modes
