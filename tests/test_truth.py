@@ -9,6 +9,7 @@ only", never a wrong verdict.
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
@@ -91,6 +92,20 @@ def test_a_table_is_never_unpickled(tmp_path: Path) -> None:
         archive.writestr("index.npy", b"\x93NUMPY garbage")
     with pytest.raises(ValueError):
         truth.Table.load(path)
+    table = truth.Table()
+    table.calls["x"] = table.encode(np.arange(4.0))
+    table.save(path)
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    for forged in (b'[["<f8", [4], 8]]', b'[["|O", [1], 0]]', b'[["<f8", [-4], 0]]'):  # past the end, objects, < 0
+        index = np.load(io.BytesIO(members["index.npy"])).tobytes().replace(b'[["<f8", [4], 0]]', forged)
+        buffer = io.BytesIO()
+        np.save(buffer, np.frombuffer(index, dtype=np.uint8))
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("index.npy", buffer.getvalue())
+            archive.writestr("data.npy", members["data.npy"])
+        with pytest.raises(ValueError, match="not a table"):
+            truth.Table.load(path)
 
 
 # --------------------------------------------------------------------------- recording and replaying calls
