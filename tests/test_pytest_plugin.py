@@ -35,3 +35,21 @@ def test_without_the_option_the_plugin_collects_nothing(pytester: pytest.Pyteste
     (pytester.path / "nb.ipynb").write_text((EXAMPLES / "alice.ipynb").read_text())
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     assert result.parseoutcomes() == {"passed": 1}
+
+
+def test_a_students_install_collects_the_visible_checks_and_skips_the_graders(pytester: pytest.Pytester) -> None:
+    """Without the reference (what students install), the items are the visible checks, each judged from the
+    recorded values, and those that need an answer not recorded are skipped as the grader's, not failed."""
+    pytester.makeconftest("from grader import truth\ntruth.available = lambda: False\n")
+    course = pytester.path / "course"
+    course.mkdir()
+    (course / "assignment.toml").write_text((load("mlp").directory / "assignment.toml").read_text())  # no recording
+    result = pytester.runpytest_subprocess(
+        "--jitgrade", str(EXAMPLES / "alice.ipynb"), "--jitgrade-assignment", str(course), "-p", "no:cacheprovider"
+    )
+    outcomes = result.parseoutcomes()
+    visible = len(plan(load("mlp"), include_hidden=False))
+    assert outcomes.get("failed", 0) == 0 and outcomes["skipped"] + outcomes.get("passed", 0) == visible, outcomes
+    assert outcomes["skipped"] > 0
+    recorded = pytester.runpytest_subprocess("--jitgrade", str(EXAMPLES / "alice.ipynb"), "-p", "no:cacheprovider")
+    assert recorded.ret == 0 and recorded.parseoutcomes() == {"passed": visible}
