@@ -5,6 +5,10 @@ each sub-folder, zip, or group of Canvas-named .py files (``name_12345_67890_q1_
 assignment accepting either, a class may mix both: a notebook, or a sub-folder holding a notebook and none of
 the declared files, is a notebook submission; the rest as for .py files.
 
+Only regular files and folders are read: a symbolic link or a special file (a FIFO, a device) where a
+submission or its notebook would be is that student's problem, never followed (a student's repository may link
+to the master solution or to any file of the grading machine, and reading a FIFO would hang the batch).
+
 Each submission gets a student id: the per-student folder's name, or the file name (for
 Canvas-style flat exports ``name_12345_67890_notebook.ipynb``, the leading name). Ids are
 sanitized for terminals and reports, and unique in the whole batch, compared without case
@@ -14,8 +18,10 @@ sanitized for terminals and reports, and unique in the whole batch, compared wit
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import shutil
+import stat
 import tempfile
 import zipfile
 from collections.abc import Iterable
@@ -29,9 +35,15 @@ from grader.reports.sanitize import one_line
 
 MAX_ZIP_TOTAL = 2 * 1024**3
 MAX_ZIP_MEMBER = 64 * 1024**2
+MAX_ZIP_MEMBERS = 100_000  # entries of one zip export
+MAX_ZIP_DEPTH = 32  # folders a member's path may go down (a deeper one is left out)
 _CANVAS = re.compile(r"^(?P<student>[A-Za-z0-9-]+)(?:_LATE)?_\d+_\d+_.+\.ipynb$")
 _CANVAS_PY = re.compile(r"^(?P<student>[A-Za-z0-9-]+)(?:_LATE)?_\d+_\d+_(?P<file>.+?)(?:-\d+)?\.py$")
 _IGNORED_PARTS = ("__MACOSX", ".ipynb_checkpoints", "__pycache__")
+NOT_REGULAR = (
+    "{name} is a symbolic link or a special file, not a regular {what}; it was not read: hand in the {what} itself"
+)
+TOO_MANY_MEMBERS = "{archive}: more than {limit} entries in the zip; refusing to extract"
 
 
 class SubmissionError(ValueError):
@@ -73,6 +85,21 @@ def _ignored(path: Path) -> bool:
     return any(part in _IGNORED_PARTS or part.startswith(".") for part in path.parts)
 
 
+def _regular(path: Path) -> bool:
+    """Whether `path` is itself a regular file or folder (not a link to one, not a FIFO or a device)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISREG(mode) or stat.S_ISDIR(mode)
+
+
+def _refused(student: str, path: Path) -> Submission:
+    """The submission of a student whose entry is a link or a special file: why it is not read."""
+    what = "notebook" if path.suffix == ".ipynb" else "folder" if path.is_dir() else "file"
+    return Submission(student, None, NOT_REGULAR.format(name=path.name, what=what))
+
+
 def _student_of_file(path: Path) -> str:
     match = _CANVAS.match(path.name)
     return match.group("student") if match else path.stem
@@ -85,7 +112,9 @@ def _from_folder(folder: Path, preferred: str | None, outputs: frozenset[Path] =
     for entry in sorted(folder.iterdir()):
         if _ignored(entry.relative_to(folder)) or entry.resolve() in outputs:
             continue
-        if entry.is_file() and entry.suffix == ".ipynb":
+        if not _regular(entry) and (entry.suffix == ".ipynb" or entry.is_dir()):
+            found.append(_refused(_student_of_file(entry) if entry.suffix == ".ipynb" else entry.name, entry))
+        elif entry.is_file() and entry.suffix == ".ipynb":
             found.append(Submission(_student_of_file(entry), entry))
         elif entry.is_dir():
             found.append(_notebook_in(entry, entry.name, preferred))
@@ -95,7 +124,10 @@ def _from_folder(folder: Path, preferred: str | None, outputs: frozenset[Path] =
 def _notebook_in(folder: Path, student: str, preferred: str | None) -> Submission:
     """A student's folder as a notebook submission: its one notebook (else the one named `preferred`), or why
     there is none to grade."""
-    notebooks = sorted(p for p in folder.rglob("*.ipynb") if not _ignored(p.relative_to(folder)))
+    seen = sorted(p for p in folder.rglob("*.ipynb") if not _ignored(p.relative_to(folder)))
+    notebooks = [p for p in seen if _regular(p) and p.is_file()]
+    if not notebooks and seen:
+        return _refused(student, seen[0])
     named = [p for p in notebooks if preferred and p.name == preferred]
     if len(notebooks) == 1 or len(named) == 1:
         return Submission(student, (named or notebooks)[0])
@@ -126,33 +158,38 @@ def _python_from_folder(
     for entry in sorted(folder.iterdir()):
         if _ignored(entry.relative_to(folder)) or entry.resolve() in outputs:
             continue
-        match = _CANVAS_PY.match(entry.name) if entry.is_file() else None
-        if match:
+        match = _CANVAS_PY.match(entry.name) if entry.is_file() or not _regular(entry) else None
+        if match:  # a link or special file among them is not copied: its student's row names it missing
             canvas.setdefault(match.group("student"), {})[f"{match.group('file')}.py"] = entry
+        elif not _regular(entry) and (entry.is_dir() or entry.suffix in (".zip", ".py", ".ipynb")):
+            found.append(_refused(entry.stem, entry))
         elif notebooks is not None and entry.is_file() and entry.suffix == ".ipynb":
             found.append(Submission(_student_of_file(entry), entry))
         elif notebooks is not None and entry.is_dir() and not pyfiles.folder_is_python(entry, files):
             found.append(_notebook_in(entry, entry.name, notebooks))
-        elif entry.is_dir() or entry.suffix in (".zip", ".py"):
+        elif entry.is_dir() or entry.is_file() and entry.suffix in (".zip", ".py"):
             found.append(Submission(entry.stem, entry, python=True))
     for name, grouped in canvas.items():
         target = Path(tempfile.mkdtemp(prefix="jitgrade-canvas-", dir=workdir)) / name
         target.mkdir()
         for file, path in grouped.items():
-            if path.stat().st_size <= MAX_ZIP_MEMBER:  # past it, the reader says the file is too large
+            if path.is_file() and _regular(path) and path.stat().st_size <= MAX_ZIP_MEMBER:  # past it, too large
                 shutil.copyfile(path, target / file)
         found.append(Submission(name, target, python=True))
     return found
 
 
 def extract_zip(archive: Path, into: Path) -> Path:
-    """Extract a platform export safely: no paths outside `into`, no links, bounded sizes."""
+    """Extract a platform export safely: no paths outside `into`, no links, bounded sizes and counts; a member
+    this file system cannot hold (a name too long, a file where a folder is, a path too deep) is left out."""
     try:
         with zipfile.ZipFile(archive) as zf:
+            if len(zf.infolist()) > MAX_ZIP_MEMBERS:
+                raise SubmissionError(TOO_MANY_MEMBERS.format(archive=archive, limit=MAX_ZIP_MEMBERS))
             total = 0
             for info in zf.infolist():
                 name = PurePosixPath(info.filename)
-                if info.is_dir() or _ignored(Path(*name.parts)):
+                if info.is_dir() or _ignored(Path(*name.parts)) or len(name.parts) > MAX_ZIP_DEPTH:
                     continue
                 if name.is_absolute() or ".." in name.parts:
                     raise SubmissionError(f"{archive}: unsafe path {info.filename!r} in the zip; refusing to extract")
@@ -163,10 +200,7 @@ def extract_zip(archive: Path, into: Path) -> Path:
                 total += info.file_size
                 if total > MAX_ZIP_TOTAL:
                     raise SubmissionError(f"{archive}: more than {MAX_ZIP_TOTAL // 2**30} GiB uncompressed; refusing")
-                target = into.joinpath(*name.parts)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src, open(target, "wb") as dst:
-                    shutil.copyfileobj(src, dst, length=1 << 20)
+                _extract_member(zf, info, into.joinpath(*name.parts))
     except zipfile.BadZipFile:
         raise SubmissionError(f"{archive} is not a valid zip archive") from None
     # A single top-level folder wrapping everything is the export's own folder, not a student's.
@@ -174,6 +208,17 @@ def extract_zip(archive: Path, into: Path) -> Path:
     if len(entries) == 1 and entries[0].is_dir() and any(p.is_dir() for p in entries[0].iterdir()):
         return entries[0]
     return into
+
+
+def _extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path) -> None:
+    """Write one member at `target`, or nothing when the file system cannot hold it there (a name too long, a
+    file where a folder is, or the other way round): the export's other members are still extracted."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with zf.open(info) as src, open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst, length=1 << 20)
+    except OSError:
+        return
 
 
 def stat_is_link(info: zipfile.ZipInfo) -> bool:

@@ -1,0 +1,150 @@
+"""Red team, round three: the surfaces added last (.py submissions, bindings and class methods, PyTorch, handles,
+similarity) attacked by one hostile submission at a time.
+
+For each attack class, the contained outcome: the hostile submission gets a clear entry in its own report (or
+its own row), the other rows and the gradebook are complete and unchanged, nothing the grader owns is read,
+and nothing the student wrote reaches a report unescaped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from grader import cli
+from grader.executors import task_of
+from grader.submissions import discover
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "assignments" / "mlp" / "examples"
+CORRECT = EXAMPLES / "alice.ipynb"  # 100/100
+MASTER = ROOT / "assignments" / "mlp" / "solution.ipynb"
+PYDEMO = ROOT / "tests" / "data" / "pyfiles"
+PYFILES = ("pf_softmax.py", "pf_sigmoid.py")
+LIMITS = ["--cell-timeout", "2", "--call-timeout", "1", "--notebook-timeout", "15", "--seed", "5"]
+
+
+def rows_of(out: Path) -> dict[str, dict[str, str]]:
+    """The gradebook's rows by student."""
+    return {r["student"]: r for r in csv.DictReader(io.StringIO((out / cli.GRADEBOOK).read_text()))}
+
+
+# --------------------------------------------------------------------------- links and special files
+
+
+def _link_to_master(folder: Path) -> None:
+    (folder / "dave").mkdir(parents=True)
+    os.symlink(MASTER, folder / "dave" / "mlp.ipynb")  # a student's repository linking to the master
+
+
+def _link_to_host_file(folder: Path) -> None:
+    os.symlink("/etc/passwd", folder / "mallory.ipynb")
+
+
+def _fifo_notebook(folder: Path) -> None:
+    (folder / "erin").mkdir(parents=True)
+    os.mkfifo(folder / "erin" / "mlp.ipynb")  # reading it would block the batch for ever
+
+
+def _linked_folder(folder: Path) -> None:
+    os.symlink(MASTER.parent, folder / "frank")
+
+
+NOTEBOOK_LINKS = {"dave": _link_to_master, "mallory": _link_to_host_file, "erin": _fifo_notebook,
+                  "frank": _linked_folder}
+
+
+@pytest.mark.parametrize("attack", list(NOTEBOOK_LINKS))
+def test_a_link_or_special_file_in_a_class_folder_is_never_read(attack: str, tmp_path: Path) -> None:
+    """Never followed: a link to the master (full marks), to a host file (its content in a report), a FIFO
+    (the batch hangs reading it), a linked folder; the student's row says why, the others are read."""
+    folder = tmp_path / "class"
+    folder.mkdir()
+    (folder / "alice.ipynb").write_bytes(CORRECT.read_bytes())
+    NOTEBOOK_LINKS[attack](folder)
+    found = {s.student: s for s in discover([folder], preferred="mlp.ipynb")}
+    assert set(found) == {"alice", attack}
+    assert found[attack].path is None and "symbolic link or a special file" in str(found[attack].problem)
+    task = task_of(attack, found[attack])
+    assert task.data is None and "hand in the" in str(task.problem)
+    assert task_of("alice", found["alice"]).data == CORRECT.read_bytes()
+
+
+PY_LINKS = {
+    "carol": lambda folder: os.symlink(PYDEMO / "solution" / "pf_softmax.py", folder / "carol.py"),
+    "dave": lambda folder: os.symlink(PYDEMO / "solution", folder / "dave"),
+    "erin": lambda folder: os.mkfifo(folder / "erin.py"),
+    "gina": lambda folder: os.symlink(PYDEMO / "solution" / "pf_softmax.py", folder / "gina_1_2_pf_softmax.py"),
+}
+
+
+@pytest.mark.parametrize("attack", list(PY_LINKS))
+def test_a_link_or_special_file_among_py_submissions_is_never_read(attack: str, tmp_path: Path) -> None:
+    """The same for a .py class: a linked file or folder is its student's problem, a linked Canvas-named file
+    is left out (its student's row names it missing), a FIFO is never opened."""
+    folder = tmp_path / "class"
+    (folder / "zed").mkdir(parents=True)
+    for name in PYFILES:
+        (folder / "zed" / name).write_bytes((PYDEMO / "solution" / name).read_bytes())
+    PY_LINKS[attack](folder)
+    found = {s.student: s for s in discover([folder], workdir=tmp_path, python=PYFILES)}
+    for student, submission in found.items():
+        task = task_of(student, submission)
+        if student == "zed":
+            assert task.data is not None
+            continue
+        assert task.data is None or b"np.exp" not in task.data, f"{student}: the master's file was read"
+    if attack == "gina":
+        assert set(found) == {"zed", "gina"} and found["gina"].path is not None
+        assert list(found["gina"].path.iterdir()) == []
+    else:
+        assert set(found) == {"zed", attack} and "symbolic link or a special file" in str(found[attack].problem)
+
+
+def _zip(path: Path, members: list[tuple[str, bytes]]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members:
+            zf.writestr(name, data)
+    return path
+
+
+HOSTILE_EXPORTS = {  # members a file system cannot hold as named, beside a correct student's notebook
+    "file-then-folder": [("mallory/x.ipynb", b"{}"), ("mallory/x.ipynb/y.ipynb", b"{}")],
+    "folder-then-file": [("mallory/x/y.ipynb", b"{}"), ("mallory/x", b"{}")],
+    "name-too-long": [("m" * 300 + ".ipynb", b"{}")],
+    "too-deep": [("/".join(["d"] * 2000) + "/x.ipynb", b"{}")],
+}
+
+
+@pytest.mark.parametrize("attack", list(HOSTILE_EXPORTS))
+def test_a_zip_export_with_names_the_disk_cannot_hold_still_yields_the_class(attack: str, tmp_path: Path) -> None:
+    """One student's odd file name in a platform export (Canvas keeps the student's file name) never stops the
+    discovery of the whole class: that member is left out, the others are extracted."""
+    archive = _zip(tmp_path / "export.zip", [("alice.ipynb", CORRECT.read_bytes()), *HOSTILE_EXPORTS[attack]])
+    found = {s.student: s for s in discover([archive], workdir=tmp_path, preferred="mlp.ipynb")}
+    assert "alice" in found and found["alice"].path is not None
+    assert found["alice"].path.read_bytes() == CORRECT.read_bytes()
+
+
+def test_a_linked_master_in_a_graded_class_scores_nothing_and_alice_keeps_her_points(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder, out = tmp_path / "class", tmp_path / "out"
+    folder.mkdir()
+    (folder / "alice.ipynb").write_bytes(CORRECT.read_bytes())
+    _link_to_master(folder)
+    _fifo_notebook(folder)
+    code = cli.main(["grade", str(folder), "-a", "mlp", "--out", str(out), *LIMITS, "--isolation", "process"])
+    assert code == 0, capsys.readouterr().err
+    rows = rows_of(out)
+    assert set(rows) == {"alice", "dave", "erin"}
+    assert float(rows["alice"]["score"]) == 100
+    for student in ("dave", "erin"):
+        assert float(rows[student]["score"]) == 0 and "symbolic link" in rows[student]["error"]
+        report = json.loads((out / student / "report.json").read_text())
+        assert "hand in the notebook itself" in str(report["error"])
