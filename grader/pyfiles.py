@@ -16,6 +16,7 @@ file, and a note in its report names the notebook that was not graded.
 from __future__ import annotations
 
 import base64
+import codecs
 import dataclasses
 import functools
 import hashlib
@@ -23,9 +24,12 @@ import importlib.machinery
 import importlib.util
 import io
 import json
+import lzma
 import re
 import sys
+import tokenize
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -81,7 +85,26 @@ TOO_LARGE = "{name}: {file} is {size:.1f} MiB; a .py file may have at most {limi
 TOO_LARGE_TOTAL = "{name}: the .py files take {size:.1f} MiB together; at most {limit} MiB are graded"
 TOO_LARGE_ZIP = "{name} is {size:.0f} MiB; a zip of .py files may have at most {limit} MiB (leave data files out)"
 TOO_MANY = "{name} holds more than {limit} files and folders; hand in only the .py files {files}"
-BAD_ZIP = "{name} is not a valid zip archive: zip the .py files again"
+BAD_ZIP = (
+    "{name} is not a valid zip archive (damaged, encrypted, or compressed in a way it cannot be read): zip the .py "
+    "files again, without a password"
+)
+# What reading a hostile or damaged zip raises besides BadZipFile: an encrypted member (RuntimeError), a corrupt
+# compressed stream (zlib.error, lzma.LZMAError; bz2's OSError), an unknown compression (NotImplementedError).
+ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    NotImplementedError,
+    EOFError,
+    RuntimeError,
+    OSError,
+    zlib.error,
+    lzma.LZMAError,
+)
+# The encodings a source file may declare (codecs' names): a declared codec decodes on the grader's side, and some
+# are slow on hostile bytes (punycode's decoder takes quadratic time: minutes for 1 MiB)
+ENCODINGS = re.compile(r"utf-8(-sig)?|ascii|iso8859-\d+|cp\d+|latin-1|mac-roman")
+BAD_ENCODING = "it declares the encoding {found!r}, which is not accepted"
 UNSAFE_ZIP = "{name}: unsafe path {member!r} in the zip; zip only the .py files"
 MISSING_FILE = (
     "{file} is missing from the submission (expected {files}); hand it in with the others, under that exact name"
@@ -328,7 +351,7 @@ def _zip_files(data: bytes, name: str, files: str) -> dict[str, bytes]:
                     out[file] = src.read(MAX_FILE_BYTES + 1)  # the header's size may lie: read no more than allowed
                 _check_size(name, file, len(out[file]))
             return out
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError):
+    except ZIP_ERRORS:
         raise PyFilesError(BAD_ZIP.format(name=name)) from None
 
 
@@ -460,7 +483,7 @@ def build(files: dict[str, bytes], name: str, declared: Layout) -> PythonSubmiss
             unloadable[module] = ("missing", MISSING_FILE.format(file=file, files=listed))
             continue
         try:
-            sources[module] = importlib.util.decode_source(files[file])
+            sources[module] = decode(files[file])
         except (SyntaxError, UnicodeDecodeError, LookupError) as exc:
             unloadable[module] = ("not text", NOT_TEXT.format(file=file, why=str(exc)[:200]))
     notes = []
@@ -486,6 +509,15 @@ def build(files: dict[str, bytes], name: str, declared: Layout) -> PythonSubmiss
     graded = {f: files[f] for f in declared.files if f in files}
     missing = tuple(f for f in declared.files if f not in files)
     return PythonSubmission(data, digest(graded), name, declared, sources, unloadable, missing, tuple(notes))
+
+
+def decode(data: bytes) -> str:
+    """A source file's text, as Python reads it (a BOM or a coding declaration), for the encodings in ENCODINGS
+    only; raises LookupError for another, SyntaxError or UnicodeDecodeError for bytes that are not text."""
+    encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    if not ENCODINGS.fullmatch(codecs.lookup(encoding).name):
+        raise LookupError(BAD_ENCODING.format(found=encoding[:40]))
+    return importlib.util.decode_source(data)
 
 
 def _code_cell(source: str, file: str) -> dict[str, Any]:
@@ -530,6 +562,9 @@ def __jitgrade_install__(table, notes):
 
         def get_data(self, path):
             return served[by_file[path]][1].encode("utf-8")
+
+        def source_to_code(self, data, path):
+            return compile(data.decode("utf-8"), path, "exec", dont_inherit=True)
 
         def replace(self, fullname, source):
             served[fullname] = (served[fullname][0], source, served[fullname][2])

@@ -212,13 +212,15 @@ def extract_zip(archive: Path, into: Path) -> Path:
 
 def _extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path) -> None:
     """Write one member at `target`, or nothing when the file system cannot hold it there (a name too long, a
-    file where a folder is, or the other way round): the export's other members are still extracted."""
+    file where a folder is, or the other way round) or it cannot be read (encrypted, damaged): the export's other
+    members are still extracted."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         with zf.open(info) as src, open(target, "wb") as dst:
             shutil.copyfileobj(src, dst, length=1 << 20)
-    except OSError:
-        return
+    except pyfiles.ZIP_ERRORS:
+        if target.is_file():
+            target.unlink()  # what was written before the damage is not the member
 
 
 def stat_is_link(info: zipfile.ZipInfo) -> bool:

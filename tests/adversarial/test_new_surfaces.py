@@ -56,8 +56,12 @@ def _linked_folder(folder: Path) -> None:
     os.symlink(MASTER.parent, folder / "frank")
 
 
-NOTEBOOK_LINKS = {"dave": _link_to_master, "mallory": _link_to_host_file, "erin": _fifo_notebook,
-                  "frank": _linked_folder}
+NOTEBOOK_LINKS = {
+    "dave": _link_to_master,
+    "mallory": _link_to_host_file,
+    "erin": _fifo_notebook,
+    "frank": _linked_folder,
+}
 
 
 @pytest.mark.parametrize("attack", list(NOTEBOOK_LINKS))
@@ -133,7 +137,8 @@ def test_a_zip_export_with_names_the_disk_cannot_hold_still_yields_the_class(att
 
 
 def test_a_linked_master_in_a_graded_class_scores_nothing_and_alice_keeps_her_points(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     folder, out = tmp_path / "class", tmp_path / "out"
     folder.mkdir()
     (folder / "alice.ipynb").write_bytes(CORRECT.read_bytes())
@@ -148,3 +153,65 @@ def test_a_linked_master_in_a_graded_class_scores_nothing_and_alice_keeps_her_po
         assert float(rows[student]["score"]) == 0 and "symbolic link" in rows[student]["error"]
         report = json.loads((out / student / "report.json").read_text())
         assert "hand in the notebook itself" in str(report["error"])
+
+
+# --------------------------------------------------------------------------- .py submissions: archives and encodings
+
+
+def _zip_bytes(files: dict[str, bytes], damage: str | None = None) -> bytes:
+    """A zip of the files; damage: "encrypted" (the members' encryption flag set) or "corrupt" (a member's
+    compressed stream overwritten)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    data = bytearray(buf.getvalue())
+    if damage == "encrypted":
+        for signature, flag in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+            at = data.find(signature)
+            while at >= 0:
+                data[at + flag] |= 1
+                at = data.find(signature, at + 4)
+    elif damage == "corrupt":
+        at = data.find(b"PK\x03\x04")
+        start = at + 30 + int.from_bytes(data[at + 26 : at + 28], "little")
+        data[start : start + 40] = b"\xff" * 40
+    return bytes(data)
+
+
+def _solution_files(**replace: bytes) -> dict[str, bytes]:
+    return {name: replace.get(name.removesuffix(".py"), (PYDEMO / "solution" / name).read_bytes()) for name in PYFILES}
+
+
+PUNYCODE = b"# coding: punycode\n-" + b"a" * 5000  # punycode decodes in quadratic time: 1 MiB of it takes minutes
+HOSTILE_PY = {  # student -> (what is written in the class folder, what the student's report must say)
+    "bob.zip": (_zip_bytes(_solution_files(), "encrypted"), "not a valid zip archive"),
+    "carl.zip": (_zip_bytes(_solution_files(), "corrupt"), "not a valid zip archive"),
+    "dora.zip": (_zip_bytes(_solution_files(pf_softmax=PUNYCODE)), "declares the encoding 'punycode'"),
+    "ezra.zip": (_zip_bytes(_solution_files(pf_softmax=b"# -*- coding: rot13 -*-\nvzcbeg ahzcl\n")), "rot13"),
+}
+
+
+def test_damaged_zips_and_hostile_encodings_cost_only_their_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An encrypted or corrupt zip used to raise out of the reader (RuntimeError, zlib.error) and stop the whole
+    batch; a coding declaration naming a slow codec (punycode) decoded on the grader's side for minutes."""
+    folder, out = tmp_path / "class", tmp_path / "out"
+    (folder / "zed").mkdir(parents=True)
+    for name, data in _solution_files().items():
+        (folder / "zed" / name).write_bytes(data)
+    for name, (data, _) in HOSTILE_PY.items():
+        (folder / name).write_bytes(data)
+    latin1 = "# coding: latin-1\nassert 'caf\u00e9' == 'caf\\xe9', 'decoded twice'\n".encode("latin-1")
+    (folder / "fay.zip").write_bytes(
+        _zip_bytes(_solution_files(pf_sigmoid=latin1 + _solution_files()["pf_sigmoid.py"]))
+    )
+    code = cli.main(["grade", str(folder), "-a", str(PYDEMO), "--out", str(out), *LIMITS, "--isolation", "process"])
+    assert code == 0, capsys.readouterr().err
+    rows = rows_of(out)
+    assert set(rows) == {"zed", "fay", *(Path(n).stem for n in HOSTILE_PY)}
+    assert float(rows["zed"]["score"]) == float(rows["fay"]["score"]) == 15  # a latin-1 file runs as the grader read it
+    for name, (_, said) in HOSTILE_PY.items():
+        report = (out / Path(name).stem / "report.json").read_text()
+        assert said in report, (name, report[:2000])
