@@ -78,8 +78,9 @@ def to_tensors(value: Any) -> Any:
 
 
 def from_tensors(value: Any) -> Any:
-    """Torch tensors inside a returned value as NumPy arrays of the same dtype (detached, on the CPU);
-    Python numbers stay numbers. Anything else is left for the channel to encode or refuse."""
+    """Torch tensors inside a returned value as NumPy arrays of the same dtype (detached, on the CPU), inside
+    lists, tuples and dicts (subclasses too, which become the plain type, as the channel sends them); Python
+    numbers stay numbers. Anything else is left for the channel to encode or refuse."""
     import torch
 
     def convert(v: Any, depth: int) -> Any:
@@ -87,10 +88,9 @@ def from_tensors(value: Any) -> Any:
             return v
         if isinstance(v, torch.Tensor):
             return v.detach().cpu().resolve_conj().resolve_neg().numpy().copy()
-        if type(v) is dict:
-            return {k: convert(x, depth + 1) for k, x in v.items()}
-        if type(v) in (list, tuple):
-            return type(v)(convert(x, depth + 1) for x in v)
-        return v
+        if isinstance(v, dict):
+            return {k: convert(x, depth + 1) for k, x in dict.items(v)}
+        base = tuple if isinstance(v, tuple) else list if isinstance(v, list) else None
+        return v if base is None else base(convert(x, depth + 1) for x in base.__iter__(v))
 
     return convert(value, 0)

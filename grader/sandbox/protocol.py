@@ -51,6 +51,9 @@ _LENGTH = struct.Struct("<Q")
 ALLOWED_KINDS = "biuf"  # bool, signed and unsigned integers, floats: numbers only
 MAX_DEPTH = 16
 MAX_NODES = 10_000
+# Containers that cross, subclasses too (a namedtuple, an OrderedDict, a defaultdict) as the plain type, read
+# through the plain type's own methods: an override of __iter__, __len__ or items can neither lie nor loop
+CONTAINERS = (list, tuple, dict)
 MAX_HANDLES = 64  # objects a worker holds for the grader at once; past that, the oldest (smallest id) is dropped
 # Appended once to a notebook's outputs when they pass the output budget (by the worker, and again by the
 # grader, which enforces the budget on what it receives whatever the worker's own count says).
@@ -135,14 +138,16 @@ def drop_oldest(table: dict[int, Any]) -> None:
 
 def hold(value: Any, keep: Sequence[tuple[int, int]], table: dict[int, Any]) -> Any:
     """`value` with each kept position (position, id) stored in `table` under its id and replaced by a Handle
-    (on the holder's side); a value that is not a tuple or list long enough is left as it is."""
-    if not keep or type(value) not in (tuple, list) or max(pos for pos, _ in keep) >= len(value):
+    (on the holder's side), as the plain tuple or list (a namedtuple's fields read by position); a value that is not
+    a tuple or list long enough is left as it is."""
+    base = tuple if isinstance(value, tuple) else list if isinstance(value, list) else None
+    if not keep or base is None or max(pos for pos, _ in keep) >= base.__len__(value):
         return value
-    items = list(value)
+    items = list(base.__iter__(value))
     for pos, hid in keep:
         table[hid], items[pos] = items[pos], Handle(None, 0, hid)
     drop_oldest(table)
-    return type(value)(items)
+    return base(items)
 
 
 def held_again(values: tuple[Any, ...] | None, table: dict[int, Any]) -> tuple[Any, ...] | None:
@@ -247,19 +252,21 @@ def encode(
         if isinstance(v, np.generic):
             payloads.append(_npy_bytes(np.asarray(v)))
             return {"t": "scalar", "i": len(payloads) - 1}
-        if type(v) in (list, tuple, dict) and (nodes + len(v) > MAX_NODES or depth >= MAX_DEPTH):  # type: ignore[arg-type]
+        base = next((kind for kind in CONTAINERS if isinstance(v, kind)), None)
+        if base is not None and (nodes + base.__len__(v) > MAX_NODES or depth >= MAX_DEPTH):
             return {  # refused whole, so that what is sent stays within what the other side reads
                 "t": "refused",
-                "type": f"{type(v).__name__} of {len(v)} items",  # type: ignore[arg-type]
+                "type": f"{base.__name__} of {base.__len__(v)} items",
                 "why": f"too large to grade: at most {MAX_NODES} values and {MAX_DEPTH} levels of nesting; "
                 "return an array instead",
             }
-        if type(v) in (list, tuple):
-            return {"t": type(v).__name__, "v": [walk(item, depth + 1) for item in v]}  # type: ignore[attr-defined]
-        if type(v) is dict:
-            if not all(type(k) is str for k in v):  # type: ignore[union-attr]
+        if base is list or base is tuple:
+            return {"t": base.__name__, "v": [walk(item, depth + 1) for item in base.__iter__(v)]}
+        if base is dict:
+            items = list(dict.items(v))  # type: ignore[arg-type]
+            if not all(type(k) is str for k, _ in items):
                 return {"t": "refused", "type": "dict", "why": "dictionary keys must be strings"}
-            return {"t": "dict", "v": [[k, walk(item, depth + 1)] for k, item in v.items()]}  # type: ignore[union-attr]
+            return {"t": "dict", "v": [[k, walk(item, depth + 1)] for k, item in items]}
         if functions is not None and callable(v):
             fid = functions(v)
             if fid is not None:

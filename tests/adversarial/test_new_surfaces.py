@@ -215,3 +215,140 @@ def test_damaged_zips_and_hostile_encodings_cost_only_their_row(
     for name, (_, said) in HOSTILE_PY.items():
         report = (out / Path(name).stem / "report.json").read_text()
         assert said in report, (name, report[:2000])
+
+
+# --------------------------------------------------------------------------- bindings and PyTorch: what comes back
+
+TORCH_PASS = """
+import torch
+def nn_forward_pass(params, X):
+    hidden = (X.mm(params["W1"]) + params["b1"]).clamp(min=0)
+    return hidden.mm(params["W2"]) + params["b2"], hidden
+"""
+TORCH_GOOD = """
+def _good(params, X, y=None, reg=0.0):
+    W1, W2 = params["W1"], params["W2"]
+    scores, hidden = nn_forward_pass(params, X)
+    if y is None:
+        return scores
+    n = X.shape[0]
+    log_probs = scores.log_softmax(dim=1)
+    rows = torch.arange(n)
+    loss = -log_probs[rows, y].mean() + reg * ((W1 * W1).sum() + (W2 * W2).sum())
+    dscores = log_probs.exp()
+    dscores[rows, y] -= 1
+    dscores /= n
+    grads = {"W2": hidden.t().mm(dscores) + 2 * reg * W2, "b2": dscores.sum(dim=0)}
+    dhidden = dscores.mm(W2.t()) * (hidden > 0)
+    grads["W1"] = X.t().mm(dhidden) + 2 * reg * W1
+    grads["b1"] = dhidden.sum(dim=0)
+    return loss, grads
+"""
+TORCH_RETURNS = {  # variant -> (nn_forward_backward, points it must get out of 100)
+    "correct": ("nn_forward_backward = _good", 100),
+    "namedtuple-of-ordereddict": (
+        """
+import collections
+Answer = collections.namedtuple("Answer", "loss grads")
+def nn_forward_backward(params, X, y=None, reg=0.0):
+    out = _good(params, X, y, reg)
+    return out if y is None else Answer(out[0], collections.OrderedDict(out[1]))
+""",
+        100,
+    ),
+    "dict-subclass-whose-methods-lie-and-loop": (
+        """
+class Lying(dict):
+    def items(self):
+        return [("W1", 0)]
+    def __iter__(self):
+        while True:
+            yield "W1"
+    def __len__(self):
+        return 10**9
+def nn_forward_backward(params, X, y=None, reg=0.0):
+    out = _good(params, X, y, reg)
+    return out if y is None else (out[0], Lying(out[1]))
+""",
+        100,  # what it holds is the right answer; its overrides cannot make the channel loop or read another
+    ),
+    "parameters-with-grad": (
+        """
+def nn_forward_backward(params, X, y=None, reg=0.0):
+    out = _good(params, X, y, reg)
+    if y is None:
+        return out
+    return torch.nn.Parameter(out[0]), {k: torch.nn.Parameter(v) for k, v in out[1].items()}
+""",
+        100,
+    ),
+    "subclass-whose-torch-function-loops": (
+        """
+class Spin(torch.Tensor):
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        while True:
+            pass
+def nn_forward_backward(params, X, y=None, reg=0.0):
+    out = _good(params, X, y, reg)
+    return out if y is None else (out[0].as_subclass(Spin), out[1])
+""",
+        25,
+    ),
+    "sparse-meta-complex-quantized": (
+        """
+def nn_forward_backward(params, X, y=None, reg=0.0):
+    loss, grads = _good(params, X, torch.zeros(X.shape[0], dtype=torch.long) if y is None else y, reg)
+    if y is None:
+        return torch.zeros(3, 3, device="meta")
+    return loss.to(torch.complex128), {
+        "W1": grads["W1"].to_sparse(), "b1": grads["b1"].to(torch.bfloat16),
+        "W2": torch.empty(grads["W2"].shape, device="meta"),
+        "b2": torch.quantize_per_tensor(grads["b2"].float(), 0.1, 0, torch.qint8)}
+""",
+        25,
+    ),
+    "huge-broadcast-view": (
+        """
+def nn_forward_backward(params, X, y=None, reg=0.0):
+    loss, grads = _good(params, X, y, reg) if y is not None else (None, None)
+    if y is None:
+        return _good(params, X)
+    return loss, {**grads, "W1": torch.zeros(1, dtype=torch.float64).expand(10**6, 10**5)}
+""",
+        25,
+    ),
+}
+
+
+@pytest.mark.parametrize("variant", list(TORCH_RETURNS))
+def test_what_a_torch_binding_returns_is_graded_for_its_values_alone(grade, variant: str) -> None:
+    """Containers of the standard kinds' subclasses (a namedtuple, an OrderedDict: common, and correct) used to be
+    refused, costing a correct answer 75 points; exotic tensors, tensors that loop or that are too large cost only
+    that problem, with a message."""
+    pytest.importorskip("torch")
+    code, expected = TORCH_RETURNS[variant]
+    report = grade([TORCH_PASS, TORCH_GOOD, code], assignment="eecs498-two-layer")
+    assert report["error"] is None
+    assert report["score"] == expected, [t["message"][:200] for t in report["tests"] if t["status"] != "passed"][:3]
+
+
+NUMPY_RETURNS = {  # mlp's mlp_loss returning a namedtuple of an OrderedDict (or a defaultdict): the right answer
+    "namedtuple": "collections.namedtuple('Loss', 'loss grads')(*out)",
+    "ordereddict": "(out[0], collections.OrderedDict(out[1]))",
+    "defaultdict-in-a-list": "[out[0], collections.defaultdict(float, out[1])]",
+}
+
+
+@pytest.mark.parametrize("variant", list(NUMPY_RETURNS))
+def test_a_namedtuple_or_dict_subclass_of_the_right_answer_earns_its_points(grade, variant: str) -> None:
+    from conftest import solution_cells
+
+    wrapped = (
+        "import collections\n_mlp_loss = mlp_loss\n"
+        "def mlp_loss(X, y, params, reg):\n    out = _mlp_loss(X, y, params, reg)\n"
+        f"    return {NUMPY_RETURNS[variant]}\n"
+    )
+    report = grade([*solution_cells(), wrapped])
+    lost = [t["message"][:200] for t in report["tests"] if t["status"] != "passed"]
+    assert report["score"] == report["max_score"], lost[:3]
