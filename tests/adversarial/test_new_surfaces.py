@@ -352,3 +352,37 @@ def test_a_namedtuple_or_dict_subclass_of_the_right_answer_earns_its_points(grad
     report = grade([*solution_cells(), wrapped])
     lost = [t["message"][:200] for t in report["tests"] if t["status"] != "passed"]
     assert report["score"] == report["max_score"], lost[:3]
+
+
+# --------------------------------------------------------------------------- bindings: classes and methods
+
+CLASS_ATTACKS = {  # appended after the correct TwoLayerNet (cs231n-two-layer): what the grader must survive
+    "init-sleeps": "class TwoLayerNet(TwoLayerNet):\n    def __init__(self, *a, **k):\n        import time\n"
+    "        time.sleep(3600)",
+    "init-raises": "class TwoLayerNet(TwoLayerNet):\n    def __init__(self, *a, **k):\n        raise MemoryError('no')",
+    "init-forks": "class TwoLayerNet(TwoLayerNet):\n    def __init__(self, *a, **k):\n        import os\n"
+    "        os.fork()\n        super().__init__(*a, **k)",
+    "del-loops": "class TwoLayerNet(TwoLayerNet):\n    def __del__(self):\n        while True:\n            pass",
+    "params-setter-raises": "class TwoLayerNet(TwoLayerNet):\n    def __setattr__(self, name, value):\n"
+    "        raise AttributeError(name)",
+    "loss-is-a-generator": "class TwoLayerNet(TwoLayerNet):\n    def loss(self, X, y=None, reg=0.0):\n"
+    "        yield from super().loss(X, y, reg)",
+    "getattr-lies": "class TwoLayerNet:\n    def __init__(self, *a):\n        pass\n"
+    "    def __getattr__(self, name):\n        return lambda *a, **k: (0.0, {})",
+    "not-a-class": "TwoLayerNet = type('TwoLayerNet', (), {'__new__': lambda cls, *a: iter(range(10**12))})",
+}
+
+
+def test_constructors_and_methods_that_hang_raise_fork_or_lie_cost_only_their_points(grade) -> None:
+    """A class binding builds a fresh instance per call: its constructor, finalizer, attribute protocol and method
+    are the student's; whatever they do costs that submission's points, with a message, and no more."""
+    from conftest import solution_sources
+
+    correct = solution_sources("cs231n-two-layer", units=("TwoLayerNet",))["TwoLayerNet"]
+    for name, attack in CLASS_ATTACKS.items():
+        report = grade(["import numpy as np", correct, attack], assignment="cs231n-two-layer", name=name)
+        failed = [t for t in report["tests"] if t["status"] != "passed"]
+        assert report["score"] < report["max_score"] and failed, name
+        assert all(t["message"] for t in failed), name
+    report = grade(["import numpy as np", correct], assignment="cs231n-two-layer")
+    assert report["score"] == report["max_score"]  # the same grader, after all of them
