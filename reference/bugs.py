@@ -59,6 +59,8 @@ GRADIENT_BUGS = (
     "mask_from_upstream",
     "w2_grad_from_preactivation",
     "activation_grad_of_preactivation",
+    "backprop_tanh_derivative",  # sigmoid nets: a sigmoid_grad returning 1 - s**2, used in the backward pass
+    "backprop_sigmoid_applied_twice",  # ... or one applying the sigmoid to h again
 )
 
 
@@ -205,6 +207,10 @@ def two_layer_loss_and_grads(
         du = dh * (dh > 0)
     elif "activation_grad_of_preactivation" in bugs:
         du = dh * _activation_grad(u, activation)
+    elif "backprop_tanh_derivative" in bugs:
+        du = dh * (1.0 - h**2)
+    elif "backprop_sigmoid_applied_twice" in bugs:
+        du = dh * sigmoid_grad(sigmoid(h))
     else:
         du = dh * _activation_grad(h, activation)
     dw1 = x.T @ du + reg_grad * w1

@@ -54,6 +54,10 @@ MESSAGES: dict[str, str] = {
     "mask_missing": "the activation's derivative is missing in backprop: {backprop}",
     "mask_from_upstream": "the ReLU mask is taken from the upstream gradient (dh > 0); it must come from the "
     "forward pass: du = dh * (u > 0)",
+    "backprop_tanh_derivative": "the backward pass multiplies by the derivative of tanh, 1 - h**2; the sigmoid's is "
+    "h * (1 - h) (is sigmoid_grad right? it gets s = sigmoid(x) and returns s * (1 - s))",
+    "backprop_sigmoid_applied_twice": "the backward pass applies the sigmoid again to h, which already is "
+    "sigmoid(u): its derivative is h * (1 - h) (is sigmoid_grad right? its argument is already s = sigmoid(x))",
     "w2_grad_from_preactivation": "dW2 uses the pre-activation u instead of the hidden activation h: dW2 = h.T @ dz",
     "activation_grad_of_preactivation": "the activation's derivative is evaluated on the pre-activation u; written "
     "in the output h it is {backprop}",
@@ -117,7 +121,13 @@ def bug_sets(names: Iterable[str], pairs: bool = True) -> list[tuple[str, ...]]:
     exclusive = [
         {"missing_1_over_n", "extra_1_over_n"},
         {"reg_missing", "reg_factor_2", "reg_grad_half"},
-        {"mask_missing", "mask_from_upstream", "activation_grad_of_preactivation"},
+        {
+            "mask_missing",
+            "mask_from_upstream",
+            "activation_grad_of_preactivation",
+            "backprop_tanh_derivative",
+            "backprop_sigmoid_applied_twice",
+        },
         {"loss_summed", "loss_averaged"},
         {"reg_missing_from_loss", "reg_without_half", "reg_extra_half"},
         {"dz_sign_flipped", "onehot_not_subtracted"},
@@ -230,6 +240,8 @@ def applies(bug: str, activation: str, reduction: str, l2_scale: float = 0.5) ->
         return activation == "relu"
     if bug == "activation_grad_of_preactivation":
         return activation != "relu"
+    if bug in ("backprop_tanh_derivative", "backprop_sigmoid_applied_twice"):
+        return activation == "sigmoid"
     return True
 
 

@@ -105,7 +105,6 @@ BUGS: list[Bug] = [
         {"sigmoid_grad", FBP},
         assignment=ASSIGNMENT,
         diagnosis_contains=both(f"{FBP}.grad_W1", f"{FBP}.grad_b1", text=m.TANH),
-        xfail=ms.XFAIL_SIGMOID_GRAD_IN_MLP_LOSS,
     ),
     bug(
         "sigmoid_grad_applies_sigmoid_twice",

@@ -57,11 +57,6 @@ FORWARD_NO_ACTIVATION = Edit('h = sigmoid(X @ params["W1"] + params["b1"])', 'h 
 FORWARD_PROBABILITIES = Edit('return h @ params["W2"] + params["b2"]',
                              'return softmax(h @ params["W2"] + params["b2"])')
 
-XFAIL_SIGMOID_GRAD_IN_MLP_LOSS = (
-    "mlp_loss.grad_W1/grad_b1: no diagnosis when the student's sigmoid_grad (called by mlp_loss) is wrong; "
-    "diagnose_gradient knows no variant for a wrong activation derivative other than a missing one or one taken "
-    "at u (reference/bugs.py GRADIENT_BUGS), although sigmoid_grad's own checks name the mistake")
-
 SIGMOID_BCE = '''
 def mlp_loss(X, y, params, reg):
     W1, b1, W2, b2 = params["W1"], params["b1"], params["W2"], params["b2"]
@@ -114,8 +109,7 @@ BUGS: list[Bug] = [
             passes=hidden_too("mlp_loss.loss_value", "mlp_loss.grad_W2", "mlp_loss.grad_b2")),
     bug("sigmoid_grad_is_tanh_derivative_diagnosed_in_mlp_loss", {"sigmoid_grad": m.SIGMOID_GRAD_TANH},
         {"sigmoid_grad", "mlp_loss"}, assignment=VARIANT,
-        diagnosis_contains=both("mlp_loss.grad_W1", "mlp_loss.grad_b1", text=m.TANH),
-        xfail=XFAIL_SIGMOID_GRAD_IN_MLP_LOSS),
+        diagnosis_contains=both("mlp_loss.grad_W1", "mlp_loss.grad_b1", text=m.TANH)),
     # ----------------------------------------------------------------- softmax_cross_entropy (summed)
     bug("ce_extra_1_over_n", {CE: CE_EXTRA_1_N}, {CE, "mlp_loss"}, assignment=VARIANT,
         diagnosis_contains={**both(f"{CE}.gradient", *GRADS, text=EXTRA_1_N), "mlp_loss.square_weights": EXTRA_1_N},
