@@ -386,3 +386,76 @@ def test_constructors_and_methods_that_hang_raise_fork_or_lie_cost_only_their_po
         assert all(t["message"] for t in failed), name
     report = grade(["import numpy as np", correct], assignment="cs231n-two-layer")
     assert report["score"] == report["max_score"]  # the same grader, after all of them
+
+
+# --------------------------------------------------------------------------- handles: caches held in the worker
+
+LAYER_UNITS = (
+    "add_gate",
+    "multiply_gate",
+    "max_gate",
+    "copy_gate",
+    "sigmoid_dot",
+    "affine_forward",
+    "affine_backward",
+    "relu_forward",
+    "relu_backward",
+    "sigmoid_forward",
+    "sigmoid_backward",
+    "softmax_loss",
+    "two_layer_loss",
+)
+AFFINE, RELU = ("affine_forward", "affine_backward"), ("relu_forward", "relu_backward")
+CACHE_ATTACKS = {  # appended after the correct layers: (code, the layers it touches, whether they keep full marks)
+    "namedtuple-result-and-cache": (
+        "import collections\nC = collections.namedtuple('C', 'x w b')\nR = collections.namedtuple('R', 'out cache')\n"
+        "_af = affine_forward\ndef affine_forward(x, w, b):\n    out, cache = _af(x, w, b)\n"
+        "    return R(out, C(*cache))\n"
+        "def affine_backward(dout, cache):\n    x, w, b = cache.x, cache.w, cache.b\n"
+        "    return (dout @ w.T).reshape(x.shape), x.reshape(x.shape[0], -1).T @ dout, dout.sum(axis=0)",
+        AFFINE,
+        True,
+    ),
+    "generator-cache-used-once": (
+        "def relu_forward(x):\n    return np.maximum(0, x), (v for v in [x])\n"
+        "def relu_backward(dout, cache):\n    return dout * (next(cache) > 0)",
+        RELU,
+        True,
+    ),
+    "cache-is-the-input-mutated": (
+        "_rf = relu_forward\ndef relu_forward(x):\n    out, cache = _rf(x)\n    cache *= -1\n    return out, cache\n",
+        RELU,
+        False,
+    ),
+    "forged-handle": (
+        "import sys\ndef relu_forward(x):\n    H = sys.modules['_jitgrade_protocol'].Handle\n"
+        "    return np.maximum(0, x), H(None, 0, 10**6)",
+        RELU,
+        False,
+    ),
+    "handle-as-a-value": (
+        "import sys\n_rf = relu_forward\ndef relu_forward(x):\n    out, cache = _rf(x)\n"
+        "    return sys.modules['_jitgrade_protocol'].Handle(None, 0, 1), cache",
+        RELU,
+        False,
+    ),
+}
+
+
+@pytest.mark.parametrize("attack", list(CACHE_ATTACKS))
+def test_hostile_caches_cost_only_their_layer(grade, attack: str) -> None:
+    """A cache is the student's object, kept in the worker behind a handle: a namedtuple (a namedtuple result too:
+    it used to be refused, costing a correct layer its points) or a generator used once works; a mutated input, a
+    forged handle or a handle returned as a value costs that layer only; the other problems keep their points."""
+    from conftest import solution_sources
+
+    code, touched, full = CACHE_ATTACKS[attack]
+    sources = solution_sources("layers", units=LAYER_UNITS)
+    report = grade(["import numpy as np", *sources.values(), code], assignment="layers")
+    assert report["error"] is None
+    scores = {p["name"]: (p["score"], p["max_score"]) for p in report["problems"]}
+    for name, (score, best) in scores.items():
+        if name not in touched and not name.startswith("two_layer"):
+            assert score == best, (name, score)
+    lost = [n for n in touched if n in scores and scores[n][0] < scores[n][1]]
+    assert not lost if full else lost, scores
