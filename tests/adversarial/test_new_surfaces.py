@@ -459,3 +459,46 @@ def test_hostile_caches_cost_only_their_layer(grade, attack: str) -> None:
             assert score == best, (name, score)
     lost = [n for n in touched if n in scores and scores[n][0] < scores[n][1]]
     assert not lost if full else lost, scores
+
+
+# --------------------------------------------------------------------------- .py submissions: what the modules hold
+
+SIGMOID = (PYDEMO / "solution" / "pf_sigmoid.py").read_bytes()
+MODULE_ATTACKS = {  # what replaces (or is put before) pf_sigmoid.py -> whether its problem keeps its points
+    "import-blocks-for-ever": (b"while True:\n    pass\n" + SIGMOID, True),  # stopped; its definitions replayed
+    "import-forks": (b"import os\nos.fork()\n" + SIGMOID, False),  # seccomp refuses it: an OSError at import
+    "nul-bytes": (b"x = 1\x00\n" + SIGMOID, False),
+    "utf-16-with-bom": (SIGMOID.decode().encode("utf-16"), False),
+    "a-line-of-900-kib": (b"# " + b"a" * (900 * 1024) + b"\n" + SIGMOID, True),
+    "nesting-past-the-parser": (b"x = " + b"(" * 300 + b"1" + b")" * 300 + b"\n" + SIGMOID, False),
+    "empties-the-import-system": (b"import sys\nsys.meta_path.clear()\nsys.modules.clear()\n" + SIGMOID, False),
+    "is-a-folder": (b"", False),
+}
+
+
+@pytest.mark.parametrize("attack", list(MODULE_ATTACKS))
+def test_hostile_module_code_costs_only_that_file(attack: str, zygote, tmp_path: Path) -> None:
+    """Module-level code runs in the worker, each file as an import: one that blocks, forks, holds NUL bytes, is
+    UTF-16, has an enormous line, nests past the parser, wrecks the import system or is a folder costs that
+    file's problem at most, with a message; the grader grades the next submission as it would alone."""
+    from conftest import FAST
+
+    from grader.assignment import load
+    from grader.grading import Grader
+
+    data, keeps = MODULE_ATTACKS[attack]
+    folder = tmp_path / "mal"
+    folder.mkdir()
+    (folder / "pf_softmax.py").write_bytes((PYDEMO / "solution" / "pf_softmax.py").read_bytes())
+    if attack == "is-a-folder":
+        (folder / "pf_sigmoid.py").mkdir()
+        (folder / "pf_sigmoid.py" / "__init__.py").write_bytes(SIGMOID)
+    else:
+        (folder / "pf_sigmoid.py").write_bytes(data)
+    grader = Grader(load(PYDEMO), FAST, 7, zygote=zygote)
+    report = grader.grade_file(folder).result.to_dict()
+    sigmoid = next(p for p in report["problems"] if p["name"] == "sigmoid")
+    assert (sigmoid["score"] == sigmoid["max_score"]) is keeps, [t["message"][:200] for t in report["tests"]][:2]
+    if not keeps:
+        assert report["root_causes"] or report["error"], report["tests"][0]["message"]
+    assert grader.grade_file(PYDEMO / "solution").result.to_dict()["score"] == 15
