@@ -502,3 +502,50 @@ def test_hostile_module_code_costs_only_that_file(attack: str, zygote, tmp_path:
     if not keeps:
         assert report["root_causes"] or report["error"], report["tests"][0]["message"]
     assert grader.grade_file(PYDEMO / "solution").result.to_dict()["score"] == 15
+
+
+# --------------------------------------------------------------------------- similarity over a hostile class
+
+
+def _notebook_of(*sources: str) -> str:
+    notebook = json.loads(CORRECT.read_text())
+    notebook["cells"] = [
+        {"cell_type": "code", "id": f"h{i}", "metadata": {}, "outputs": [], "execution_count": None, "source": s}
+        for i, s in enumerate(sources)
+    ]
+    return json.dumps(notebook)
+
+
+SIMILARITY_CLASS = {  # file -> bytes, beside alice and her copy
+    "many_cells.ipynb": _notebook_of(*(f"a{i} = {i}" for i in range(50_000))).encode(),
+    "giant_cell.ipynb": _notebook_of("x = a + " * 200_000).encode(),
+    "tokenizer.ipynb": _notebook_of("(" * 100_000, '"""' + "\n" * 100_000, "\\\n" * 100_000, "\x00" * 1000).encode(),
+    "html.ipynb": _notebook_of("</pre></code></textarea><script>alert(1)</script>\nx = 1\n").encode(),
+    "garbage.ipynb": bytes(range(256)) * 800,
+    "deep.ipynb": b"[" * 100_000 + b"]" * 100_000,
+    "<img src=x onerror=alert(2)>.ipynb": CORRECT.read_bytes(),
+}
+
+
+def test_similarity_of_a_hostile_class_finishes_and_escapes_everything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Deeply nested, giant, garbage or tokenizer-hostile notebooks and HTML in code and names: the report for the
+    whole class is written in seconds, the copied pair is found, and no tag a student wrote reaches the HTML."""
+    import time
+
+    folder, out = tmp_path / "class", tmp_path / "out"
+    folder.mkdir()
+    for name in ("alice.ipynb", "alice_copy.ipynb"):
+        (folder / name).write_bytes(CORRECT.read_bytes())
+    for name, data in SIMILARITY_CLASS.items():
+        (folder / name).write_bytes(data)
+    started = time.monotonic()
+    code = cli.main(["similarity", str(folder), "-a", "mlp", "--out", str(out), "--threshold", "0.1"])
+    assert code == 0, capsys.readouterr().err
+    assert time.monotonic() - started < 60
+    rows = list(csv.DictReader(io.StringIO((out / "similarity.csv").read_text())))
+    assert any({r["student"], r["other"]} == {"alice", "alice_copy"} and float(r["score"]) == 1 for r in rows)
+    for page in [out / "similarity.html", *out.rglob("pair-*.html")]:
+        html = page.read_text()
+        assert "<script>alert" not in html and "<img src=x" not in html, page
