@@ -64,19 +64,30 @@ def available() -> bool:
     """Whether the reference solution is installed (instructors) rather than only recorded tables (students).
 
     Only jitgrade's own reference counts: the package beside ``grader`` (both in site-packages, or both in the
-    checkout) or the one the jitgrade-reference distribution installed, never a module of that name that a
-    submission's folder puts first on sys.path."""
+    checkout), the one in a jitgrade source tree (a test run of an installed jitgrade from its checkout), or the one
+    the jitgrade-reference distribution installed; never a module of that name that a submission's folder puts
+    first on sys.path."""
     spec = importlib.util.find_spec("reference")
     if spec is None or spec.origin is None:
         return False
     origin = Path(spec.origin).resolve()
-    if origin.parent.parent == Path(__file__).resolve().parent.parent:
+    if origin.parent.parent == Path(__file__).resolve().parent.parent or _source_tree(origin.parent.parent):
         return True
     try:
         installed = importlib.metadata.distribution(REFERENCE_DISTRIBUTION).locate_file("reference/__init__.py")
     except importlib.metadata.PackageNotFoundError:
         return False
     return origin == Path(str(installed)).resolve()
+
+
+def _source_tree(folder: Path) -> bool:
+    """A checkout of jitgrade: its project file names the distribution and grader/ lies beside reference/."""
+    project = folder / "pyproject.toml"
+    try:
+        named = 'name = "jitgrade"' in project.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return named and (folder / "grader" / "__init__.py").is_file()
 
 
 # --------------------------------------------------------------------------- digests and encodings

@@ -247,10 +247,15 @@ def test_only_jitgrades_own_reference_counts_as_installed(tmp_path: Path) -> Non
     fake.mkdir()
     (fake / "__init__.py").write_text("def softmax(x):\n    return x\n")
     code = (
-        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "import sys\n"
         "from grader import truth\n"
+        "sys.path.insert(0, sys.argv[1])\n"
         "print(truth.available())\n"
     )
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert run.stdout.strip() == "False", run.stderr
+    (tmp_path / "grader").mkdir()  # a folder dressed as a checkout needs jitgrade's project file too
+    (tmp_path / "grader" / "__init__.py").write_text("")
     run = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert run.stdout.strip() == "False", run.stderr
     assert truth.available(), "this checkout's reference, beside grader/, counts"
@@ -304,7 +309,7 @@ def test_jitgrade_assign_records_what_is_committed(tmp_path: Path, capsys: pytes
 
 @pytest.mark.parametrize(
     ("installed", "counts"),
-    [("the same file", True), ("another file", False), (None, False)],
+    [("the same file", True), ("another file", False), (None, False), ("a checkout", True)],
 )
 def test_a_reference_elsewhere_counts_only_as_jitgrade_references_own_install(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, installed: str | None, counts: bool
@@ -316,6 +321,10 @@ def test_a_reference_elsewhere_counts_only_as_jitgrade_references_own_install(
     import importlib.util
 
     found = tmp_path / "elsewhere" / "reference" / "__init__.py"
+    if installed == "a checkout":
+        (tmp_path / "elsewhere" / "grader").mkdir(parents=True)
+        (tmp_path / "elsewhere" / "grader" / "__init__.py").write_text("")
+        (tmp_path / "elsewhere" / "pyproject.toml").write_text('[project]\nname = "jitgrade"\n')
     spec = importlib.machinery.ModuleSpec("reference", None, origin=str(found))
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: spec)
 
@@ -325,7 +334,7 @@ def test_a_reference_elsewhere_counts_only_as_jitgrade_references_own_install(
 
     def distribution(name: str) -> Distribution:
         assert name == truth.REFERENCE_DISTRIBUTION
-        if installed is None:
+        if installed in (None, "a checkout"):
             raise importlib.metadata.PackageNotFoundError(name)
         return Distribution()
 
