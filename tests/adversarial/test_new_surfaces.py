@@ -549,3 +549,36 @@ def test_similarity_of_a_hostile_class_finishes_and_escapes_everything(
     for page in [out / "similarity.html", *out.rglob("pair-*.html")]:
         html = page.read_text()
         assert "<script>alert" not in html and "<img src=x" not in html, page
+
+
+# --------------------------------------------------------------------------- .py submissions: bombs
+
+
+@pytest.mark.parametrize("form", ["zip", "folder"])
+def test_many_large_files_are_refused_before_they_are_all_in_memory(form: str, tmp_path: Path) -> None:
+    """200 files of almost 1 MiB each (a zip of 0.2 MiB; 10,000 of them, the entry limit, would be 10 GiB) used to
+    be read whole into the grader's memory before the 2 MiB total was checked."""
+    import tracemalloc
+
+    from grader import pyfiles
+    from grader.assignment import load
+
+    files = {f"m{i}.py": b"#" * (pyfiles.MAX_FILE_BYTES - 10) for i in range(200)}
+    files["pf_softmax.py"] = (PYDEMO / "solution" / "pf_softmax.py").read_bytes()
+    if form == "zip":
+        path = tmp_path / "bomb.zip"
+        path.write_bytes(_zip_bytes(files))
+    else:
+        path = tmp_path / "bomb"
+        path.mkdir()
+        for name, data in files.items():
+            (path / name).write_bytes(data)
+    demo = load(PYDEMO)
+    tracemalloc.start()
+    try:
+        with pytest.raises(pyfiles.PyFilesError, match="at most 2 MiB are graded"):
+            pyfiles.read(path, demo)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2**20, f"{peak / 2**20:.0f} MiB held to refuse it"
