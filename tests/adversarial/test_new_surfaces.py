@@ -582,3 +582,41 @@ def test_many_large_files_are_refused_before_they_are_all_in_memory(form: str, t
     finally:
         tracemalloc.stop()
     assert peak < 16 * 2**20, f"{peak / 2**20:.0f} MiB held to refuse it"
+
+
+def _central_directory_only(entries: int) -> bytes:
+    """A zip of `entries` one-letter members that has only its central directory (what zipfile reads on opening):
+    47 bytes an entry."""
+    entry = b"PK\x01\x02" + bytes([20, 3, 20, 0]) + bytes(20) + (1).to_bytes(2, "little") + bytes(16) + b"a"
+    directory = entry * entries
+    zip64 = (
+        b"PK\x06\x06"
+        + (44).to_bytes(8, "little")
+        + bytes([45, 0, 45, 0])
+        + bytes(8)
+        + entries.to_bytes(8, "little") * 2
+        + len(directory).to_bytes(8, "little")
+        + bytes(8)
+    )
+    locator = b"PK\x06\x07" + bytes(4) + len(directory).to_bytes(8, "little") + (1).to_bytes(4, "little")
+    end = b"PK\x05\x06" + bytes(4) + b"\xff\xff" * 2 + b"\xff" * 8 + bytes(2)
+    return directory + zip64 + locator + end
+
+
+def test_a_zip_of_a_million_entries_is_refused_before_it_is_opened(tmp_path: Path) -> None:
+    import tracemalloc
+
+    from grader import pyfiles
+    from grader.assignment import load
+
+    path = tmp_path / "entries.zip"
+    path.write_bytes(_central_directory_only(300_000))  # 14 MiB; the 64 MiB limit allows 1.4 million
+    demo = load(PYDEMO)
+    tracemalloc.start()
+    try:
+        with pytest.raises(pyfiles.PyFilesError, match="holds more than 10000 files and folders"):
+            pyfiles.read(path, demo)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 40 * 2**20, f"{peak / 2**20:.0f} MiB held to refuse it"
