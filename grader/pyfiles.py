@@ -25,6 +25,7 @@ import importlib.util
 import io
 import json
 import lzma
+import os
 import re
 import sys
 import tokenize
@@ -44,6 +45,7 @@ MAX_TOTAL_BYTES = 2 * 1024 * 1024  # every .py file of one submission together (
 # in a request frame of at most 8 MiB: base64 of their UTF-8 text, at most 2 * 4/3 of their bytes)
 MAX_ZIP_BYTES = 64 * 1024 * 1024  # a zip of them (which may hold other files, not read)
 MAX_ENTRIES = 10_000  # files and folders looked at in one submission folder or zip
+MAX_DEPTH = 32  # folders a submission's files are looked for under
 _IGNORED_PARTS = ("__MACOSX", "__pycache__", ".ipynb_checkpoints")
 _CENTRAL_ENTRY = b"PK\x01\x02"  # the signature of a zip's central directory entry
 _FILE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\.py")
@@ -305,16 +307,36 @@ def _top_level(found: list[PurePosixPath]) -> dict[str, PurePosixPath]:
     return {p.name: p for p in found if len(p.parts) == 1 + wrapped and p.suffix in (".py", ".ipynb")}
 
 
-def _folder_entries(folder: Path, name: str, files: str) -> list[PurePosixPath]:
-    """The files under a submission folder (not links, not checkpoints or hidden files), bounded in number."""
-    found: list[PurePosixPath] = []
-    for count, path in enumerate(folder.rglob("*")):
-        if count >= MAX_ENTRIES:
-            raise PyFilesError(TOO_MANY.format(name=name, limit=MAX_ENTRIES, files=files))
-        relative = PurePosixPath(*path.relative_to(folder).parts)
-        if not _ignored(relative.parts) and path.is_file() and not path.is_symlink():
-            found.append(relative)
+def walk(folder: Path, name: str, files: str) -> list[tuple[PurePosixPath, bool]]:
+    """Everything but folders under a submission folder, relative to it, each with whether it is a regular file
+    (not a link, a FIFO or a device); checkpoints and hidden files left out, links to folders not followed.
+    Looked through without recursion (a student's repository may nest folders thousands deep, past Python's
+    recursion limit), at most MAX_DEPTH folders down and MAX_ENTRIES entries (past them, a PyFilesError)."""
+    found: list[tuple[PurePosixPath, bool]] = []
+    folders, count = [PurePosixPath()], 0
+    while folders:
+        relative = folders.pop()
+        try:
+            with os.scandir(folder.joinpath(*relative.parts)) as entries:
+                for entry in entries:
+                    count += 1
+                    if count > MAX_ENTRIES:
+                        raise PyFilesError(TOO_MANY.format(name=name, limit=MAX_ENTRIES, files=files))
+                    path = relative / entry.name
+                    if _ignored((entry.name,)):
+                        continue
+                    if not entry.is_dir(follow_symlinks=False):
+                        found.append((path, entry.is_file(follow_symlinks=False)))
+                    elif len(path.parts) < MAX_DEPTH:
+                        folders.append(path)
+        except OSError:
+            continue  # a folder that cannot be listed holds nothing to grade
     return found
+
+
+def _folder_entries(folder: Path, name: str, files: str) -> list[PurePosixPath]:
+    """The regular files under a submission folder (see walk), bounded in number and depth."""
+    return [path for path, regular in walk(folder, name, files) if regular]
 
 
 def _folder_files(folder: Path, name: str, files: str) -> dict[str, bytes]:

@@ -17,6 +17,7 @@ sanitized for terminals and reports, and unique in the whole batch, compared wit
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -124,10 +125,14 @@ def _from_folder(folder: Path, preferred: str | None, outputs: frozenset[Path] =
 def _notebook_in(folder: Path, student: str, preferred: str | None) -> Submission:
     """A student's folder as a notebook submission: its one notebook (else the one named `preferred`), or why
     there is none to grade."""
-    seen = sorted(p for p in folder.rglob("*.ipynb") if not _ignored(p.relative_to(folder)))
-    notebooks = [p for p in seen if _regular(p) and p.is_file()]
+    try:
+        entries = pyfiles.walk(folder, folder.name, "a notebook (.ipynb)")
+    except pyfiles.PyFilesError as exc:
+        return Submission(student, None, str(exc))
+    seen = sorted((folder.joinpath(*p.parts), regular) for p, regular in entries if p.suffix == ".ipynb")
+    notebooks = [p for p, regular in seen if regular]
     if not notebooks and seen:
-        return _refused(student, seen[0])
+        return _refused(student, seen[0][0])
     named = [p for p in notebooks if preferred and p.name == preferred]
     if len(notebooks) == 1 or len(named) == 1:
         return Submission(student, (named or notebooks)[0])
@@ -219,8 +224,8 @@ def _extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path) ->
         with zf.open(info) as src, open(target, "wb") as dst:
             shutil.copyfileobj(src, dst, length=1 << 20)
     except pyfiles.ZIP_ERRORS:
-        if target.is_file():
-            target.unlink()  # what was written before the damage is not the member
+        with contextlib.suppress(OSError):  # what was written before the damage is not the member
+            target.unlink()
 
 
 def stat_is_link(info: zipfile.ZipInfo) -> bool:

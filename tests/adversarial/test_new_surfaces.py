@@ -620,3 +620,50 @@ def test_a_zip_of_a_million_entries_is_refused_before_it_is_opened(tmp_path: Pat
     finally:
         tracemalloc.stop()
     assert peak < 40 * 2**20, f"{peak / 2**20:.0f} MiB held to refuse it"
+
+
+@pytest.mark.parametrize("python", [True, False])
+def test_folders_nested_thousands_deep_never_stop_discovery(python: bool, tmp_path: Path) -> None:
+    """A student's repository may nest folders 1,500 deep (git keeps them): looking for notebooks or .py files
+    through it recursed past Python's limit and the RecursionError stopped the discovery of the whole class."""
+    folder = tmp_path / "class"
+    for student in ("zed", "mal"):
+        (folder / student).mkdir(parents=True)
+        for name in PYFILES:
+            (folder / student / name).write_bytes((PYDEMO / "solution" / name).read_bytes())
+        if not python:
+            (folder / student / "mlp.ipynb").write_bytes(CORRECT.read_bytes())
+    _nest(folder / "mal", 1500)
+    try:
+        kwargs = {"python": PYFILES} if python else {"preferred": "mlp.ipynb"}
+        found = {s.student: s for s in discover([folder], workdir=tmp_path, **kwargs)}
+        assert set(found) == {"zed", "mal"}
+        for student, submission in found.items():
+            assert task_of(student, submission).data is not None, student
+    finally:
+        _unnest(folder / "mal", 1500)  # shutil.rmtree (pytest's clean-up) recurses too
+
+
+def _nest(folder: Path, depth: int) -> None:
+    """Folders d/d/.../d `depth` deep under `folder`, a notebook at the bottom (made one at a time: past PATH_MAX)."""
+    os.chdir(folder)
+    try:
+        for _ in range(depth):
+            os.mkdir("d")
+            os.chdir("d")
+        Path("x.ipynb").write_text("{}")
+    finally:
+        os.chdir(ROOT)
+
+
+def _unnest(folder: Path, depth: int) -> None:
+    os.chdir(folder)
+    try:
+        for _ in range(depth):
+            os.chdir("d")
+        os.unlink("x.ipynb")
+        for _ in range(depth):
+            os.chdir("..")
+            os.rmdir("d")
+    finally:
+        os.chdir(ROOT)
