@@ -391,16 +391,13 @@ class Traced:
 
 
 class Recorded:
-    """A reference name where the reference is absent: constants and answers come from the recorded table."""
+    """A reference name where the reference is absent: constants and answers come from the recorded table.
+
+    Bound when a module was imported (``ref_softmax = reference.softmax``), it is called later: a call outside a
+    replay, where the reference is installed after all, goes to the reference itself."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-
-    def _mode(self) -> _Mode:
-        mode = _current()
-        if mode.replaying is None and not mode.missing:
-            raise NotLocal(f"{self.path} used outside a check")
-        return mode
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
@@ -418,7 +415,12 @@ class Recorded:
         raise NotLocal(NOT_RECORDED.format(call=self.path.removeprefix("reference.")))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        mode = self._mode()
+        mode = _current()
+        if mode.replaying is None and not mode.missing:
+            if not available() or "[" in self.path:
+                raise NotLocal(f"{self.path} used outside a check, where the reference is not installed")
+            module, _, name = self.path.rpartition(".")
+            return Traced(self.path, getattr(importlib.import_module(module), name))(*args, **kwargs)
         table = mode.replaying
         try:
             key = digest(self.path, args, kwargs, {})

@@ -340,3 +340,21 @@ def test_a_reference_elsewhere_counts_only_as_jitgrade_references_own_install(
 
     monkeypatch.setattr(importlib.metadata, "distribution", distribution)
     assert truth.available.__wrapped__() is counts
+
+
+def test_a_stand_in_bound_while_the_reference_looked_absent_still_uses_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Check modules bind stand-ins when imported (ref_softmax = reference.softmax); imported where the reference
+    seemed absent (a students' install test ran first), they must still compute with it once it is there."""
+    from reference import softmax
+
+    x = np.array([[1.0, 2.0, 3.0]])
+    with monkeypatch.context() as patched:
+        patched.setattr(truth, "available", lambda: False)
+        bound = truth.reference.softmax
+        with pytest.raises(truth.NotLocal, match="outside a check"):
+            bound(x)
+    assert np.array_equal(bound(x), softmax(x))
+    table = truth.Table()
+    with truth.recording(table):
+        bound(x)
+    assert len(table.calls) == 1
