@@ -232,7 +232,9 @@ def install(venv: Path, *wheels: Path) -> Path:
     ).stdout.strip()
     ours = [p for p in sys.path if p.endswith("site-packages")]  # not the source tree: the .pth files are not read
     Path(site, "dependencies.pth").write_text("\n".join(ours) + "\n")
+    # --force-reinstall: the dependencies seen through dependencies.pth may include this checkout installed editable
     pip = [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q"]
+    pip.append("--force-reinstall")
     subprocess.run([*pip, *map(str, wheels)], check=True, capture_output=True, timeout=RUN)
     return venv
 
