@@ -36,6 +36,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from grader import notebook as nb
+from grader.reports.sanitize import one_line
 
 PYTHON, NOTEBOOK = "python", "notebook"  # [submission] format
 EITHER = (NOTEBOOK, PYTHON)  # format = ["notebook", "python"]: students hand in one or the other
@@ -521,12 +522,13 @@ def build(files: dict[str, bytes], name: str, declared: Layout) -> PythonSubmiss
     for file in sorted(set(files) - set(declared.files)):
         if module_of(file) in declared.helpers:  # the course's own copy, from the starter folder: served anyway
             continue
+        shown = one_line(file)  # a name is the student's: it may not fake a line of a report or a CI log
         if file.endswith(".ipynb"):
-            notes.append((NOTEBOOK_NOT_GRADED if declared.notebooks else IGNORED).format(file=file, files=listed))
+            notes.append((NOTEBOOK_NOT_GRADED if declared.notebooks else IGNORED).format(file=shown, files=listed))
             continue
         shadowed = _shadowed(module_of(file)) if _FILE_NAME.fullmatch(file) else None
         why = SHADOWS.format(what="its module", name=module_of(file), module=shadowed) if shadowed else None
-        notes.append(REFUSED.format(file=file, why=why) if why else IGNORED.format(file=file, files=listed))
+        notes.append(REFUSED.format(file=shown, why=why) if why else IGNORED.format(file=shown, files=listed))
     cells = [_code_cell(LOADER_CELL.format(files=listed), "loader")]
     for file in declared.files:
         text = sources.get(module_of(file))

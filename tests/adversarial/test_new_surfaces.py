@@ -667,3 +667,49 @@ def _unnest(folder: Path, depth: int) -> None:
             os.rmdir("d")
     finally:
         os.chdir(ROOT)
+
+
+# --------------------------------------------------------------------------- CI logs: GitHub workflow commands
+
+
+def _check_output(path: Path, capsys: pytest.CaptureFixture[str]) -> list[str]:
+    """The lines `jitgrade check --annotations github` prints for a .py submission (stdout and stderr)."""
+    capsys.readouterr()
+    args = ["check", str(path), "-a", str(PYDEMO), "--annotations", "github", "--isolation", "process", "--seed", "1"]
+    cli.main([*args, "--cell-timeout", "3", "--call-timeout", "2"])
+    said = capsys.readouterr()
+    return (said.out + said.err).splitlines()
+
+
+def _annotated(lines: list[str]) -> list[str]:
+    """The workflow commands among the lines that jitgrade's annotation writer did not write."""
+    return [
+        line
+        for line in lines
+        if line.startswith("::")
+        and not line.startswith(("::error file=", "::notice file="))
+        or line.startswith("::error file=x")
+    ]
+
+
+def test_a_file_name_never_becomes_a_workflow_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A member named "x\\n::error::injected.py" was named in a note printed raw: its second line was a GitHub
+    Actions command in the CI log."""
+    path = tmp_path / "mal.zip"
+    path.write_bytes(_zip_bytes({**_solution_files(), "x\n::error::injected.py": b"1", "y\n::add-mask::z.ipynb": b""}))
+    assert _annotated(_check_output(path, capsys)) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="grader/reports/text.py prints a student's multi-line exception message (root causes, check messages) "
+    "raw: a line of it starting with '::' is a GitHub Actions workflow command in a `jitgrade check` CI log (the "
+    "annotation writer, grader/reports/github.py, escapes it); notebooks alike",
+)
+def test_an_exception_message_never_becomes_a_workflow_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "mal.zip"
+    raising = b"raise ValueError('boom\\n::error file=x::owned\\n::add-mask::secret')\n"
+    path.write_bytes(_zip_bytes(_solution_files(pf_softmax=raising)))
+    assert _annotated(_check_output(path, capsys)) == []
