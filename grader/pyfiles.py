@@ -308,11 +308,11 @@ def _top_level(found: list[PurePosixPath]) -> dict[str, PurePosixPath]:
     return {p.name: p for p in found if len(p.parts) == 1 + wrapped and p.suffix in (".py", ".ipynb")}
 
 
-def walk(folder: Path, name: str, files: str) -> list[tuple[PurePosixPath, bool]]:
+def walk(folder: Path, name: str, files: str, limit: int = MAX_ENTRIES) -> list[tuple[PurePosixPath, bool]]:
     """Everything but folders under a submission folder, relative to it, each with whether it is a regular file
     (not a link, a FIFO or a device); checkpoints and hidden files left out, links to folders not followed.
     Looked through without recursion (a student's repository may nest folders thousands deep, past Python's
-    recursion limit), at most MAX_DEPTH folders down and MAX_ENTRIES entries (past them, a PyFilesError)."""
+    recursion limit), at most MAX_DEPTH folders down and `limit` entries (past them, a PyFilesError)."""
     found: list[tuple[PurePosixPath, bool]] = []
     folders, count = [PurePosixPath()], 0
     while folders:
@@ -321,8 +321,8 @@ def walk(folder: Path, name: str, files: str) -> list[tuple[PurePosixPath, bool]
             with os.scandir(folder.joinpath(*relative.parts)) as entries:
                 for entry in entries:
                     count += 1
-                    if count > MAX_ENTRIES:
-                        raise PyFilesError(TOO_MANY.format(name=name, limit=MAX_ENTRIES, files=files))
+                    if count > limit:
+                        raise PyFilesError(TOO_MANY.format(name=name, limit=limit, files=files))
                     path = relative / entry.name
                     if _ignored((entry.name,)):
                         continue

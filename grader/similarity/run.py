@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from grader import pyfiles
 from grader.assignment import Assignment
 from grader.executors import Crashed, Task, run_pool, task_of
 from grader.similarity import extract
@@ -20,7 +21,7 @@ PROCESS_DIED = "the process fingerprinting this file died {count} times; it was 
 NOT_COMPARED = "not compared: {error}"
 NO_REFERENCE_FOLDER = "{folder}: no such folder (expected a folder of {corpus} solutions: notebooks or .py files)"
 NO_REFERENCE_FILES = "{folder}: no notebooks (.ipynb) or Python files (.py) in this {corpus} folder"
-_IGNORED_PARTS = (".ipynb_checkpoints", "__MACOSX", "__pycache__")
+MAX_REFERENCE_ENTRIES = 1_000_000  # files and folders looked at in one reference folder
 
 
 @dataclass(frozen=True)
@@ -68,12 +69,14 @@ def reference_files(folder: Path, corpus: str) -> list[Submission]:
     """Every notebook and Python file under a reference folder, labelled by its path inside it."""
     if not folder.is_dir():
         raise FileNotFoundError(NO_REFERENCE_FOLDER.format(folder=folder, corpus=corpus))
+    try:  # without recursion, links not followed: the folder holds past students' files, nested as they were
+        entries = pyfiles.walk(folder, folder.name, "notebooks or .py files", MAX_REFERENCE_ENTRIES)
+    except pyfiles.PyFilesError as exc:
+        raise FileNotFoundError(str(exc)) from None
     found = [
-        Submission(str(p.relative_to(folder)), p)
-        for p in sorted(folder.rglob("*"))
-        if p.suffix in extract.SUFFIXES
-        and p.is_file()
-        and not any(part in _IGNORED_PARTS or part.startswith(".") for part in p.relative_to(folder).parts)
+        Submission(str(p), folder.joinpath(*p.parts))
+        for p, regular in sorted(entries)
+        if regular and p.suffix in extract.SUFFIXES
     ]
     if not found:
         raise FileNotFoundError(NO_REFERENCE_FILES.format(folder=folder, corpus=corpus))

@@ -713,3 +713,26 @@ def test_an_exception_message_never_becomes_a_workflow_command(
     raising = b"raise ValueError('boom\\n::error file=x::owned\\n::add-mask::secret')\n"
     path.write_bytes(_zip_bytes(_solution_files(pf_softmax=raising)))
     assert _annotated(_check_output(path, capsys)) == []
+
+
+def test_an_archive_of_past_repositories_nested_thousands_deep_is_still_compared(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The archive holds past students' repositories as they were: one nested 1,500 folders deep stopped
+    `jitgrade similarity --archive` with a RecursionError; links in it are not followed."""
+    folder, archive, out = tmp_path / "class", tmp_path / "archive", tmp_path / "out"
+    folder.mkdir()
+    (folder / "alice.ipynb").write_bytes(CORRECT.read_bytes())
+    (archive / "2023" / "carl").mkdir(parents=True)
+    (archive / "2023" / "carl" / "mlp.ipynb").write_bytes(CORRECT.read_bytes())
+    os.symlink(MASTER, archive / "2023" / "link.ipynb")
+    (archive / "2023" / "deep").mkdir()
+    _nest(archive / "2023" / "deep", 1500)
+    try:
+        code = cli.main(["similarity", str(folder), "-a", "mlp", "--out", str(out), "--archive", str(archive)])
+    finally:
+        _unnest(archive / "2023" / "deep", 1500)
+    assert code == 0, capsys.readouterr().err
+    rows = list(csv.DictReader(io.StringIO((out / "similarity.csv").read_text())))
+    others = {r["other"] for r in rows if r["student"] == "alice"}
+    assert "2023/carl/mlp.ipynb" in others and "2023/link.ipynb" not in others, others
