@@ -707,25 +707,32 @@ def test_a_worker_running_too_many_threads_is_stopped(zygote: Zygote, monkeypatc
 # --------------------------------------------------------------------------- the grader's own files, wherever installed
 
 
-@pytest.fixture
-def installed_copy(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A site folder on sys.path holding an installed jitgrade distribution that bundles a master solution."""
-    top = Path(f"/var/tmp/jitgrade-site-{uuid.uuid4().hex[:10]}")
+def installed_site(distribution: str, files: dict[str, str]) -> Path:
+    """A site folder under /var/tmp (outside the sandbox's own folders) holding `files` (path -> text) installed as
+    `distribution` 9.9.9: a dist-info whose RECORD lists every file, its own included."""
+    top = Path(f"/var/tmp/{distribution}-site-{uuid.uuid4().hex[:10]}")
     site = top / "lib" / "python3" / "site-packages"
-    master = site / "grader" / "_bundled" / "assignments" / "mlp" / "solution.ipynb"
-    master.parent.mkdir(parents=True)
-    master.write_text('{"cells": [{"source": "MASTER-SOLUTION def softmax(x): ..."}]}')
-    (site / "grader" / "__init__.py").write_text("")
-    info = site / "jitgrade-9.9.9.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: jitgrade\nVersion: 9.9.9\n")
-    (info / "RECORD").write_text("grader/__init__.py,,\ngrader/_bundled/assignments/mlp/solution.ipynb,,\n"
-                                 "jitgrade-9.9.9.dist-info/METADATA,,\njitgrade-9.9.9.dist-info/RECORD,,\n")
+    info = f"{distribution.replace('-', '_')}-9.9.9.dist-info"
+    files = {**files, f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {distribution}\nVersion: 9.9.9\n"}
+    files[f"{info}/RECORD"] = "".join(f"{name},,\n" for name in [*files, f"{info}/RECORD"])
+    for name, text in files.items():
+        (site / name).parent.mkdir(parents=True, exist_ok=True)
+        (site / name).write_text(text)
     for folder in [top, *top.rglob("*")]:
         folder.chmod(0o755 if folder.is_dir() else 0o644)
+    return site
+
+
+@pytest.fixture
+def installed_copy(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A site folder on sys.path holding an installed jitgrade distribution that bundles a master solution."""
+    master = "grader/_bundled/assignments/mlp/solution.ipynb"
+    site = installed_site(
+        "jitgrade", {"grader/__init__.py": "", master: '{"cells": [{"source": "MASTER-SOLUTION def softmax(x): ..."}]}'}
+    )
     monkeypatch.syspath_prepend(str(site))
-    yield master
-    subprocess.run(["rm", "-rf", str(top)], check=False)
+    yield site / master
+    subprocess.run(["rm", "-rf", str(site.parents[2])], check=False)
 
 
 @pytest.mark.parametrize("isolation", ISOLATIONS)
@@ -753,23 +760,11 @@ def installed_reference(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A site folder at the END of sys.path holding an installed jitgrade-reference (the reference solution's own
     distribution, instructor/): the import system finds the checkout's reference first, so only the distribution's
     record says this copy is the grader's."""
-    top = Path(f"/var/tmp/jitgrade-reference-site-{uuid.uuid4().hex[:10]}")
-    site = top / "lib" / "python3" / "site-packages"
-    module = site / "reference" / "mlp.py"
-    module.parent.mkdir(parents=True)
-    module.write_text("# REFERENCE-SOLUTION\ndef loss_and_grads(x, y, params, spec): ...\n")
-    (site / "reference" / "__init__.py").write_text("")
-    info = site / "jitgrade_reference-9.9.9.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: jitgrade-reference\nVersion: 9.9.9\n")
-    (info / "RECORD").write_text("reference/__init__.py,,\nreference/mlp.py,,\n"
-                                 "jitgrade_reference-9.9.9.dist-info/METADATA,,\n"
-                                 "jitgrade_reference-9.9.9.dist-info/RECORD,,\n")
-    for folder in [top, *top.rglob("*")]:
-        folder.chmod(0o755 if folder.is_dir() else 0o644)
+    code = "# REFERENCE-SOLUTION\ndef loss_and_grads(x, y, params, spec): ...\n"
+    site = installed_site("jitgrade-reference", {"reference/__init__.py": "", "reference/mlp.py": code})
     monkeypatch.setattr(sys, "path", [*sys.path, str(site)])
-    yield module
-    subprocess.run(["rm", "-rf", str(top)], check=False)
+    yield site / "reference" / "mlp.py"
+    subprocess.run(["rm", "-rf", str(site.parents[2])], check=False)
 
 
 @pytest.mark.parametrize("isolation", ISOLATIONS)
