@@ -25,7 +25,7 @@ import shutil
 import stat
 import tempfile
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -246,6 +246,7 @@ def discover(
     hand in .py files (empty for notebooks); with them, `notebooks` when its students may hand in either."""
     skipped = frozenset(Path(p).resolve() for p in outputs)
     submissions: list[Submission] = []
+    named: set[int] = set()  # the submissions that are an input themselves (not found inside one)
     for raw in inputs:
         path = Path(raw)
         if not path.exists():
@@ -263,8 +264,9 @@ def discover(
             raise SubmissionError(f"{path}: expected notebooks (.ipynb), folders of them, or a zip export")
         if not any(s.path for s in found):
             raise SubmissionError(f"{path}: no notebooks (.ipynb) found")
+        named.update(len(submissions) + i for i, s in enumerate(found) if s.path == path)
         submissions += found
-    return _unique(submissions)
+    return _unique(submissions, named)
 
 
 def _python_input(
@@ -278,8 +280,9 @@ def _python_input(
     elif path.suffix == ".zip":
         extracted = extract_zip(path, Path(tempfile.mkdtemp(prefix="jitgrade-zip-", dir=workdir)))
         found = _python_from_folder(extracted, files, frozenset(), workdir, path.stem, notebooks)
-        if found == [Submission(path.stem, extracted, python=True)]:  # one student's zip: graded as handed in
-            found = [Submission(path.stem, path, python=True)]
+        one = found[0].path if len(found) == 1 and found[0].python else None
+        if one is not None and extracted in (one, one.parent):  # one student's zip, named by its file: graded as
+            found = [Submission(path.stem, path, python=True)]  # handed in (never by a folder named in it)
     elif path.suffix == ".py":
         found = [Submission(path.stem, path, python=True)]
     elif path.suffix == ".ipynb" and notebooks is not None:
@@ -291,17 +294,20 @@ def _python_input(
     return found
 
 
-def _unique(submissions: list[Submission]) -> list[Submission]:
+def _unique(submissions: list[Submission], named: Collection[int] = ()) -> list[Submission]:
     """Sanitized ids, each used once: a repeated id (compared without case, as case-insensitive file
-    systems do) gets the first suffix -2, -3, ... that no submission's id uses; deterministic for the same inputs."""
+    systems do) gets the first suffix -2, -3, ... that no submission's id uses; deterministic for the same inputs.
+    The submissions `named` (indexes: each an input itself) get theirs first, so that a folder named inside a zip
+    (which a student may have made) never takes the id of a student whose submission was given by name."""
     ids = [one_line(s.student) for s in submissions]
     taken = {student.lower() for student in ids}
     seen: set[str] = set()
-    out = []
-    for s, student in zip(submissions, ids, strict=True):
+    out: dict[int, Submission] = {}
+    for i in sorted(range(len(submissions)), key=lambda i: i not in named):
+        s, student = submissions[i], ids[i]
         if student.lower() in seen:
             student = next(name for n in itertools.count(2) if (name := f"{student}-{n}").lower() not in taken)
             taken.add(student.lower())
         seen.add(student.lower())
-        out.append(Submission(student, s.path, s.problem, s.python))
-    return out
+        out[i] = Submission(student, s.path, s.problem, s.python)
+    return [out[i] for i in range(len(submissions))]

@@ -736,3 +736,24 @@ def test_an_archive_of_past_repositories_nested_thousands_deep_is_still_compared
     rows = list(csv.DictReader(io.StringIO((out / "similarity.csv").read_text())))
     others = {r["other"] for r in rows if r["student"] == "alice"}
     assert "2023/carl/mlp.ipynb" in others and "2023/link.ipynb" not in others, others
+
+
+# --------------------------------------------------------------------------- another student's row
+
+
+def test_a_folder_named_inside_a_students_zip_never_takes_another_students_id(tmp_path: Path) -> None:
+    """`jitgrade grade eve.zip mallory.zip bob.zip`: eve's zip wraps her files in a folder named "bob", mallory's
+    holds folders "bob" (wrong code) and "mallory". Each zip of one student is named by its file; a zip holding
+    several folders is read as an export, but its "bob" never takes the id of the bob whose zip was given by name."""
+    solution = {name: (PYDEMO / "solution" / name).read_bytes() for name in PYFILES}
+    wrong = {name: b"def softmax(x):\n    return x\n" for name in PYFILES}
+    (tmp_path / "eve.zip").write_bytes(_zip_bytes({f"bob/{n}": d for n, d in solution.items()}))
+    (tmp_path / "mallory.zip").write_bytes(
+        _zip_bytes({**{f"bob/{n}": d for n, d in wrong.items()}, **{f"mallory/{n}": d for n, d in solution.items()}})
+    )
+    (tmp_path / "bob.zip").write_bytes(_zip_bytes(solution))
+    inputs = [tmp_path / name for name in ("eve.zip", "mallory.zip", "bob.zip")]
+    found = {s.student: s for s in discover(inputs, workdir=tmp_path, python=PYFILES)}
+    assert found["bob"].path == tmp_path / "bob.zip"
+    assert found["eve"].path == tmp_path / "eve.zip"
+    assert set(found) == {"bob", "eve", "mallory", "bob-2"}
