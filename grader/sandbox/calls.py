@@ -86,11 +86,12 @@ def from_tensors(value: Any) -> Any:
     def convert(v: Any, depth: int) -> Any:
         if depth > MAX_DEPTH:
             return v
-        if isinstance(v, torch.Tensor):
+        real = type(v)  # not v.__class__, which a student's object may make claim anything
+        if issubclass(real, torch.Tensor):
             return v.detach().cpu().resolve_conj().resolve_neg().numpy().copy()
-        if isinstance(v, dict):
+        if issubclass(real, dict):
             return {k: convert(x, depth + 1) for k, x in dict.items(v)}
-        base = tuple if isinstance(v, tuple) else list if isinstance(v, list) else None
+        base = tuple if issubclass(real, tuple) else list if issubclass(real, list) else None
         return v if base is None else base(convert(x, depth + 1) for x in base.__iter__(v))
 
     return convert(value, 0)

@@ -757,3 +757,25 @@ def test_a_folder_named_inside_a_students_zip_never_takes_another_students_id(tm
     assert found["bob"].path == tmp_path / "bob.zip"
     assert found["eve"].path == tmp_path / "eve.zip"
     assert set(found) == {"bob", "eve", "mallory", "bob-2"}
+
+
+# --------------------------------------------------------------------------- objects that lie about their type
+
+
+@pytest.mark.parametrize("claimed", ["dict", "list", "tuple", "np.float64", "np.ndarray"])
+def test_an_object_whose_class_lies_is_refused_by_the_channel_not_a_crash_of_the_worker(grade, claimed: str) -> None:
+    """An object whose __class__ property claims to be a container, a NumPy scalar or an array (isinstance believes
+    it) crashed the worker while it encoded the answer ("the worker itself failed"); it is a value that cannot be
+    graded, said as such."""
+    from conftest import solution_cells
+
+    liar = (
+        f"class Liar:\n    @property\n    def __class__(self):\n        return {claimed}\n"
+        "    @property\n    def dtype(self):\n        raise RuntimeError('no dtype')\n"
+        "    def __len__(self):\n        raise RuntimeError('no len')\n"
+        "def softmax(x):\n    return Liar()\n"
+    )
+    report = grade([*solution_cells(), liar])
+    messages = [t["message"] for t in report["tests"] if t["problem"] == "softmax" and t["status"] != "passed"]
+    assert messages and all("cannot be graded" in m and "Liar" in m for m in messages[:3]), messages[:2]
+    assert report["score"] == report["max_score"] - 10  # softmax's points only
