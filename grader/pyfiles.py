@@ -120,6 +120,9 @@ NOTEBOOK_NOT_GRADED = (
     "hand in the notebook alone to have it graded"
 )
 REFUSED = "{file} was not loaded: {why}"
+MORE_NOTES = "and {count} more files were not graded (only the assignment's files are: {files})"
+MAX_NOTES = 20  # notes on files not graded, each naming at most MAX_NOTED_NAME characters of the file's name: the
+MAX_NOTED_NAME = 200  # loader cell carries them beside the sources, in a request frame of at most 8 MiB
 LOADER_CELL = "# jitgrade: the submitted files, loaded as modules: {files}"
 MISSING_CELL = "# {file} was not handed in"
 
@@ -519,10 +522,14 @@ def build(files: dict[str, bytes], name: str, declared: Layout) -> PythonSubmiss
         except (SyntaxError, UnicodeDecodeError, LookupError) as exc:
             unloadable[module] = ("not text", NOT_TEXT.format(file=file, why=str(exc)[:200]))
     notes = []
-    for file in sorted(set(files) - set(declared.files)):
+    others = sorted(set(files) - set(declared.files))
+    for index, file in enumerate(others):
         if module_of(file) in declared.helpers:  # the course's own copy, from the starter folder: served anyway
             continue
-        shown = one_line(file)  # a name is the student's: it may not fake a line of a report or a CI log
+        if len(notes) == MAX_NOTES:
+            notes.append(MORE_NOTES.format(count=len(others) - index, files=listed))
+            break
+        shown = one_line(file[:MAX_NOTED_NAME])  # the student's: it may not fake a line of a report or a CI log
         if file.endswith(".ipynb"):
             notes.append((NOTEBOOK_NOT_GRADED if declared.notebooks else IGNORED).format(file=shown, files=listed))
             continue

@@ -779,3 +779,28 @@ def test_an_object_whose_class_lies_is_refused_by_the_channel_not_a_crash_of_the
     messages = [t["message"] for t in report["tests"] if t["problem"] == "softmax" and t["status"] != "passed"]
     assert messages and all("cannot be graded" in m and "Liar" in m for m in messages[:3]), messages[:2]
     assert report["score"] == report["max_score"] - 10  # softmax's points only
+
+
+def test_thousands_of_extra_files_beside_correct_ones_still_grade(zygote, tmp_path: Path) -> None:
+    """Each file not graded was named in a note the loader cell carries; 9,990 long names beside 2 MiB of sources
+    passed the 8 MiB request frame and the loader itself failed: the correct files scored 0 with a message about
+    cell 0. The notes are bounded: the first few, then how many more."""
+    from conftest import FAST
+
+    from grader import pyfiles
+    from grader.assignment import load
+    from grader.grading import Grader
+
+    padding = "# " + "\u0800" * (pyfiles.MAX_FILE_BYTES // 3 - 2000) + "\n"  # 3 bytes a character in UTF-8
+    files = {
+        "pf_softmax.py": (padding + (PYDEMO / "solution" / "pf_softmax.py").read_text()).encode(),
+        "pf_sigmoid.py": (
+            padding[: len(padding) // 2] + "\n" + (PYDEMO / "solution" / "pf_sigmoid.py").read_text()
+        ).encode(),
+        **{f"{i:05d}" + "\u2028" * 80 + ".py": b"" for i in range(9990)},
+    }
+    path = tmp_path / "many.zip"
+    path.write_bytes(_zip_bytes(files))
+    report = Grader(load(PYDEMO), FAST, 7, zygote=zygote).grade_file(path).result.to_dict()
+    assert report["score"] == 15, [c["message"][:200] for c in report["root_causes"]]
+    assert "and 9970 more files were not graded" in json.dumps(report)
