@@ -122,7 +122,7 @@ NOTEBOOK_NOT_GRADED = (
 REFUSED = "{file} was not loaded: {why}"
 MORE_NOTES = "and {count} more files were not graded (only the assignment's files are: {files})"
 MAX_NOTES = 20  # notes on files not graded, each naming at most MAX_NOTED_NAME characters of the file's name: the
-MAX_NOTED_NAME = 200  # loader cell carries them beside the sources, in a request frame of at most 8 MiB
+MAX_NOTED_NAME = 200  # loader cell carries and prints them: thousands of long names made it fail
 LOADER_CELL = "# jitgrade: the submitted files, loaded as modules: {files}"
 MISSING_CELL = "# {file} was not handed in"
 
