@@ -804,3 +804,29 @@ def test_thousands_of_extra_files_beside_correct_ones_still_grade(zygote, tmp_pa
     report = Grader(load(PYDEMO), FAST, 7, zygote=zygote).grade_file(path).result.to_dict()
     assert report["score"] == 15, [c["message"][:200] for c in report["root_causes"]]
     assert "and 9970 more files were not graded" in json.dumps(report)
+
+
+def test_similarity_of_py_submissions_escapes_names_and_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """.py submissions compared (a folder, a zip): HTML in their code, in a student's folder name and in the name
+    of a file they added never reaches the report as markup; the CSV neutralizes a formula in a name."""
+    folder, out = tmp_path / "class", tmp_path / "out"
+    script = "# </pre><script>alert(1)</script>\nS = '</textarea><img src=x onerror=alert(2)>'\n"
+    for student in ("<img src=x onerror=alert(3)>", "=HYPERLINK(1)", "zed"):
+        files = {name: script.encode() + data for name, data in _solution_files().items()}
+        (folder / student).mkdir(parents=True)
+        for name, data in {**files, "<script>alert(4)<\u2215script>.py": b"x = 1\n"}.items():
+            (folder / student / name).write_bytes(data)
+    (folder / "zip.zip").write_bytes(_zip_bytes({**_solution_files(), "<svg onload=alert(5)>.py": script.encode()}))
+    code = cli.main(["similarity", str(folder), "-a", str(PYDEMO), "--out", str(out), "--threshold", "0.05"])
+    assert code == 0, capsys.readouterr().err
+    pages = [out / "similarity.html", *out.rglob("pair-*.html")]
+    assert len(pages) > 1
+    for page in pages:
+        html = page.read_text()
+        assert not any(tag in html for tag in ("<script>alert", "<img src=x", "<svg onload")), page
+    assert (
+        "\n=HYPERLINK" not in (out / "similarity.csv").read_text()
+        and ",=HYPERLINK" not in (out / "similarity.csv").read_text()
+    )
