@@ -198,6 +198,29 @@ def test_a_binding_that_reorders_the_results_keeps_the_cache_where_the_student_r
     assert all(o.status == "passed" for o in outcomes), [(o.id, o.message) for o in outcomes if o.status != "passed"]
 
 
+def test_a_backward_gets_its_cache_from_the_forward_the_assignment_names(tmp_path: Path) -> None:
+    """Problems named affine_fwd / affine_bwd (kinds affine_forward / affine_backward): the backward's cache comes
+    from affine_fwd, the assignment's forward of that layer, not from a name made up from the backward's."""
+    from grader.checks.runner import run_checks
+    from grader.selfcheck import KernelSession
+    definition = (ASSIGNMENT / "assignment.toml").read_text()
+    head = definition[: definition.index("[problems.")]
+    (tmp_path / "assignment.toml").write_text(
+        head + '[problems.affine_fwd]\nkind = "affine_forward"\npoints = 6\n\n'
+        '[problems.affine_bwd]\nkind = "affine_backward"\npoints = 14\n'
+    )
+    namespace: dict[str, Any] = {"np": np}
+    exec(
+        "def affine_fwd(x, w, b):\n    return x.reshape(len(x), -1) @ w + b, (x, w, b)\n"
+        "def affine_bwd(dout, cache):\n    x, w, b = cache\n"
+        "    return (dout @ w.T).reshape(x.shape), x.reshape(len(x), -1).T @ dout, dout.sum(axis=0)\n",
+        namespace,
+    )
+    outcomes = run_checks(KernelSession(namespace), load(str(tmp_path)), HIDDEN_SEED)
+    assert {o.problem for o in outcomes} == {"affine_fwd", "affine_bwd"}
+    assert all(o.status == "passed" for o in outcomes), [(o.id, o.message) for o in outcomes if o.status != "passed"]
+
+
 def test_the_committed_template_is_up_to_date_and_holds_only_stubs() -> None:
     from grader.assign import STUB, student_notebook
 

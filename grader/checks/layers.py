@@ -132,8 +132,13 @@ def _tuple(value: Any, count: int, function: str, names: str) -> tuple[Any, ...]
     return tuple(value)
 
 
-def forward_name(ctx: CheckContext) -> str:
-    """The forward paired with the graded backward: affine_backward -> affine_forward."""
+def forward_name(ctx: CheckContext, layer: Layer) -> str:
+    """The forward paired with the graded backward: the function of the assignment's problem of the layer's forward
+    kind (as its binding calls it), else the backward's own name with _forward for _backward."""
+    kind = f"{layer.name}_forward"
+    declared = next((p.binding.call for p in ctx.assignment.problems if p.kind == kind), None)
+    if declared is not None:
+        return declared
     call = ctx.problem.binding.call
     return call[: -len("_backward")] + "_forward" if call.endswith("_backward") else f"{call}_forward"
 
@@ -155,7 +160,7 @@ def _pair_grads(ctx: CheckContext, layer: Layer, case: cases.Case) -> tuple[np.n
     """The upstream gradient and the student's backward through its own forward's cache, once per case."""
     key = (ctx.problem.name, ctx.hidden, "layer", case.seed)
     if key not in ctx.memo:
-        forward = forward_name(ctx)
+        forward = forward_name(ctx, layer)
         dout = _dout(case, layer.forward(*case.args).shape)
         try:
             try:
@@ -222,7 +227,7 @@ def _diagnoser(
 
 def _check_numeric(ctx: CheckContext, layer: Layer) -> None:
     """Each gradient against central differences of sum(forward(...) * dout) of the student's own forward."""
-    forward = forward_name(ctx)
+    forward = forward_name(ctx, layer)
     case = layer.case(ctx.sub_seed("numeric"))
     dout, grads = _pair_grads(ctx, layer, case)
     wrong: dict[str, str] = {}  # gradient -> how it disagrees
