@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, TextIO
 
 from rich.console import Console
@@ -20,19 +21,34 @@ def isolation_label(execution: dict[str, Any] | None) -> str:
         return "none (not executed)"
     iso = execution.get("isolation", {})
     layers = iso.get("layers", {})
-    names = [iso.get("level", "process")] + [f"{name} ({on})" if isinstance(on, str) else name
-                                             for name, on in layers.items() if on]
+    names = [iso.get("level", "process")] + [
+        f"{name} ({on})" if isinstance(on, str) else name for name, on in layers.items() if on
+    ]
     return " + ".join(names)
+
+
+# A line of output that starts with "::" (after colors and spaces) is a GitHub Actions workflow command (::error,
+# ::add-mask::, ...) when `jitgrade check` runs in CI. Student text may put one at the start of a line, directly or
+# where the terminal's width folds a long line; a zero-width space between the colons (invisible) defuses it.
+_COMMAND = re.compile(r"^((?:\x1b\[[0-9;]*m|\s)*):(?=:)", re.MULTILINE)
 
 
 def render(report: dict[str, Any], stream: TextIO | None = None, width: int | None = None) -> None:
     """Print the report for a human at a terminal (colors only when the stream is a terminal); every
-    string from the report is sanitized and markup-escaped, so no student text becomes an escape sequence."""
-    report = sanitize.report(report)
+    string from the report is sanitized and markup-escaped, so no student text becomes an escape sequence,
+    and no printed line a CI workflow command."""
     console = Console(file=stream, width=width, highlight=False, soft_wrap=False)
+    with console.capture() as captured:
+        _print(sanitize.report(report), console)
+    console.file.write(_COMMAND.sub("\\1:\u200b", captured.get()))
+
+
+def _print(report: dict[str, Any], console: Console) -> None:
     prov = report["provenance"]
-    console.print(f"[bold]jitgrade[/] · {escape(prov['assignment'])} {escape(prov['assignment_version'])} · "
-                  f"{escape(prov['notebook'])}")
+    console.print(
+        f"[bold]jitgrade[/] · {escape(prov['assignment'])} {escape(prov['assignment_version'])} · "
+        f"{escape(prov['notebook'])}"
+    )
     if report.get("error"):
         console.print(f"[bold red]Not graded:[/] {escape(report['error'])}")
         return
