@@ -521,7 +521,7 @@ def build(files: dict[str, bytes], name: str, declared: Layout) -> PythonSubmiss
             sources[module] = decode(files[file])
         except (SyntaxError, UnicodeDecodeError, LookupError) as exc:
             unloadable[module] = ("not text", NOT_TEXT.format(file=file, why=str(exc)[:200]))
-    notes = []
+    notes: list[str] = []
     others = sorted(set(files) - set(declared.files))
     for index, file in enumerate(others):
         if module_of(file) in declared.helpers:  # the course's own copy, from the starter folder: served anyway

@@ -147,9 +147,9 @@ def hold(value: Any, keep: Sequence[tuple[int, int]], table: dict[int, Any]) -> 
     (on the holder's side), as the plain tuple or list (a namedtuple's fields read by position); a value that is not
     a tuple or list long enough is left as it is."""
     base = kind_of(value, (tuple, list))
-    if not keep or base is None or max(pos for pos, _ in keep) >= base.__len__(value):
+    if not keep or base is None or max(pos for pos, _ in keep) >= base.__len__(value):  # type: ignore[attr-defined]
         return value
-    items = list(base.__iter__(value))
+    items = list(base.__iter__(value))  # type: ignore[attr-defined]
     for pos, hid in keep:
         table[hid], items[pos] = items[pos], Handle(None, 0, hid)
     drop_oldest(table)
@@ -206,7 +206,7 @@ def refusal(value: object) -> dict[str, Any] | None:
                 "why": "only arrays of numbers (bool, int, float) may be returned",
             }
         return None
-    if kind_of(value, (np.generic,)) and value.dtype.kind not in ALLOWED_KINDS:
+    if kind_of(value, (np.generic,)) and value.dtype.kind not in ALLOWED_KINDS:  # type: ignore[attr-defined]
         return {"t": "refused", "type": _type_name(value), "why": "not a number"}
     return None
 
@@ -253,23 +253,23 @@ def encode(
         if why is not None:
             return why
         if kind_of(v, (np.ndarray,)):
-            payloads.append(_npy_bytes(v))
+            payloads.append(_npy_bytes(v))  # type: ignore[arg-type]
             return {"t": "array", "i": len(payloads) - 1}
         if kind_of(v, (np.generic,)):
             payloads.append(_npy_bytes(np.asarray(v)))
             return {"t": "scalar", "i": len(payloads) - 1}
         base = kind_of(v, CONTAINERS)
-        if base is not None and (nodes + base.__len__(v) > MAX_NODES or depth >= MAX_DEPTH):
+        if base is not None and (nodes + base.__len__(v) > MAX_NODES or depth >= MAX_DEPTH):  # type: ignore[attr-defined]
             return {  # refused whole, so that what is sent stays within what the other side reads
                 "t": "refused",
-                "type": f"{base.__name__} of {base.__len__(v)} items",
+                "type": f"{base.__name__} of {base.__len__(v)} items",  # type: ignore[attr-defined]
                 "why": f"too large to grade: at most {MAX_NODES} values and {MAX_DEPTH} levels of nesting; "
                 "return an array instead",
             }
         if base is list or base is tuple:
-            return {"t": base.__name__, "v": [walk(item, depth + 1) for item in base.__iter__(v)]}
+            return {"t": base.__name__, "v": [walk(item, depth + 1) for item in base.__iter__(v)]}  # type: ignore[arg-type,var-annotated]
         if base is dict:
-            items = list(dict.items(v))  # type: ignore[arg-type]
+            items = list(dict.items(v))  # type: ignore[arg-type,var-annotated]
             if not all(type(k) is str for k, _ in items):
                 return {"t": "refused", "type": "dict", "why": "dictionary keys must be strings"}
             return {"t": "dict", "v": [[k, walk(item, depth + 1)] for k, item in items]}
