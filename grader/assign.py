@@ -257,14 +257,11 @@ def record_expected(assignment: Any) -> truth.Table:
     """The reference's answers on the visible cases, as the checks ask for them while grading the master and every
     example submission (which exercise the diagnoses of common mistakes): what a students' install replays."""
     from grader.grading import Grader
-    from grader.submissions import discover, read_submission
+    from grader.submissions import discover_for, read_submission
 
-    python = pyfiles.layout(assignment).files if pyfiles.accepts_python(assignment) else ()
-    notebooks = pyfiles.NOTEBOOK in pyfiles.formats(assignment)
     found = [assignment.master]
     if assignment.examples is not None:
-        examples = discover([assignment.examples], preferred=assignment.template, python=python, notebooks=notebooks)
-        found += [s.path for s in examples if s.path is not None]
+        found += [s.path for s in discover_for(assignment, [assignment.examples]) if s.path is not None]
     table = truth.Table()
     with truth.recording(table), Grader(assignment, include_hidden=False) as grader:
         for path in found:

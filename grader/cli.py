@@ -162,6 +162,10 @@ NOT_RECORDED = (
     "installed here, so students' installs will run only the checks that need no expected value; record them "
     "where it is (`pip install jitgrade ./instructor`)"
 )
+NOT_RECORDED_BECAUSE = (
+    "{name}: the student files are written, but the visible checks' expected values (selfcheck.npz) could not be "
+    "recorded: {why}; fix that and run jitgrade assign again (or pass --no-expected)"
+)
 NO_ASSIGNMENT = "{path}: no assignment given and none in the notebook's metadata; pass -a NAME"
 NO_ASSIGNMENT_FILES = "{path}: .py files name no assignment; pass -a NAME (the assignment's name or folder)"
 
@@ -363,12 +367,10 @@ def _remove_temporaries(out: Path) -> int:
 def _discover(assignment: Any, inputs: Sequence[str], out: Path) -> list[Any]:
     """The submissions in the inputs (notebooks, .py files, or either, as the assignment accepts), `out` left out."""
     from grader import pyfiles
-    from grader.submissions import SubmissionError, discover
+    from grader.submissions import SubmissionError, discover_for
 
     try:
-        python = pyfiles.layout(assignment).files if pyfiles.accepts_python(assignment) else ()
-        notebooks = pyfiles.NOTEBOOK in pyfiles.formats(assignment)
-        return discover(inputs, preferred=assignment.template, outputs=[out], python=python, notebooks=notebooks)
+        return discover_for(assignment, inputs, [out])
     except (SubmissionError, pyfiles.PyFilesError) as exc:
         raise UsageError(str(exc)) from None
 
@@ -584,6 +586,9 @@ def cmd_assign(args: argparse.Namespace) -> int:
     """Write the student notebook for a master notebook (and its .py starter when the assignment accepts .py
     files too), or the starter files for a master folder of .py files; print each path written."""
     from grader import assign, truth
+    from grader.pyfiles import PyFilesError
+    from grader.sandbox.zygote import ZygoteError
+    from grader.submissions import SubmissionError
 
     try:
         master = assign.master_of(args.master)
@@ -595,7 +600,10 @@ def cmd_assign(args: argparse.Namespace) -> int:
     assignment = assign.assignment_beside(master)
     if assignment is not None and not args.no_expected:
         if truth.available():
-            print(assign.write_expected(assignment))
+            try:
+                print(assign.write_expected(assignment))
+            except (ZygoteError, SubmissionError, PyFilesError) as exc:
+                raise UsageError(NOT_RECORDED_BECAUSE.format(name=assignment.name, why=exc)) from None
         else:
             print(NOT_RECORDED.format(name=assignment.name), file=sys.stderr)
     return EXIT_OK

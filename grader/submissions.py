@@ -311,3 +311,11 @@ def _unique(submissions: list[Submission], named: Collection[int] = ()) -> list[
         seen.add(student.lower())
         out[i] = Submission(student, s.path, s.problem, s.python)
     return [out[i] for i in range(len(submissions))]
+
+
+def discover_for(assignment: Any, inputs: Iterable[str | Path], outputs: Iterable[Path] = ()) -> list[Submission]:
+    """discover() of what `assignment` accepts (notebooks, its .py files, or either), named after its template;
+    raises SubmissionError or pyfiles.PyFilesError."""
+    python = pyfiles.layout(assignment).files if pyfiles.accepts_python(assignment) else ()
+    notebooks = pyfiles.NOTEBOOK in pyfiles.formats(assignment)
+    return discover(inputs, preferred=assignment.template, outputs=outputs, python=python, notebooks=notebooks)

@@ -41,7 +41,7 @@ NOT_RECORDED = (
 )
 NO_TABLE = (
     "checked by the grader only: the reference solution is not installed and {path} (the visible cases' "
-    "expected values, written by `jitgrade assign`) is missing. Your instructor's grading runs it."
+    "expected values, written by `jitgrade assign`) cannot be read ({why}). Your instructor's grading runs it."
 )
 REFERENCE_MISSING = (
     "`jitgrade {command}` needs the reference solution, which is not installed: jitgrade as students install it "
@@ -315,12 +315,20 @@ def answers_for(table_path: Path) -> Iterator[None]:
         return
     try:
         table = Table.load(table_path)
-    except (FileNotFoundError, ValueError):
-        with _mode(_Mode(missing=NO_TABLE.format(path=table_path.name))):
+    except ValueError as exc:  # missing too (Table.load says which)
+        with _mode(_Mode(missing=NO_TABLE.format(path=table_path.name, why=_reason(exc)))):
             yield
         return
     with replaying(table):
         yield
+
+
+def _reason(exc: ValueError) -> str:
+    """Why a table was not read, without the host path the message starts with (students see it)."""
+    cause = exc.__cause__
+    if isinstance(cause, FileNotFoundError):
+        return "it is not there"
+    return str(cause or exc).split(": ", 1)[-1][:200]
 
 
 # --------------------------------------------------------------------------- stand-ins
@@ -412,7 +420,15 @@ class Recorded:
         return Recorded(f"{self.path}[{key!r}]")
 
     def __iter__(self) -> Iterator[Any]:
-        raise NotLocal(NOT_RECORDED.format(call=self.path.removeprefix("reference.")))
+        raise self._unanswered(_current(), self.path.removeprefix("reference."))
+
+    @staticmethod
+    def _unanswered(mode: _Mode, call: str) -> NotLocal:
+        """Why there is no answer here (no table at all, or this input not recorded), remembered for unanswered()."""
+        why = mode.missing or NOT_RECORDED.format(call=call)
+        if mode is not _IDLE:
+            mode.missed.append(why)
+        return NotLocal(why)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         mode = _current()
@@ -425,13 +441,10 @@ class Recorded:
         try:
             key = digest(self.path, args, kwargs, {})
         except Unkeyable as exc:
-            why = NOT_RECORDED.format(call=f"{self.path} of a {exc}")
-        else:
-            if table is not None and key in table.calls:
-                return table.decode(table.calls[key])
-            why = mode.missing or NOT_RECORDED.format(call=self.path.removeprefix("reference."))
-        mode.missed.append(why)
-        raise NotLocal(why)
+            raise self._unanswered(mode, f"{self.path} of a {exc}") from None
+        if table is not None and key in table.calls:
+            return table.decode(table.calls[key])
+        raise self._unanswered(mode, self.path.removeprefix("reference."))
 
 
 class Opaque:

@@ -228,6 +228,31 @@ def test_a_students_check_names_the_grader_only_checks(
     assert code == 1 and "run only in your instructor's grading" in out, out
     skipped = ET.parse(tmp_path / "junit.xml").getroot().findall(".//skipped")
     assert skipped and all("checked by the grader only" in s.get("message", "") for s in skipped)
+    assert all("cannot be read (it is not there)" in s.get("message", "") for s in skipped)
+    (course / EXPECTED).write_bytes(b"not a zip")  # a damaged recording says so, without the host's path
+    main(["check", str(load("mlp").master), "-a", str(course), "--junit", str(tmp_path / "junit.xml")])
+    messages = {s.get("message", "") for s in ET.parse(tmp_path / "junit.xml").getroot().findall(".//skipped")}
+    assert messages and all("cannot be read (" in m and str(tmp_path) not in m for m in messages), messages
+    assert not any("it is not there" in m for m in messages), messages
+
+
+def test_assign_keeps_the_student_files_when_the_recording_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sandbox cannot start (no bubblewrap, a broken interpreter): one line says what was written and what not."""
+    from grader import assign
+    from grader.cli import main
+    from grader.sandbox.zygote import ZygoteError
+
+    def broken(assignment: Any) -> Path:
+        raise ZygoteError("the sandbox did not start")
+
+    monkeypatch.setattr(assign, "write_expected", broken)
+    course = shutil.copytree(load("mlp-sigmoid").directory, tmp_path / "course")
+    assert main(["assign", str(course), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "student files are written" in err and "the sandbox did not start" in err and "Traceback" not in err
+    assert (tmp_path / "out" / load("mlp-sigmoid").template).is_file()
 
 
 def test_a_students_install_refuses_to_grade_a_class(
